@@ -1,0 +1,400 @@
+"""The site configuration: one YAML file, validated strictly, overridable from the environment.
+
+Unknown keys are rejected (a misspelt `treshold` must not silently fall back to a default), every
+field says its unit and bounds, and every error names the path in the file and its line. Any
+value can be overridden as `LOBBYWATCH_<SECTION>__<KEY>[__<KEY>...]=<yaml value>`; list items
+are addressed by index or by their `id` (`LOBBYWATCH_CAMERAS__LOBBY__SOURCE=rtsp://...`), so
+containers and tests need not edit files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "LOBBYWATCH_"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, _ . -")]
+Point = tuple[
+    Annotated[float, Field(ge=0.0, le=1.0)],
+    Annotated[float, Field(ge=0.0, le=1.0)],
+]
+Polygon = Annotated[
+    list[Point],
+    Field(min_length=3, description="Points (x, y) normalized to 0..1 of the image, x right, y down"),
+]
+ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "staff"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Strict):
+    id: Id = Field(description="Site (branch) identifier, used in topics and records")
+    name: str = Field("", description="Human-readable branch name")
+    timezone: str = Field("UTC", description="IANA time zone of the branch, e.g. Asia/Shanghai")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class ZoneConfig(_Strict):
+    id: Id
+    name: str = Field("", description="Name shown to people")
+    role: ZoneRole = Field(description="What the zone is for; alert rules select zones by it")
+    polygon: Polygon
+    priority: int = Field(
+        0, description="Where zones overlap, a person counts only in the highest-priority zone"
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _non_degenerate(cls, polygon: list[Point]) -> list[Point]:
+        if _polygon_area(polygon) < 1e-6:
+            raise ValueError("polygon has no area (points repeated or on one line)")
+        return polygon
+
+
+class IgnoreMaskConfig(_Strict):
+    id: Id
+    polygon: Polygon = Field(description="Detections whose feet fall here are dropped")
+    reason: str = Field("", description="Why, e.g. 'mannequins in the shop window'")
+
+
+class CameraConfig(_Strict):
+    id: Id
+    name: str = ""
+    source: str = Field(
+        min_length=1,
+        description="rtsp:// URL, USB index (usb:0), video file, or image pattern like seq_%06d.jpg",
+    )
+    fps: float = Field(2.0, gt=0, le=60, description="Frames per second to process (decimation)")
+    source_fps: float | None = Field(
+        None, gt=0, le=240, description="Frame rate of an image sequence or a file that lacks one"
+    )
+    loop: bool = Field(False, description="Replay a file or sequence forever (demos)")
+    stale_after_s: float = Field(10.0, gt=0, description="Seconds without a frame before stale")
+    offline_after_s: float = Field(
+        30.0, gt=0, description="Seconds without a frame before offline and reconnect"
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="Upper bound of the reconnect backoff")
+    zones: list[ZoneConfig] = Field(min_length=1)
+    ignore: list[IgnoreMaskConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraConfig:
+        _unique([z.id for z in self.zones], "zone")
+        _unique([m.id for m in self.ignore], "ignore mask")
+        if self.offline_after_s <= self.stale_after_s:
+            raise ValueError("offline_after_s must be greater than stale_after_s")
+        return self
+
+
+class TilingConfig(_Strict):
+    enabled: bool = Field(True, description="Also run the detector on overlapping tiles")
+    grid: tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]] = Field(
+        (2, 2), description="Tiles as (columns, rows)"
+    )
+    overlap: float = Field(0.2, ge=0.0, le=0.5, description="Fraction of a tile shared with its neighbour")
+    full_frame: bool = Field(True, description="Also run once on the whole frame (near, large people)")
+
+
+class DetectorConfig(_Strict):
+    model: str = Field(
+        "yolox_nano", min_length=1, description="Model name from the manifest, or a path to a model file"
+    )
+    family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
+        None, description="Output format; required when `model` is a path outside the manifest"
+    )
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
+        Field(None, description="Model input (width, height) in pixels; default from the manifest")
+    )
+    confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum person score")
+    nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which overlapping boxes merge")
+    tiling: TilingConfig = Field(default_factory=TilingConfig)
+    provider: Literal["auto", "tensorrt", "cuda", "openvino", "cpu"] = Field(
+        "auto", description="Execution provider; auto picks the fastest installed"
+    )
+    threads: int = Field(0, ge=0, le=64, description="Inference threads, 0 = runtime default")
+
+
+class OccupancyConfig(_Strict):
+    window_s: float = Field(
+        6.0, ge=0, le=600, description="Seconds of raw counts the smoothed occupancy looks back over"
+    )
+    quantile: float = Field(
+        0.75, ge=0.0, le=1.0, description="Quantile of the window reported; > 0.5 rides over misses"
+    )
+
+
+class StorageConfig(_Strict):
+    path: Path = Field(Path("/var/lib/lobbywatch/lobbywatch.db"), description="SQLite database file")
+    interval_s: int = Field(10, ge=1, le=3600, description="History bucket length in seconds")
+    retention_days: int = Field(400, ge=1, le=3650, description="History older than this is deleted")
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    status_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between status lines with each camera's fps and counts"
+    )
+
+
+class LobbyConfig(_Strict):
+    site: SiteConfig
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    cameras: list[CameraConfig] = Field(min_length=1)
+    occupancy: OccupancyConfig = Field(default_factory=OccupancyConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> LobbyConfig:
+        _unique([c.id for c in self.cameras], "camera")
+        # Zone ids are site-wide: history, alerts and the API address a zone without its camera.
+        _unique([z.id for c in self.cameras for z in c.zones], "zone")
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        known = ", ".join(c.id for c in self.cameras)
+        raise KeyError(f"no camera {camera_id!r} in the config (cameras: {known})")
+
+
+def _unique(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    duplicates = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+    if duplicates:
+        raise ValueError(f"duplicate {what} id(s): {', '.join(duplicates)}")
+
+
+def _polygon_area(polygon: list[Point]) -> float:
+    area = 0.0
+    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1]):
+        area += x1 * y2 - x2 * y1
+    return abs(area) / 2.0
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem found in a config: where (dotted path, file line or env var) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+    env_var: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(top level)"
+        if self.env_var:
+            where += f" (from environment {self.env_var})"
+        elif self.line is not None:
+            where += f" (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} error(s) in configuration\n{lines}")
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> LobbyConfig:
+    """Read, override from the environment, and validate a config file.
+
+    Strings may refer to environment variables as ${NAME} or ${NAME:-default}. Relative paths
+    (storage, file and sequence sources) are taken relative to the config file's directory, so a
+    config works whatever directory the service starts in.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from None
+    return parse_config(text, source=str(path), base_dir=path.parent, environ=environ)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", base_dir: Path = Path("."), environ: Mapping[str, str]
+) -> LobbyConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(source, [ConfigIssue("", f"not valid YAML: {exc}", line)]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", "the file must be a YAML mapping of sections")])
+    lines = _line_index(node)
+    issues: list[ConfigIssue] = []
+    data = _expand_env_refs(data, environ, issues)
+    env_paths = _apply_env_overrides(data, environ, issues)
+    if issues:
+        raise ConfigError(source, issues)
+    try:
+        config = LobbyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from(exc, lines, env_paths)) from None
+    return _resolve_paths(config, base_dir)
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map each path in the YAML document to its 1-based line, for error messages."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(n: yaml.Node, path: tuple[str, ...]) -> None:
+        index[path] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                walk(value, (*path, str(key.value)))
+                index[(*path, str(key.value))] = key.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*path, str(i)))
+
+    if node is not None:
+        walk(node, ())
+    return index
+
+
+def _expand_env_refs(value: Any, environ: Mapping[str, str], issues: list[ConfigIssue]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env_refs(v, environ, issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env_refs(v, environ, issues) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        issues.append(ConfigIssue("", f"environment variable {name} is not set (used as ${{{name}}})"))
+        return ""
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str], issues: list[ConfigIssue]
+) -> dict[tuple[str, ...], str]:
+    """Apply LOBBYWATCH_A__B__C=value overrides in place; returns the paths they set."""
+    applied: dict[tuple[str, ...], str] = {}
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue  # LOBBYWATCH_MODELS, LOBBYWATCH_CONFIG... are settings, not overrides
+        keys = [k.lower() for k in var[len(ENV_PREFIX) :].split("__")]
+        try:
+            value = yaml.safe_load(environ[var]) if environ[var] != "" else ""
+        except yaml.YAMLError:
+            value = environ[var]
+        try:
+            path = _set_path(data, keys, value)
+        except LookupError as exc:
+            issues.append(ConfigIssue(".".join(keys), str(exc), env_var=var))
+            continue
+        applied[path] = var
+    return applied
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> tuple[str, ...]:
+    node: Any = data
+    path: list[str] = []
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+            path.append(key)
+        elif isinstance(node, list):
+            index = _list_index(node, key)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+            path.append(str(index))
+        else:
+            raise LookupError(f"cannot set {key!r}: {'.'.join(path)} is not a section")
+    return tuple(path)
+
+
+def _list_index(items: list[Any], key: str) -> int:
+    if key.isdigit() and int(key) < len(items):
+        return int(key)
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and str(item.get("id", "")).lower() == key:
+            return i
+    raise LookupError(f"no list item with index or id {key!r}")
+
+
+def _issues_from(
+    exc: ValidationError, lines: dict[tuple[str, ...], int], env_paths: dict[tuple[str, ...], str]
+) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see the documented config)"
+        env_var = next((v for p, v in env_paths.items() if _overlaps(loc, p)), None)
+        issues.append(ConfigIssue(".".join(loc), message, _nearest_line(lines, loc), env_var))
+    return issues
+
+
+def _overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
+def _resolve_paths(config: LobbyConfig, base_dir: Path) -> LobbyConfig:
+    def resolve(p: Path) -> Path:
+        return p if p.is_absolute() else (base_dir / p).resolve()
+
+    cameras = []
+    for camera in config.cameras:
+        source = camera.source
+        if "://" not in source and not source.startswith("usb:") and not source.isdigit():
+            if not source.startswith("/dev/"):
+                source = str(resolve(Path(source)))
+        cameras.append(camera.model_copy(update={"source": source}))
+    storage = config.storage.model_copy(update={"path": resolve(config.storage.path)})
+    return config.model_copy(update={"cameras": cameras, "storage": storage})

@@ -1,0 +1,91 @@
+"""History in SQLite: interval statistics, survival across restarts, retention, live state."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from edge.history import HistoryRecorder
+from edge.store import CameraLive, HistoryRow, Store
+from edge.types import CameraStatus, ZoneReading
+
+T0 = 1_790_000_000  # a multiple of 10: the start of an interval
+
+
+def test_recorder_closes_an_interval_with_mean_max_min_samples_and_coverage():
+    rec = HistoryRecorder("cam", ["a", "b"], interval_s=10)
+    assert rec.observe(T0 + 0, {"a": 2.0, "b": None}, seen_s=0.0) == []
+    assert rec.observe(T0 + 4, {"a": 4.0, "b": 1.0}, seen_s=4.0) == []
+    assert rec.observe(T0 + 6, None, seen_s=0.0) == []  # camera offline for 2 s: not seen
+    rows = rec.observe(T0 + 10, {"a": 9.0, "b": 9.0}, seen_s=4.0)
+    by_zone = {r.zone_id: r for r in rows}
+    assert by_zone["a"] == HistoryRow("a", "cam", T0, 10, 2, 3.0, 4.0, 2.0, 0.4)
+    assert by_zone["b"].samples == 1 and by_zone["b"].mean == 1.0
+    # the tick that closed the interval opened the next one
+    assert [r.bucket_start for r in rec.flush()] == [T0 + 10, T0 + 10]
+
+
+def test_an_interval_with_no_frames_is_recorded_as_unknown_not_zero():
+    rec = HistoryRecorder("cam", ["a"], interval_s=10)
+    rec.observe(T0 + 1, None, seen_s=0.0)
+    (row,) = rec.flush()
+    assert row.samples == 0 and row.mean is None and row.max is None and row.seen_fraction == 0.0
+
+
+def test_history_survives_a_restart_and_a_cut_interval_is_merged(tmp_path):
+    path = tmp_path / "lw.db"
+    store = Store(path, site_id="branch-1")
+    rec = HistoryRecorder("cam", ["a"], interval_s=10)
+    rec.observe(T0 + 1, {"a": 10.0}, seen_s=1.0)
+    rec.observe(T0 + 3, {"a": 20.0}, seen_s=2.0)
+    store.write_history(rec.flush())  # shutdown in the middle of the interval
+    store.close()
+
+    store = Store(path, site_id="branch-1")  # the service comes back in the same interval
+    rec = HistoryRecorder("cam", ["a"], interval_s=10)
+    rec.observe(T0 + 7, {"a": 30.0}, seen_s=0.0)
+    rec.observe(T0 + 9, {"a": 40.0}, seen_s=2.0)
+    store.write_history(rec.flush())
+    (row,) = store.history("a")
+    assert row.samples == 4
+    assert row.mean == pytest.approx(25.0)
+    assert (row.min, row.max) == (10.0, 40.0)
+    assert row.seen_fraction == pytest.approx(0.5)
+    store.close()
+
+    # and the file is a WAL database another process (the API) can read
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT count(*) FROM zone_history").fetchone()[0] == 1
+
+
+def test_a_store_refuses_another_sites_history(tmp_path):
+    Store(tmp_path / "lw.db", site_id="branch-1").close()
+    with pytest.raises(ValueError, match="belongs to site 'branch-1'"):
+        Store(tmp_path / "lw.db", site_id="branch-2")
+
+
+def test_retention_deletes_only_old_rows(tmp_path):
+    store = Store(tmp_path / "lw.db")
+    now = datetime.fromtimestamp(T0, timezone.utc)
+    old = int((now - timedelta(days=31)).timestamp())
+    store.write_history(
+        [HistoryRow("a", "cam", b, 10, 1, 1.0, 1.0, 1.0, 1.0) for b in (old, old + 10, T0)]
+    )
+    assert store.purge_before(now - timedelta(days=30)) == 2
+    assert [r.bucket_start for r in store.history()] == [T0]
+
+
+def test_live_state_keeps_unknown_as_null(tmp_path):
+    store = Store(tmp_path / "lw.db")
+    at = datetime.fromtimestamp(T0, timezone.utc)
+    store.write_live(
+        [ZoneReading("a", "cam", None, None, at, CameraStatus.OFFLINE)],
+        CameraLive("cam", CameraStatus.OFFLINE, 0.0, at),
+    )
+    (reading,) = store.live()
+    assert reading.count is None and not reading.known
+    assert reading.camera_status is CameraStatus.OFFLINE
+    assert store.cameras()[0].status is CameraStatus.OFFLINE
