@@ -1,0 +1,132 @@
+"""`lobbywatch models ...`: list, fetch, verify and locate model weights.
+
+The lead CLI mounts `app` with `main_app.add_typer(app, name="models")`. Every expected failure
+(unknown model, missing file, checksum, network, licence) exits 1 with one message on stderr
+and no traceback, because the people running this are installers, not Python developers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.fetch import fetch as fetch_model
+from models.manifest import ModelError, load_manifest
+from models.store import ModelNotFoundError, default_dest_dir, resolve_model, verify
+
+app = typer.Typer(
+    help="Detector weights: list the manifest, fetch and verify files, print where they are.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--models-dir",
+        help="Also search this directory (after $LOBBYWATCH_MODELS, before the user cache).",
+        file_okay=False,
+    ),
+]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn expected failures into `error: ...` on stderr and exit code 1."""
+    try:
+        yield
+    except (ModelError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("list")
+def list_models(models_dir: ModelsDir = None) -> None:
+    """List the models in the manifest, their licence, and where each is present."""
+    with _user_errors():
+        manifest = load_manifest()
+        typer.echo(f"{'NAME':<28} {'FAMILY':<13} {'LICENCE':<24} LOCATION")
+        for entry in manifest.models:
+            try:
+                where = str(
+                    resolve_model(entry.name, models_dir=models_dir, manifest=manifest).path
+                )
+            except ModelNotFoundError:
+                where = "missing"
+            licence = entry.license if entry.shippable else f"{entry.license} (tests only)"
+            typer.echo(f"{entry.name:<28} {entry.family:<13} {licence:<24} {where}")
+
+
+@app.command()
+def fetch(
+    name: Annotated[str, typer.Argument(help="Model name from `lobbywatch models list`.")],
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="Target directory [default: $LOBBYWATCH_MODELS or the user cache]."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Download even if a verified copy exists.")] = False,
+    accept_license: Annotated[
+        str | None,
+        typer.Option(help="Licence to accept for non-shippable models, e.g. AGPL-3.0."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bars on stderr.")] = True,
+) -> None:
+    """Download a model's files, verify their sha256, and print their paths."""
+    with _user_errors():
+        paths = fetch_model(
+            name,
+            dest if dest is not None else default_dest_dir(),
+            force=force,
+            accept_license=accept_license,
+            progress=progress,
+        )
+        for path in paths:
+            typer.echo(path)
+
+
+@app.command("verify")
+def verify_models(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Model name or file; default: every model that is present."),
+    ] = None,
+    models_dir: ModelsDir = None,
+) -> None:
+    """Check the sha256 of present model files; exit 1 if any differs or NAME is missing."""
+    failed = False
+    with _user_errors():
+        manifest = load_manifest()
+        names = [name] if name is not None else manifest.names
+        for each in names:
+            try:
+                resolved = resolve_model(each, models_dir=models_dir, manifest=manifest)
+            except ModelNotFoundError:
+                if name is not None:
+                    raise
+                typer.echo(f"{each}: not present")
+                continue
+            problems = verify(resolved)
+            for problem in problems:
+                typer.echo(f"error: {problem}", err=True)
+            failed = failed or bool(problems)
+            status = "sha256 MISMATCH" if problems else "ok"
+            if resolved.entry is None:
+                status = "not in the manifest, nothing to verify"
+            typer.echo(f"{resolved.name}: {status} ({resolved.path})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def path(
+    name: Annotated[str, typer.Argument(help="Model name or file.")],
+    models_dir: ModelsDir = None,
+) -> None:
+    """Print the path of the file a runtime loads (ONNX model or OpenVINO .xml)."""
+    with _user_errors():
+        typer.echo(resolve_model(name, models_dir=models_dir).path)
