@@ -1,0 +1,92 @@
+"""OpenVINO detector for SSD-style Intel models (person-detection-retail-0013) on Intel NUCs.
+
+The `openvino` package is an optional extra, imported here only, so a Jetson install without it
+runs every other family. Input: BGR 0-255, the frame resized to the model input without keeping
+the aspect ratio (how these models were trained). Output: SSD rows with normalized boxes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge.detect.decode import decode_ssd, to_detections
+from edge.detect.settings import DetectorSettings
+from edge.detect.tiling import detect_tiled
+from edge.types import Detections, FloatArray
+
+# "auto" lets OpenVINO pick the Intel device (integrated GPU when present, else CPU).
+_DEVICE = {"auto": "AUTO", "openvino": "AUTO", "cpu": "CPU"}
+
+
+class OpenVinoSsdDetector:
+    """Person detector for an OpenVINO IR SSD model. Not thread-safe (one input tensor)."""
+
+    def __init__(self, settings: DetectorSettings):
+        if settings.family != "openvino_ssd":
+            raise ValueError(f"OpenVinoSsdDetector runs openvino_ssd, not {settings.family!r}")
+        if not settings.model_path.is_file():
+            raise FileNotFoundError(f"model file not found: {settings.model_path}")
+        try:
+            import openvino as ov
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "family 'openvino_ssd' needs the openvino package: "
+                "pip install 'lobbywatch[openvino]'"
+            ) from exc
+        self._settings = settings
+        core = ov.Core()
+        if settings.cache_dir is not None:
+            settings.cache_dir.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(settings.cache_dir)})
+        model = core.read_model(str(settings.model_path))
+        _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
+        config: dict[str, Any] = {}
+        if settings.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = settings.threads
+        self._compiled: Any = core.compile_model(model, _DEVICE[settings.provider], config)
+        self._request: Any = self._compiled.create_infer_request()
+        width, height = settings.input_size
+        self._tensor = np.empty((1, 3, height, width), dtype=np.float32)
+
+    @property
+    def provider(self) -> str:
+        devices = self._compiled.get_property("EXECUTION_DEVICES")
+        return "OpenVINO:" + ",".join(str(d) for d in devices)
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be BGR uint8 HxWx3, got {image.dtype} {image.shape}")
+        if self._settings.tiling is None:
+            return self.detect_once(image)
+        return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
+
+    def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
+        """One model call on the whole of `image`: person boxes in its pixels, after NMS."""
+        s = self._settings
+        resized = cv2.resize(image, s.input_size, interpolation=cv2.INTER_LINEAR)
+        np.copyto(self._tensor[0], resized.transpose(2, 0, 1))
+        self._request.infer({0: self._tensor})
+        raw: FloatArray = self._request.get_output_tensor(0).data
+        found = decode_ssd(raw.reshape(-1, raw.shape[-1]), s.person_class_id, s.confidence)
+        width, height = image.shape[1], image.shape[0]
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        return to_detections(
+            found.xyxy * scale, found.scores, (width, height), s.nms_iou, s.person_class_id
+        )
+
+
+def _check_input_shape(shape: list[Any], settings: DetectorSettings) -> None:
+    """Refuse settings whose input_size differs from the model's static (1, 3, H, W) input."""
+    if len(shape) != 4:
+        raise ValueError(f"{settings.model_path}: expected a 4-D image input, got {shape}")
+    dims = [d.get_length() if d.is_static else None for d in shape[2:]]
+    height, width = dims
+    if height is not None and width is not None and (width, height) != settings.input_size:
+        raise ValueError(
+            f"{settings.model_path}: the model input is {width}x{height} (width x height) "
+            f"but settings.input_size is {settings.input_size[0]}x{settings.input_size[1]}"
+        )

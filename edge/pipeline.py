@@ -1,0 +1,105 @@
+"""One camera's path from frame to zone occupancy: detect, place in zones, smooth.
+
+No threads, files or clocks here: the service and the offline replay drive it, each with the
+time base that fits (monotonic seconds live, source time in a replay).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
+from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
+from edge.occupancy import OccupancySmoother
+from edge.types import Detections, Frame
+from edge.zones import Zone, count_in_zones
+from models.store import resolve_model
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one processed frame says about its camera's zones.
+
+    raw: people the detector placed in each zone in this frame. occupancy: smoothed count per zone.
+    inference_s: wall seconds spent in the detector, for fps and latency figures.
+    """
+
+    camera_id: str
+    frame_index: int
+    raw: Mapping[str, int]
+    occupancy: Mapping[str, float | None]
+    detections: Detections
+    inference_s: float
+
+
+class CameraPipeline:
+    def __init__(
+        self, camera: CameraConfig, detector: Detector, occupancy: OccupancyConfig
+    ) -> None:
+        self.camera_id = camera.id
+        self.detector = detector
+        self.zones = tuple(
+            Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones
+        )
+        self.ignore = tuple(tuple(m.polygon) for m in camera.ignore)
+        self._smoothers = {
+            z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
+        }
+
+    @property
+    def zone_ids(self) -> tuple[str, ...]:
+        return tuple(z.id for z in self.zones)
+
+    def process(self, frame: Frame, now: float) -> FrameResult:
+        """Count people in one frame; `now` is the frame's time in seconds on a steady clock."""
+        started = time.perf_counter()
+        detections = self.detector.detect(frame.image)
+        inference_s = time.perf_counter() - started
+        raw = count_in_zones(detections, frame.width, frame.height, self.zones, self.ignore)
+        occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
+        return FrameResult(self.camera_id, frame.index, raw, occupancy, detections, inference_s)
+
+    def mark_unknown(self) -> None:
+        """The camera is not online: forget the window so stale counts are never reported."""
+        for smoother in self._smoothers.values():
+            smoother.update(None, 0.0)
+
+
+def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> DetectorSettings:
+    """Turn the detector section into runtime settings, filling gaps from the model manifest."""
+    model = resolve_model(config.model)
+    family = config.family or model.family
+    input_size = config.input_size or model.input_size
+    if family is None or input_size is None:
+        raise ValueError(
+            f"detector.model {config.model!r} is not in the model manifest: "
+            "set detector.family and detector.input_size"
+        )
+    tiling = config.tiling
+    # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
+    tiled = tiling.enabled and tiling.grid != (1, 1)
+    return DetectorSettings(
+        model_path=model.path,
+        family=family,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        confidence=config.confidence,
+        nms_iou=config.nms_iou,
+        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame)
+        if tiled
+        else None,
+        provider=config.provider,
+        threads=config.threads,
+        person_class_id=model.entry.classes.person if model.entry else 0,
+        cache_dir=cache_dir,
+    )
+
+
+def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Detector:
+    """A detector for one camera: detectors reuse their input buffers, so threads never share one.
+
+    cache_dir keeps accelerator artefacts (TensorRT engines) across restarts.
+    """
+    return create_detector(detector_settings(config, cache_dir))

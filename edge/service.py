@@ -1,0 +1,271 @@
+"""`lobbywatch run`: the long-running service, one worker thread per camera.
+
+Each worker reads frames, counts people per zone, keeps the live state and the interval history
+in the store, and reports unknown (never 0) while its camera is stale or offline. The main thread
+watches the workers' heartbeats, prints a status line, purges old history, and turns SIGTERM or
+SIGINT into a clean stop that writes the last partial interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+
+from edge.capture import Camera, CaptureSettings
+from edge.config import CameraConfig, LobbyConfig
+from edge.detect import Detector
+from edge.history import HistoryRecorder
+from edge.pipeline import CameraPipeline, build_detector
+from edge.store import CameraLive, Store
+from edge.types import CameraStatus, ZoneReading
+
+log = logging.getLogger("lobbywatch.service")
+
+READ_TIMEOUT_S = 0.5
+LIVE_EVERY_S = 1.0
+PURGE_EVERY_S = 3600.0
+# A detector that fails on this many frames in a row is broken, not unlucky: exit and let the
+# service manager restart the process rather than report nothing forever.
+MAX_CONSECUTIVE_ERRORS = 20
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def capture_settings(camera: CameraConfig, *, realtime: bool, loop: bool) -> CaptureSettings:
+    return CaptureSettings(
+        camera_id=camera.id,
+        source=camera.source,
+        target_fps=camera.fps,
+        source_fps=camera.source_fps,
+        realtime=realtime,
+        loop=loop,
+        stale_after_s=camera.stale_after_s,
+        offline_after_s=camera.offline_after_s,
+        reconnect_max_s=camera.reconnect_max_s,
+        open_timeout_s=min(camera.offline_after_s, 10.0),
+    )
+
+
+@dataclass
+class WorkerState:
+    """What the main thread may read about a worker (replaced whole, never mutated in place)."""
+
+    status: CameraStatus = CameraStatus.OFFLINE
+    fps: float = 0.0
+    occupancy: dict[str, float | None] = field(default_factory=dict)
+    raw: dict[str, int] | None = None
+    inference_ms: float = 0.0
+
+
+class CameraWorker:
+    def __init__(
+        self,
+        camera_config: CameraConfig,
+        camera: Camera,
+        pipeline: CameraPipeline,
+        store: Store,
+        interval_s: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.camera_id = camera_config.id
+        self.camera = camera
+        self.pipeline = pipeline
+        self.store = store
+        self.recorder = HistoryRecorder(camera_config.id, pipeline.zone_ids, interval_s)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.state = WorkerState(occupancy={z: None for z in pipeline.zone_ids})
+        self.heartbeat = clock()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.camera.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        return self.camera.finished
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # reported to the main thread, which exits non-zero
+            log.exception("camera %s: worker failed", self.camera_id)
+            self.error = exc
+        finally:
+            self.camera.stop()
+            self._write_unknown_on_exit()
+
+    def _loop(self) -> None:
+        last_tick = self.clock()
+        last_live = -LIVE_EVERY_S
+        last_status = None
+        errors = 0
+        while not self._stop.is_set() and not self.camera.finished:
+            frame = self.camera.read(READ_TIMEOUT_S)
+            now, status = self.clock(), self.camera.status
+            seen_s = now - last_tick if status is CameraStatus.ONLINE else 0.0
+            last_tick = self.heartbeat = now
+            values: dict[str, float | None] | None = None
+            state = self.state
+            if status is not CameraStatus.ONLINE:
+                self.pipeline.mark_unknown()
+                state = WorkerState(status, self.camera.fps, {z: None for z in self.pipeline.zone_ids})
+            elif frame is not None:
+                try:
+                    result = self.pipeline.process(frame, frame.monotonic)
+                    errors = 0
+                except Exception:
+                    errors += 1
+                    log.exception("camera %s: frame %d failed", self.camera_id, frame.index)
+                    if errors >= MAX_CONSECUTIVE_ERRORS:
+                        raise
+                    continue
+                values = dict(result.occupancy)
+                state = WorkerState(
+                    status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000
+                )
+            else:
+                state = WorkerState(status, self.camera.fps, state.occupancy, state.raw, state.inference_ms)
+            self.state = state
+            self.store.write_history(self.recorder.observe(self.wall_clock().timestamp(), values, seen_s))
+            if status is not last_status or now - last_live >= LIVE_EVERY_S:
+                if status is not last_status:
+                    log.info("camera %s: %s", self.camera_id, status.value)
+                self._write_live(state)
+                last_live, last_status = now, status
+
+    def _write_live(self, state: WorkerState) -> None:
+        at = self.wall_clock()
+        readings = [
+            ZoneReading(
+                zone_id=zone_id,
+                camera_id=self.camera_id,
+                count=state.occupancy.get(zone_id),
+                raw=state.raw.get(zone_id) if state.raw else None,
+                at=at,
+                camera_status=state.status,
+            )
+            for zone_id in self.pipeline.zone_ids
+        ]
+        self.store.write_live(readings, CameraLive(self.camera_id, state.status, state.fps, at))
+
+    def _write_unknown_on_exit(self) -> None:
+        # A stopped pipeline knows nothing about the room: leave "unknown", not the last count.
+        try:
+            self.store.write_history(self.recorder.flush())
+            self._write_live(WorkerState(CameraStatus.OFFLINE, 0.0, {}))
+        except Exception:
+            log.exception("camera %s: could not write the final state", self.camera_id)
+
+
+class Service:
+    def __init__(
+        self, config: LobbyConfig, *, detector_factory: Callable[[], Detector] | None = None
+    ) -> None:
+        self.config = config
+        cache_dir = config.storage.path.parent / "cache"
+        self._detector_factory = detector_factory or (
+            lambda: build_detector(config.detector, cache_dir)
+        )
+        self._stop = threading.Event()
+        self.workers: list[CameraWorker] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        """Run until stopped or every (non-looping) source has ended; returns an exit code."""
+        config = self.config
+        store = Store(config.storage.path, site_id=config.site.id)
+        log.info(
+            "site %s: %d camera(s), detector %s, store %s",
+            config.site.id, len(config.cameras), config.detector.model, config.storage.path,
+        )
+        self._purge(store)
+        for camera_config in config.cameras:
+            detector = self._detector_factory()
+            log.info("camera %s: detector on %s", camera_config.id, detector.provider)
+            camera = Camera(capture_settings(camera_config, realtime=True, loop=camera_config.loop))
+            pipeline = CameraPipeline(camera_config, detector, config.occupancy)
+            worker = CameraWorker(camera_config, camera, pipeline, store, config.storage.interval_s)
+            self.workers.append(worker)
+            worker.start()
+        try:
+            return self._supervise(store)
+        finally:
+            for worker in self.workers:
+                worker.stop()
+            for worker in self.workers:
+                worker.join(timeout=10.0)
+            store.close()
+            log.info("stopped")
+
+    def _supervise(self, store: Store) -> int:
+        next_status = time.monotonic() + self.config.logging.status_interval_s
+        next_purge = time.monotonic() + PURGE_EVERY_S
+        while not self._stop.wait(0.5):
+            failed = [w for w in self.workers if w.error is not None]
+            if failed:
+                log.error("camera worker(s) failed: %s", ", ".join(w.camera_id for w in failed))
+                return 1
+            if all(not w.alive and w.finished for w in self.workers):
+                log.info("all sources ended")
+                return 0
+            now = time.monotonic()
+            if now >= next_status:
+                for worker in self.workers:
+                    log.info(status_line(worker.camera_id, worker.state))
+                next_status = now + self.config.logging.status_interval_s
+            if now >= next_purge:
+                self._purge(store)
+                next_purge = now + PURGE_EVERY_S
+        return 0
+
+    def _purge(self, store: Store) -> None:
+        cutoff = utc_now() - timedelta(days=self.config.storage.retention_days)
+        removed = store.purge_before(cutoff)
+        if removed:
+            log.info("purged %d history rows older than %s", removed, cutoff.date())
+
+
+def status_line(camera_id: str, state: WorkerState) -> str:
+    zones = " ".join(
+        f"{zone}={'unknown' if value is None else f'{value:g}'}"
+        + ("" if state.raw is None or value is None else f" (raw {state.raw.get(zone)})")
+        for zone, value in state.occupancy.items()
+    )
+    return (
+        f"camera {camera_id} {state.status.value} {state.fps:.1f} fps"
+        f" infer {state.inference_ms:.0f} ms | {zones}"
+    )

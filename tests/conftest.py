@@ -1,0 +1,44 @@
+"""Shared test fixtures: where the real model weights and test data live.
+
+They are never part of the repository: $LOBBYWATCH_MODELS (default <repo>/../shared/models) and
+$LOBBYWATCH_DATA (default <repo>/../shared/data). Tests that need them skip, naming the missing
+path, on a machine without that material.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared_dir(variable: str, default: str) -> Path:
+    value = os.environ.get(variable)
+    return Path(value) if value else REPO_ROOT.parent / "shared" / default
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (set LOBBYWATCH_MODELS / LOBBYWATCH_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """Directory with the model weights ($LOBBYWATCH_MODELS); skips the test when absent."""
+    return _require(_shared_dir("LOBBYWATCH_MODELS", "models"), "model directory")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Directory with photos and the Mall dataset ($LOBBYWATCH_DATA); skips when absent."""
+    return _require(_shared_dir("LOBBYWATCH_DATA", "data"), "data directory")
+
+
+@pytest.fixture(scope="session")
+def photos_dir(data_dir: Path) -> Path:
+    """Real photos (bus.jpg, zidane.jpg); skips when absent."""
+    return _require(data_dir / "photos", "photo directory")
