@@ -1,0 +1,1 @@
+"""Supervisor REST API (FastAPI). Reads the edge store; built in a later issue."""

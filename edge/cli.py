@@ -6,12 +6,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from edge.capture import CaptureError
 from edge.config import ConfigError, LobbyConfig, load_config
 from models.cli import app as models_app
+from models.manifest import ModelError
 
 app = typer.Typer(
     help="lobbywatch: people per zone from lobby cameras, history and diversion alerts.",
@@ -37,6 +39,10 @@ def _load(path: Path) -> LobbyConfig:
         raise typer.Exit(1) from None
 
 
+# Failures a user can fix (a wrong path, a missing model): one clear line, no traceback.
+USER_ERRORS = (CaptureError, ModelError, KeyError, FileNotFoundError, ValueError)
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
@@ -52,7 +58,9 @@ def validate_config(
     """Check a config file; prints every error with its path and line, exits 0 or 1."""
     config = _load(file)
     zones = sum(len(c.zones) for c in config.cameras)
-    typer.echo(f"{file}: OK (site {config.site.id}, {len(config.cameras)} camera(s), {zones} zone(s))")
+    typer.echo(
+        f"{file}: OK (site {config.site.id}, {len(config.cameras)} camera(s), {zones} zone(s))"
+    )
 
 
 @app.command()
@@ -64,16 +72,21 @@ def run(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
     _setup_logging(cfg.logging.level)
     service = Service(cfg)
     service.install_signal_handlers()
-    raise typer.Exit(service.run())
+    try:
+        code = service.run()
+    except USER_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command()
 def count(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON lines output file")],
     config: ConfigOption = Path(DEFAULT_CONFIG),
-    camera: Annotated[Optional[str], typer.Option(help="Camera id (default: the first)")] = None,  # noqa: UP007
+    camera: Annotated[str | None, typer.Option(help="Camera id (default: the first)")] = None,
     source: Annotated[
-        Optional[str],  # noqa: UP007
+        str | None,
         typer.Option(help="Replay this source instead of the camera's configured one"),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr")] = True,
@@ -85,7 +98,7 @@ def count(
     _setup_logging("WARNING")
     try:
         summary = replay_to_file(cfg, out, camera, source, progress=progress)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+    except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(

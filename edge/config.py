@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.capture.settings import SourceKind, classify_source
+
 ENV_PREFIX = "LOBBYWATCH_"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -30,7 +32,9 @@ Point = tuple[
 ]
 Polygon = Annotated[
     list[Point],
-    Field(min_length=3, description="Points (x, y) normalized to 0..1 of the image, x right, y down"),
+    Field(
+        min_length=3, description="Points (x, y) normalized to 0..1 of the image, x right, y down"
+    ),
 ]
 ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "staff"]
 
@@ -97,6 +101,12 @@ class CameraConfig(_Strict):
     zones: list[ZoneConfig] = Field(min_length=1)
     ignore: list[IgnoreMaskConfig] = Field(default_factory=list)
 
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source: str) -> str:
+        classify_source(source)  # raises ValueError with what is wrong, credentials masked
+        return source
+
     @model_validator(mode="after")
     def _check(self) -> CameraConfig:
         _unique([z.id for z in self.zones], "zone")
@@ -111,22 +121,30 @@ class TilingConfig(_Strict):
     grid: tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]] = Field(
         (2, 2), description="Tiles as (columns, rows)"
     )
-    overlap: float = Field(0.2, ge=0.0, le=0.5, description="Fraction of a tile shared with its neighbour")
-    full_frame: bool = Field(True, description="Also run once on the whole frame (near, large people)")
+    overlap: float = Field(
+        0.2, ge=0.0, le=0.5, description="Fraction of a tile shared with its neighbour"
+    )
+    full_frame: bool = Field(
+        True, description="Also run once on the whole frame (near, large people)"
+    )
 
 
 class DetectorConfig(_Strict):
     model: str = Field(
-        "yolox_nano", min_length=1, description="Model name from the manifest, or a path to a model file"
+        "yolox_nano",
+        min_length=1,
+        description="Model name from the manifest, or a path to a model file",
     )
     family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
         None, description="Output format; required when `model` is a path outside the manifest"
     )
-    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
-        Field(None, description="Model input (width, height) in pixels; default from the manifest")
-    )
+    input_size: (
+        tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
+    ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
     confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum person score")
-    nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="IoU above which overlapping boxes merge")
+    nms_iou: float = Field(
+        0.45, gt=0.0, le=1.0, description="IoU above which overlapping boxes merge"
+    )
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     provider: Literal["auto", "tensorrt", "cuda", "openvino", "cpu"] = Field(
         "auto", description="Execution provider; auto picks the fastest installed"
@@ -136,7 +154,10 @@ class DetectorConfig(_Strict):
 
 class OccupancyConfig(_Strict):
     window_s: float = Field(
-        6.0, ge=0, le=600, description="Seconds of raw counts the smoothed occupancy looks back over"
+        6.0,
+        ge=0,
+        le=600,
+        description="Seconds of raw counts the smoothed occupancy looks back over",
     )
     quantile: float = Field(
         0.75, ge=0.0, le=1.0, description="Quantile of the window reported; > 0.5 rides over misses"
@@ -144,9 +165,13 @@ class OccupancyConfig(_Strict):
 
 
 class StorageConfig(_Strict):
-    path: Path = Field(Path("/var/lib/lobbywatch/lobbywatch.db"), description="SQLite database file")
+    path: Path = Field(
+        Path("/var/lib/lobbywatch/lobbywatch.db"), description="SQLite database file"
+    )
     interval_s: int = Field(10, ge=1, le=3600, description="History bucket length in seconds")
-    retention_days: int = Field(400, ge=1, le=3650, description="History older than this is deleted")
+    retention_days: int = Field(
+        400, ge=1, le=3650, description="History older than this is deleted"
+    )
 
 
 class LoggingConfig(_Strict):
@@ -188,7 +213,7 @@ def _unique(ids: list[str], what: str) -> None:
 
 def _polygon_area(polygon: list[Point]) -> float:
     area = 0.0
-    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1]):
+    for (x1, y1), (x2, y2) in zip(polygon, polygon[1:] + polygon[:1], strict=True):
         area += x1 * y2 - x2 * y1
     return abs(area) / 2.0
 
@@ -237,7 +262,9 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> L
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]) from None
+        raise ConfigError(
+            str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]
+        ) from None
     return parse_config(text, source=str(path), base_dir=path.parent, environ=environ)
 
 
@@ -274,8 +301,9 @@ def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
         index[path] = n.start_mark.line + 1
         if isinstance(n, yaml.MappingNode):
             for key, value in n.value:
-                walk(value, (*path, str(key.value)))
-                index[(*path, str(key.value))] = key.start_mark.line + 1
+                key_path = (*path, str(key.value))
+                walk(value, key_path)
+                index[key_path] = key.start_mark.line + 1
         elif isinstance(n, yaml.SequenceNode):
             for i, item in enumerate(n.value):
                 walk(item, (*path, str(i)))
@@ -299,7 +327,9 @@ def _expand_env_refs(value: Any, environ: Mapping[str, str], issues: list[Config
             return environ[name]
         if default is not None:
             return default
-        issues.append(ConfigIssue("", f"environment variable {name} is not set (used as ${{{name}}})"))
+        issues.append(
+            ConfigIssue("", f"environment variable {name} is not set (used as ${{{name}}})")
+        )
         return ""
 
     return _ENV_REF.sub(substitute, value)
@@ -392,9 +422,8 @@ def _resolve_paths(config: LobbyConfig, base_dir: Path) -> LobbyConfig:
     cameras = []
     for camera in config.cameras:
         source = camera.source
-        if "://" not in source and not source.startswith("usb:") and not source.isdigit():
-            if not source.startswith("/dev/"):
-                source = str(resolve(Path(source)))
+        if classify_source(source) in (SourceKind.FILE, SourceKind.SEQUENCE):
+            source = str(resolve(Path(source)))
         cameras.append(camera.model_copy(update={"source": source}))
     storage = config.storage.model_copy(update={"path": resolve(config.storage.path)})
     return config.model_copy(update={"cameras": cameras, "storage": storage})

@@ -15,7 +15,7 @@ from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
 from edge.occupancy import OccupancySmoother
 from edge.types import Detections, Frame
-from edge.zones import Zone, count_in_zones
+from edge.zones import Zone, count_in_zones, snap_to_border
 from models.store import resolve_model
 
 
@@ -41,10 +41,8 @@ class CameraPipeline:
     ) -> None:
         self.camera_id = camera.id
         self.detector = detector
-        self.zones = tuple(
-            Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones
-        )
-        self.ignore = tuple(tuple(m.polygon) for m in camera.ignore)
+        self.zones = tuple(Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones)
+        self.ignore = tuple(snap_to_border(m.polygon) for m in camera.ignore)
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
@@ -87,9 +85,7 @@ def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> 
         input_size=(int(input_size[0]), int(input_size[1])),
         confidence=config.confidence,
         nms_iou=config.nms_iou,
-        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame)
-        if tiled
-        else None,
+        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame) if tiled else None,
         provider=config.provider,
         threads=config.threads,
         person_class_id=model.entry.classes.person if model.entry else 0,

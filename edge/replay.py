@@ -18,8 +18,8 @@ from edge.capture import Camera
 from edge.config import LobbyConfig
 from edge.detect import Detector
 from edge.pipeline import CameraPipeline, FrameResult, build_detector
-from edge.types import Frame
 from edge.service import capture_settings
+from edge.types import Frame
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ class CameraWorker:
         self.state = WorkerState(occupancy={z: None for z in pipeline.zone_ids})
         self.heartbeat = clock()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"camera-{self.camera_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"camera-{self.camera_id}", daemon=True
+        )
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -115,7 +117,7 @@ class CameraWorker:
             log.exception("camera %s: worker failed", self.camera_id)
             self.error = exc
         finally:
-            self.camera.stop()
+            self.camera.stop(timeout=2.0)  # a reader hung in OpenCV must not hold up shutdown
             self._write_unknown_on_exit()
 
     def _loop(self) -> None:
@@ -132,7 +134,9 @@ class CameraWorker:
             state = self.state
             if status is not CameraStatus.ONLINE:
                 self.pipeline.mark_unknown()
-                state = WorkerState(status, self.camera.fps, {z: None for z in self.pipeline.zone_ids})
+                state = WorkerState(
+                    status, self.camera.fps, {z: None for z in self.pipeline.zone_ids}
+                )
             elif frame is not None:
                 try:
                     result = self.pipeline.process(frame, frame.monotonic)
@@ -148,9 +152,13 @@ class CameraWorker:
                     status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000
                 )
             else:
-                state = WorkerState(status, self.camera.fps, state.occupancy, state.raw, state.inference_ms)
+                state = WorkerState(
+                    status, self.camera.fps, state.occupancy, state.raw, state.inference_ms
+                )
             self.state = state
-            self.store.write_history(self.recorder.observe(self.wall_clock().timestamp(), values, seen_s))
+            self.store.write_history(
+                self.recorder.observe(self.wall_clock().timestamp(), values, seen_s)
+            )
             if status is not last_status or now - last_live >= LIVE_EVERY_S:
                 if status is not last_status:
                     log.info("camera %s: %s", self.camera_id, status.value)
@@ -210,7 +218,10 @@ class Service:
         store = Store(config.storage.path, site_id=config.site.id)
         log.info(
             "site %s: %d camera(s), detector %s, store %s",
-            config.site.id, len(config.cameras), config.detector.model, config.storage.path,
+            config.site.id,
+            len(config.cameras),
+            config.detector.model,
+            config.storage.path,
         )
         self._purge(store)
         for camera_config in config.cameras:

@@ -137,6 +137,12 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # --- writes ---------------------------------------------------------------------------
 
     def write_history(self, rows: list[HistoryRow]) -> None:

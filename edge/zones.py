@@ -17,6 +17,11 @@ from edge.types import Detections
 
 Points = npt.NDArray[np.float32]
 
+# Vertices this close (normalized) to the image border are taken to mean "to the border".
+# People who stand at the bottom of the picture have their feet on, or beyond, the last row;
+# a zone drawn by hand to 0.998 would otherwise never count them.
+EDGE_SNAP = 0.01
+
 
 @dataclass(frozen=True)
 class Zone:
@@ -34,9 +39,27 @@ class Zone:
     def __post_init__(self) -> None:
         if len(self.polygon) < 3:
             raise ValueError(f"zone {self.id!r}: polygon needs at least 3 points")
+        object.__setattr__(self, "polygon", snap_to_border(self.polygon))
 
 
-def points_in_polygon(points: Points, polygon: Sequence[tuple[float, float]]) -> npt.NDArray[np.bool_]:
+def snap_to_border(
+    polygon: Sequence[tuple[float, float]], margin: float = EDGE_SNAP
+) -> tuple[tuple[float, float], ...]:
+    """Move coordinates within `margin` of 0 or 1 onto the border (a little past it, for 1)."""
+
+    def snap(v: float) -> float:
+        if v <= margin:
+            return -1e-6
+        if v >= 1.0 - margin:
+            return 1.0 + 1e-6
+        return float(v)
+
+    return tuple((snap(x), snap(y)) for x, y in polygon)
+
+
+def points_in_polygon(
+    points: Points, polygon: Sequence[tuple[float, float]]
+) -> npt.NDArray[np.bool_]:
     """Even-odd ray casting for many points against one polygon, shape (N,) booleans.
 
     Points exactly on an edge may fall either way; a person's feet are never that precise.
@@ -76,6 +99,7 @@ def assign_zones(
     assigned: list[str | None] = [None] * len(points)
     if len(points) == 0:
         return assigned
+    points = np.clip(points, 0.0, 1.0)
     free = ~in_any_polygon(points, ignore)
     for zone in sorted(zones, key=lambda z: (-z.priority, z.id)):
         hit = free & points_in_polygon(points, zone.polygon)

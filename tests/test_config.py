@@ -63,26 +63,63 @@ def edit(old: str, new: str) -> str:
 
 
 BAD_CONFIGS = [
-    ("unknown key", edit("  timezone: Asia/Shanghai", "  timezone: Asia/Shanghai\n  tiemzone: x"),
-     "site.tiemzone (line 4): unknown key"),
+    (
+        "unknown key",
+        edit("  timezone: Asia/Shanghai", "  timezone: Asia/Shanghai\n  tiemzone: x"),
+        "site.tiemzone (line 4): unknown key",
+    ),
     ("unknown section", BASE + "alarms: {}\n", "alarms (line 17): unknown key"),
-    ("bad timezone", edit("Asia/Shanghai", "Mars/Olympus"), "site.timezone (line 3): unknown IANA time zone"),
-    ("two-point polygon", edit("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.9, 0.1]]"),
-     "cameras.0.zones.0.polygon (line 11): List should have at least 3 items"),
-    ("point outside image", edit("[0.9, 0.9]]", "[1.2, 0.9]]"),
-     "cameras.0.zones.0.polygon.2.0 (line 11): Input should be less than or equal to 1"),
-    ("flat polygon", edit("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"),
-     "cameras.0.zones.0.polygon (line 11): polygon has no area"),
-    ("duplicate zone ids", edit("- id: queue", "- id: waiting"),
-     "cameras.0 (line 5): duplicate zone id(s): waiting"),
-    ("bad role", edit("role: queue", "role: lounge"), "cameras.0.zones.1.role (line 13): Input should be"),
-    ("zero fps", edit("fps: 2", "fps: 0"), "cameras.0.fps (line 7): Input should be greater than 0"),
-    ("no zones", edit("    zones:", "    zones: []\n    unused:"),
-     "cameras.0.zones (line 8): List should have at least 1 item"),
+    (
+        "bad timezone",
+        edit("Asia/Shanghai", "Mars/Olympus"),
+        "site.timezone (line 3): unknown IANA time zone",
+    ),
+    (
+        "two-point polygon",
+        edit("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.9, 0.1]]"),
+        "cameras.0.zones.0.polygon (line 11): List should have at least 3 items",
+    ),
+    (
+        "point outside image",
+        edit("[0.9, 0.9]]", "[1.2, 0.9]]"),
+        "cameras.0.zones.0.polygon.2.0 (line 11): Input should be less than or equal to 1",
+    ),
+    (
+        "flat polygon",
+        edit("[[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]", "[[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]"),
+        "cameras.0.zones.0.polygon (line 11): polygon has no area",
+    ),
+    (
+        "duplicate zone ids",
+        edit("- id: queue", "- id: waiting"),
+        "cameras.0 (line 5): duplicate zone id(s): waiting",
+    ),
+    (
+        "bad role",
+        edit("role: queue", "role: lounge"),
+        "cameras.0.zones.1.role (line 13): Input should be",
+    ),
+    (
+        "zero fps",
+        edit("fps: 2", "fps: 0"),
+        "cameras.0.fps (line 7): Input should be greater than 0",
+    ),
+    (
+        "no zones",
+        edit("    zones:", "    zones: []\n    unused:"),
+        "cameras.0.zones (line 8): List should have at least 1 item",
+    ),
     ("missing site id", edit("  id: branch-1\n", ""), "site.id (line 1): Field required"),
-    ("bad id characters", edit("id: lobby", "id: 'lobby cam/1'"), "cameras.0.id (line 5): String should match pattern"),
-    ("stale after offline", edit("fps: 2", "fps: 2\n    stale_after_s: 60\n    offline_after_s: 30"),
-     "cameras.0 (line 5): offline_after_s must be greater than stale_after_s"),
+    (
+        "bad id characters",
+        edit("id: lobby", "id: 'lobby cam/1'"),
+        "cameras.0.id (line 5): String should match pattern",
+    ),
+    (
+        "stale after offline",
+        edit("fps: 2", "fps: 2\n    stale_after_s: 60\n    offline_after_s: 30"),
+        "cameras.0 (line 5): offline_after_s must be greater than stale_after_s",
+    ),
     ("not a mapping", "- just\n- a list\n", "(top level): the file must be a YAML mapping"),
     ("broken yaml", "site: {id: [\n", "not valid YAML"),
 ]
@@ -110,11 +147,19 @@ def test_every_error_is_reported_not_just_the_first():
     ("var", "value", "check"),
     [
         ("LOBBYWATCH_DETECTOR__CONFIDENCE", "0.4", lambda c: c.detector.confidence == 0.4),
-        ("LOBBYWATCH_STORAGE__PATH", "/var/lib/x.db", lambda c: c.storage.path == Path("/var/lib/x.db")),
+        (
+            "LOBBYWATCH_STORAGE__PATH",
+            "/var/lib/x.db",
+            lambda c: c.storage.path == Path("/var/lib/x.db"),
+        ),
         ("LOBBYWATCH_CAMERAS__LOBBY__SOURCE", "usb:0", lambda c: c.cameras[0].source == "usb:0"),
         ("LOBBYWATCH_CAMERAS__0__FPS", "5", lambda c: c.cameras[0].fps == 5.0),
         ("LOBBYWATCH_DETECTOR__TILING__GRID", "[3, 2]", lambda c: c.detector.tiling.grid == (3, 2)),
-        ("LOBBYWATCH_MODELS", "/opt/models", lambda c: c.detector.model == "yolox_nano"),  # not an override
+        (
+            "LOBBYWATCH_MODELS",
+            "/opt/models",
+            lambda c: c.detector.model == "yolox_nano",
+        ),  # not an override
     ],
 )
 def test_environment_overrides_any_value(var, value, check):
@@ -124,12 +169,18 @@ def test_environment_overrides_any_value(var, value, check):
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"LOBBYWATCH_DETECTOR__CONFIDENCE": "7"},
-         "detector.confidence (from environment LOBBYWATCH_DETECTOR__CONFIDENCE): Input should be less"),
-        ({"LOBBYWATCH_CAMERAS__NOPE__FPS": "5"},
-         "cameras.nope.fps (from environment LOBBYWATCH_CAMERAS__NOPE__FPS): no list item"),
-        ({"LOBBYWATCH_SITE__COLOUR": "red"},
-         "site.colour (from environment LOBBYWATCH_SITE__COLOUR): unknown key"),
+        (
+            {"LOBBYWATCH_DETECTOR__CONFIDENCE": "7"},
+            "detector.confidence (from environment LOBBYWATCH_DETECTOR__CONFIDENCE): Input should be less",
+        ),
+        (
+            {"LOBBYWATCH_CAMERAS__NOPE__FPS": "5"},
+            "cameras.nope.fps (from environment LOBBYWATCH_CAMERAS__NOPE__FPS): no list item",
+        ),
+        (
+            {"LOBBYWATCH_SITE__COLOUR": "red"},
+            "site.colour (from environment LOBBYWATCH_SITE__COLOUR): unknown key",
+        ),
     ],
 )
 def test_bad_environment_overrides_name_the_variable(environ, expected):

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from edge.occupancy import OccupancySmoother
 
 
-def feed(smoother: OccupancySmoother, counts: list[int | None], dt: float = 0.5) -> list[float | None]:
+def feed(
+    smoother: OccupancySmoother, counts: list[int | None], dt: float = 0.5
+) -> list[float | None]:
     return [smoother.update(c, i * dt) for i, c in enumerate(counts)]
 
 

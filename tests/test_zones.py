@@ -24,21 +24,22 @@ def polygons(draw: st.DrawFn) -> tuple[tuple[float, float], ...]:
     """Simple (non self-intersecting) polygons: points sorted by angle around a centre."""
     n = draw(st.integers(3, 8))
     cx, cy = draw(coord), draw(coord)
-    angles = sorted(draw(st.lists(st.floats(0, 2 * np.pi, exclude_max=True), min_size=n, max_size=n, unique=True)))
+    angles = sorted(
+        draw(
+            st.lists(st.floats(0, 2 * np.pi, exclude_max=True), min_size=n, max_size=n, unique=True)
+        )
+    )
     radii = draw(st.lists(st.floats(0.05, 0.6), min_size=n, max_size=n))
     return tuple(
         (float(np.clip(cx + r * np.cos(a), 0, 1)), float(np.clip(cy + r * np.sin(a), 0, 1)))
-        for a, r in zip(angles, radii)
+        for a, r in zip(angles, radii, strict=True)
     )
 
 
 @st.composite
 def zone_sets(draw: st.DrawFn) -> list[Zone]:
     n = draw(st.integers(1, 5))
-    return [
-        Zone(f"z{i}", draw(polygons()), draw(st.integers(-2, 2)))
-        for i in range(n)
-    ]
+    return [Zone(f"z{i}", draw(polygons()), draw(st.integers(-2, 2))) for i in range(n)]
 
 
 def _far_from_edges(points: np.ndarray, polygon: tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -67,7 +68,7 @@ def test_each_person_counts_in_at_most_one_zone_which_contains_them(points, zone
     assigned = assign_zones(pts, zones)
     by_id = {z.id: z for z in zones}
     assert len(assigned) == len(pts)
-    for point, zone_id in zip(pts, assigned):
+    for point, zone_id in zip(pts, assigned, strict=True):
         inside = [z for z in zones if points_in_polygon(point[None, :], z.polygon)[0]]
         if zone_id is None:
             assert not inside
@@ -91,7 +92,7 @@ def test_nobody_inside_an_ignore_mask_is_counted(points, zones, mask):
     pts = np.array(points, dtype=np.float32).reshape(-1, 2)
     masked = points_in_polygon(pts, mask)
     assigned = assign_zones(pts, zones, ignore=[mask])
-    assert all(zone_id is None for zone_id, m in zip(assigned, masked) if m)
+    assert all(zone_id is None for zone_id, m in zip(assigned, masked, strict=True) if m)
     # and masking never adds people anywhere
     unmasked = assign_zones(pts, zones)
     assert sum(a is not None for a in assigned) <= sum(a is not None for a in unmasked)
