@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def main() -> int:
         "raw": raw,
         "smoothed": smooth,
         "fps_end_to_end": loop_fps,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "detector_ms": infer_ms,
         "process_wall_s": wall,
     }
@@ -133,7 +135,7 @@ def main() -> int:
             )
         print(
             f"  speed     {loop_fps:.2f} fps end to end, detector {infer_ms:.1f} ms/frame, "
-            f"process wall {wall:.1f} s (incl. start-up)"
+            f"process wall {wall:.1f} s (incl. start-up), peak RSS {result['peak_rss_mib']:.0f} MiB"
         )
     return 0
 
