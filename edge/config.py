@@ -14,11 +14,20 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.capture.settings import SourceKind, classify_source
 
@@ -181,6 +190,219 @@ class LoggingConfig(_Strict):
     )
 
 
+# --- MQTT, alerts, API -----------------------------------------------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+TimeRange = Annotated[
+    str,
+    Field(
+        pattern=_TIME_RANGE.pattern,
+        description="Local time range HH:MM-HH:MM in the site's time zone, end after start",
+    ),
+]
+
+
+def parse_time_range(text: str) -> tuple[int, int]:
+    """'09:00-17:30' -> (540, 1050): minutes after local midnight, end exclusive."""
+    match = _TIME_RANGE.match(text)
+    if match is None:
+        raise ValueError(f"time range {text!r} must look like 09:00-17:30")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if end > 24 * 60 or end <= start:
+        raise ValueError(f"time range {text!r} must end after it starts, by 24:00 at the latest")
+    return start, end
+
+
+def _check_ranges(ranges: list[str]) -> list[str]:
+    for text in ranges:
+        parse_time_range(text)
+    return ranges
+
+
+class MqttTlsConfig(_Strict):
+    enabled: bool = Field(False, description="Connect with TLS (port 8883 by convention)")
+    ca_file: Path | None = Field(None, description="CA certificate (PEM); system CAs when unset")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
+    key_file: Path | None = Field(None, description="Client private key (PEM)")
+    insecure: bool = Field(
+        False, description="Skip the broker hostname check: for a lab bench, never a branch"
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(_Strict):
+    enabled: bool = Field(True, description="Publish occupancy and alerts to the broker")
+    host: str = Field("localhost", min_length=1, description="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, description="Default: lobbywatch-<site id>")
+    username: str | None = None
+    password: SecretStr | None = Field(
+        None, description="Prefer LOBBYWATCH_MQTT__PASSWORD or password_file to the file itself"
+    )
+    password_file: Path | None = Field(None, description="File whose first line is the password")
+    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay in seconds")
+    reconnect_max_s: float = Field(60.0, gt=0, description="Upper bound of the reconnect backoff")
+    topic_prefix: str = Field(
+        "lobbywatch",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Topics are <prefix>/<site id>/...",
+    )
+    occupancy_interval_s: float = Field(
+        30.0, gt=0, le=3600, description="Retained occupancy is republished at least this often"
+    )
+    alert_expiry_s: int = Field(
+        3600, ge=60, le=7 * 86400, description="MQTT v5 message expiry of alert messages"
+    )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class PeriodConfig(_Strict):
+    """Thresholds that apply in part of the day, e.g. a lunch peak."""
+
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    time: TimeRange
+    raise_at: float = Field(ge=0)
+    clear_at: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> PeriodConfig:
+        parse_time_range(self.time)
+        if self.clear_at >= self.raise_at:
+            raise ValueError("clear_at must be below raise_at")
+        return self
+
+
+class QuietConfig(_Strict):
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    time: TimeRange
+
+    @field_validator("time")
+    @classmethod
+    def _range(cls, value: str) -> str:
+        parse_time_range(value)
+        return value
+
+
+class ScheduleConfig(_Strict):
+    opening_hours: dict[Weekday, list[TimeRange]] = Field(
+        default_factory=dict,
+        description="Per weekday, opening ranges in local time; a day not listed is closed. "
+        "Empty: open around the clock",
+    )
+    holidays: list[date] = Field(default_factory=list, description="Closed dates (local)")
+    quiet: list[QuietConfig] = Field(
+        default_factory=list, description="Periods without diversion alerts"
+    )
+    quiet_before_close_min: int = Field(
+        15, ge=0, le=240, description="No new diversion alert in the last minutes before closing"
+    )
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _ranges(cls, hours: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
+        for ranges in hours.values():
+            _check_ranges(ranges)
+        return hours
+
+
+class AlertRuleConfig(_Strict):
+    id: Id
+    name: str = ""
+    zones: list[Id] = Field(min_length=1, description="Zones watched; the rule uses their sum")
+    raise_at: float = Field(ge=0, description="People at or above which the condition holds")
+    clear_at: float = Field(ge=0, description="People at or below which it clears (< raise_at)")
+    raise_after_s: float = Field(60.0, ge=0, description="Seconds the count must hold to raise")
+    clear_after_s: float = Field(120.0, ge=0, description="Seconds it must stay low to clear")
+    cooldown_s: float = Field(900.0, ge=0, description="Seconds after a clear before raising again")
+    escalate_after_s: float | None = Field(
+        300.0, gt=0, description="Re-notify and tell the supervisor if not acknowledged by then"
+    )
+    max_escalations: int = Field(2, ge=0, le=10)
+    effect_after_s: float = Field(
+        600.0, gt=0, description="When to measure the waiting count after the pass is done"
+    )
+    periods: list[PeriodConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertRuleConfig:
+        if self.clear_at >= self.raise_at:
+            raise ValueError("clear_at must be below raise_at")
+        _unique(list(self.zones), "zone in rule")
+        return self
+
+
+class CameraAlertConfig(_Strict):
+    enabled: bool = True
+    after_s: float = Field(
+        120.0, gt=0, description="Seconds a camera must be offline or stale before IT is told"
+    )
+
+
+class AlertsConfig(_Strict):
+    language: Literal["en", "zh-CN"] = Field("en", description="Language of alert messages")
+    templates_dir: Path | None = Field(None, description="Override the shipped message templates")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    rules: list[AlertRuleConfig] = Field(default_factory=list)
+    camera_offline: CameraAlertConfig = Field(default_factory=CameraAlertConfig)
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> AlertsConfig:
+        _unique([r.id for r in self.rules], "rule")
+        return self
+
+
+class ApiKeyConfig(_Strict):
+    id: Id = Field(description="Who holds the key (shown in logs and audit, never the key)")
+    role: Literal["viewer", "manager", "admin"]
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the key; the key is not stored"
+    )
+    env: str | None = Field(
+        None, pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the key"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeyConfig:
+        if (self.sha256 is None) == (self.env is None):
+            raise ValueError("give exactly one of sha256 or env")
+        return self
+
+
+class ApiConfig(_Strict):
+    enabled: bool = Field(False, description="Serve the API from `lobbywatch run` as well")
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 to serve the branch LAN")
+    port: int = Field(8080, ge=1, le=65535)
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed; none by default"
+    )
+    failed_auth_limit_per_min: int = Field(
+        10, ge=1, le=10000, description="Failed authentications per client address per minute"
+    )
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ApiConfig:
+        _unique([k.id for k in self.keys], "api key")
+        return self
+
+
 class LobbyConfig(_Strict):
     site: SiteConfig
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
@@ -188,12 +410,22 @@ class LobbyConfig(_Strict):
     occupancy: OccupancyConfig = Field(default_factory=OccupancyConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> LobbyConfig:
         _unique([c.id for c in self.cameras], "camera")
         # Zone ids are site-wide: history, alerts and the API address a zone without its camera.
-        _unique([z.id for c in self.cameras for z in c.zones], "zone")
+        zone_ids = [z.id for c in self.cameras for z in c.zones]
+        _unique(zone_ids, "zone")
+        for rule in self.alerts.rules:
+            unknown = sorted(set(rule.zones) - set(zone_ids))
+            if unknown:
+                raise ValueError(
+                    f"alert rule {rule.id!r} watches unknown zone(s): {', '.join(unknown)}"
+                )
         return self
 
     def camera(self, camera_id: str) -> CameraConfig:

@@ -7,12 +7,13 @@ conflict: a bucket cut short by a restart is completed by the next run, not dupl
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from edge.types import CameraStatus, ZoneReading
@@ -54,7 +55,53 @@ CREATE TABLE IF NOT EXISTS camera_live (
     fps REAL NOT NULL,
     at TEXT NOT NULL
 );
+-- Alert lifecycle: one row per alert, times in UTC ISO 8601. The status shown to people is
+-- derived (cleared > pass_done > acknowledged > open) so no column can disagree with the times.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,                 -- diversion | camera
+    zones TEXT NOT NULL,                -- JSON list of zone ids
+    threshold REAL,
+    since TEXT NOT NULL,                -- when the condition began
+    raised_at TEXT NOT NULL,
+    count_at_raise REAL,
+    message TEXT NOT NULL,
+    escalations INTEGER NOT NULL DEFAULT 0,
+    last_notified_at TEXT NOT NULL,
+    acknowledged_at TEXT,
+    acknowledged_by TEXT,
+    count_at_ack REAL,
+    pass_done_at TEXT,
+    pass_done_by TEXT,
+    effect_after_s REAL NOT NULL,
+    effect_count REAL,                  -- waiting count effect_after_s after pass_done
+    effect_measured_at TEXT,
+    cleared_at TEXT,
+    count_at_clear REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
+-- Messages that must reach the broker. Written in the same transaction as the state change
+-- that caused them, marked sent only on PUBACK, replayed after a restart.
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,    -- idempotency key, e.g. <alert_id>:raised
+    alert_id TEXT,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    qos INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,                    -- not sent after this (the receiver would drop it)
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
 """
+
+ALERT_STATUS_SQL = """CASE
+    WHEN cleared_at IS NOT NULL THEN 'cleared'
+    WHEN pass_done_at IS NOT NULL THEN 'pass_done'
+    WHEN acknowledged_at IS NOT NULL THEN 'acknowledged'
+    ELSE 'open' END"""
 
 _MERGE_HISTORY = """
 INSERT INTO zone_history
@@ -85,6 +132,60 @@ class HistoryRow:
     max: float | None
     min: float | None
     seen_fraction: float
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert's lifecycle as stored; times are UTC-aware datetimes."""
+
+    alert_id: str
+    rule: str
+    kind: str
+    zones: tuple[str, ...]
+    threshold: float | None
+    since: datetime
+    raised_at: datetime
+    count_at_raise: float | None
+    message: str
+    escalations: int
+    last_notified_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    count_at_ack: float | None
+    pass_done_at: datetime | None
+    pass_done_by: str | None
+    effect_after_s: float
+    effect_count: float | None
+    effect_measured_at: datetime | None
+    cleared_at: datetime | None
+    count_at_clear: float | None
+    status: str
+
+    @property
+    def seconds_to_ack(self) -> float | None:
+        if self.acknowledged_at is None:
+            return None
+        return (self.acknowledged_at - self.raised_at).total_seconds()
+
+    @property
+    def effect_due_at(self) -> datetime | None:
+        if self.pass_done_at is None:
+            return None
+        return self.pass_done_at + timedelta(seconds=self.effect_after_s)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message waiting for the broker's acknowledgement (seq is None before it is stored)."""
+
+    message_id: str
+    topic: str
+    payload: str
+    qos: int
+    created_at: datetime
+    expires_at: datetime | None = None
+    alert_id: str | None = None
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +322,206 @@ class Store:
             )
             for row in rows
         ]
+
+    # --- alerts and the outbox -------------------------------------------------------------
+
+    def insert_alert(self, alert: AlertRecord, messages: list[OutboxMessage]) -> None:
+        """Store a new alert and the messages that announce it, in one transaction."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO alerts (alert_id, rule, kind, zones, threshold, since, raised_at,"
+                " count_at_raise, message, escalations, last_notified_at, effect_after_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.alert_id, alert.rule, alert.kind, json.dumps(list(alert.zones)),
+                    alert.threshold, _iso(alert.since), _iso(alert.raised_at),
+                    alert.count_at_raise, alert.message, alert.escalations,
+                    _iso(alert.last_notified_at), alert.effect_after_s,
+                ),
+            )  # fmt: skip
+            self._enqueue(db, messages)
+
+    def escalate_alert(self, alert_id: str, at: datetime, messages: list[OutboxMessage]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET escalations = escalations + 1, last_notified_at = ?"
+                " WHERE alert_id = ?",
+                (_iso(at), alert_id),
+            )
+            self._enqueue(db, messages)
+
+    def clear_alert(
+        self, alert_id: str, at: datetime, count: float | None, messages: list[OutboxMessage]
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET cleared_at = ?, count_at_clear = ?"
+                " WHERE alert_id = ? AND cleared_at IS NULL",
+                (_iso(at), count, alert_id),
+            )
+            self._enqueue(db, messages)
+
+    def record_ack(self, alert_id: str, by: str, status: str, at: datetime) -> AlertRecord | None:
+        """Apply a handheld's or a manager's acknowledgement; None for an unknown alert.
+
+        Idempotent: the first "accepted" and the first "pass_done" win, repeats change nothing.
+        A "pass_done" without an earlier "accepted" counts as both. The waiting count at the
+        acknowledgement is read from the live table (the sum of the alert's zones; unknown if
+        any zone is unknown), the same way whichever path the acknowledgement took.
+        """
+        if status not in ("accepted", "pass_done"):
+            raise ValueError(f"ack status must be accepted or pass_done, got {status!r}")
+        with self._tx() as db:
+            row = db.execute("SELECT zones FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if row is None:
+                return None
+            count = _live_sum(db, json.loads(row["zones"]))
+            db.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, count_at_ack = ?"
+                " WHERE alert_id = ? AND acknowledged_at IS NULL",
+                (_iso(at), by, count, alert_id),
+            )
+            if status == "pass_done":
+                db.execute(
+                    "UPDATE alerts SET pass_done_at = ?, pass_done_by = ?"
+                    " WHERE alert_id = ? AND pass_done_at IS NULL",
+                    (_iso(at), by, alert_id),
+                )
+        return self.alert(alert_id)
+
+    def record_effect(self, alert_id: str, count: float | None, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET effect_count = ?, effect_measured_at = ?"
+                " WHERE alert_id = ? AND effect_measured_at IS NULL",
+                (count, _iso(at), alert_id),
+            )
+
+    def alert(self, alert_id: str) -> AlertRecord | None:
+        found = self._select_alerts("alert_id = ?", [alert_id])
+        return found[0] if found else None
+
+    def alerts(
+        self,
+        status: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        kind: str | None = None,
+    ) -> list[AlertRecord]:
+        """Alerts raised in [start, end), oldest first, optionally of one derived status."""
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if status is not None:
+            where.append(f"({ALERT_STATUS_SQL}) = ?")
+            params.append(status)
+        if start is not None:
+            where.append("raised_at >= ?")
+            params.append(_iso(start))
+        if end is not None:
+            where.append("raised_at < ?")
+            params.append(_iso(end))
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        return self._select_alerts(" AND ".join(where), params)
+
+    def open_alerts(self) -> list[AlertRecord]:
+        return self._select_alerts("cleared_at IS NULL", [])
+
+    def _select_alerts(self, where: str, params: list[object]) -> list[AlertRecord]:
+        query = (
+            f"SELECT *, {ALERT_STATUS_SQL} AS status FROM alerts WHERE {where} ORDER BY raised_at"
+        )
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [_alert_from_row(row) for row in rows]
+
+    def enqueue(self, messages: list[OutboxMessage]) -> None:
+        with self._tx() as db:
+            self._enqueue(db, messages)
+
+    @staticmethod
+    def _enqueue(db: sqlite3.Connection, messages: list[OutboxMessage]) -> None:
+        # OR IGNORE: a message id already queued (a replayed decision) is not queued twice.
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox"
+            " (message_id, alert_id, topic, payload, qos, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    m.message_id, m.alert_id, m.topic, m.payload, m.qos, _iso(m.created_at),
+                    _iso(m.expires_at) if m.expires_at else None,
+                )
+                for m in messages
+            ],
+        )  # fmt: skip
+
+    def pending_messages(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
+        """Unsent messages that have not expired, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM outbox WHERE sent_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
+                (_iso(now), limit),
+            ).fetchall()
+        return [
+            OutboxMessage(
+                message_id=row["message_id"],
+                topic=row["topic"],
+                payload=row["payload"],
+                qos=row["qos"],
+                created_at=datetime.fromisoformat(row["created_at"]),
+                expires_at=_dt(row["expires_at"]),
+                alert_id=row["alert_id"],
+                seq=row["seq"],
+            )
+            for row in rows
+        ]
+
+    def mark_sent(self, seq: int, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", (_iso(at), seq)
+            )
+
+
+def _live_sum(db: sqlite3.Connection, zones: list[str]) -> float | None:
+    marks = ",".join("?" * len(zones))
+    rows = db.execute(f"SELECT count FROM zone_live WHERE zone_id IN ({marks})", zones).fetchall()
+    if len(rows) != len(zones) or any(row["count"] is None for row in rows):
+        return None
+    return float(sum(row["count"] for row in rows))
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _alert_from_row(row: sqlite3.Row) -> AlertRecord:
+    return AlertRecord(
+        alert_id=row["alert_id"],
+        rule=row["rule"],
+        kind=row["kind"],
+        zones=tuple(json.loads(row["zones"])),
+        threshold=row["threshold"],
+        since=datetime.fromisoformat(row["since"]),
+        raised_at=datetime.fromisoformat(row["raised_at"]),
+        count_at_raise=row["count_at_raise"],
+        message=row["message"],
+        escalations=row["escalations"],
+        last_notified_at=datetime.fromisoformat(row["last_notified_at"]),
+        acknowledged_at=_dt(row["acknowledged_at"]),
+        acknowledged_by=row["acknowledged_by"],
+        count_at_ack=row["count_at_ack"],
+        pass_done_at=_dt(row["pass_done_at"]),
+        pass_done_by=row["pass_done_by"],
+        effect_after_s=row["effect_after_s"],
+        effect_count=row["effect_count"],
+        effect_measured_at=_dt(row["effect_measured_at"]),
+        cleared_at=_dt(row["cleared_at"]),
+        count_at_clear=row["count_at_clear"],
+        status=row["status"],
+    )
 
 
 def _iso(at: datetime) -> str:
