@@ -178,7 +178,10 @@ class CameraWorker:
             )
             for zone_id in self.pipeline.zone_ids
         ]
-        self.store.write_live(readings, CameraLive(self.camera_id, state.status, state.fps, at))
+        self.store.write_live(
+            readings,
+            CameraLive(self.camera_id, state.status, state.fps, at, state.inference_ms),
+        )
 
     def _write_unknown_on_exit(self) -> None:
         # A stopped pipeline knows nothing about the room: leave "unknown", not the last count.

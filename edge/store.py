@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS camera_live (
     camera_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     fps REAL NOT NULL,
+    inference_ms REAL NOT NULL DEFAULT 0,   -- detector time of the latest frame
     at TEXT NOT NULL
 );
 -- Alert lifecycle: one row per alert, times in UTC ISO 8601. The status shown to people is
@@ -194,6 +195,7 @@ class CameraLive:
     status: CameraStatus
     fps: float
     at: datetime
+    inference_ms: float = 0.0
 
 
 class Store:
@@ -263,8 +265,15 @@ class Store:
                 ],
             )
             db.execute(
-                "INSERT OR REPLACE INTO camera_live (camera_id, status, fps, at) VALUES (?, ?, ?, ?)",
-                (camera.camera_id, camera.status.value, camera.fps, _iso(camera.at)),
+                "INSERT OR REPLACE INTO camera_live (camera_id, status, fps, inference_ms, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    camera.camera_id,
+                    camera.status.value,
+                    camera.fps,
+                    camera.inference_ms,
+                    _iso(camera.at),
+                ),
             )
 
     def purge_before(self, cutoff: datetime) -> int:
@@ -319,6 +328,7 @@ class Store:
                 status=CameraStatus(row["status"]),
                 fps=row["fps"],
                 at=datetime.fromisoformat(row["at"]),
+                inference_ms=row["inference_ms"],
             )
             for row in rows
         ]
