@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -106,6 +107,21 @@ def count(
         f" {1000 * summary.inference_s / max(summary.frames, 1):.1f} ms detector per frame) -> {out}",
         err=True,
     )
+
+
+PLUGIN_GROUP = "lobbywatch.cli"
+
+
+def load_plugins(root: typer.Typer) -> None:
+    """Add the commands other parts of the distribution register (the API, the doctor).
+
+    Through entry points rather than imports, so edge/ never depends on api/.
+    """
+    for entry_point in entry_points(group=PLUGIN_GROUP):
+        entry_point.load()(root)
+
+
+load_plugins(app)
 
 
 def main() -> None:
