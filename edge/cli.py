@@ -109,6 +109,57 @@ def count(
     )
 
 
+@app.command()
+def handheld(
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    name: Annotated[str, typer.Option(help="Who acknowledges (shown in reports)")] = "manager",
+    username: Annotated[
+        str | None, typer.Option(help="Broker user of the handheld (default: the config's)")
+    ] = None,
+    supervisor: Annotated[
+        bool, typer.Option(help="Also show escalations to the supervisor")
+    ] = False,
+) -> None:
+    """A terminal handheld: shows diversion alerts; type `a N` to accept, `d N` when done.
+
+    The password comes from LOBBYWATCH_HANDHELD_PASSWORD when --username is given.
+    """
+    from edge.handheld import Handheld, format_alert
+
+    cfg = _load(config)
+    _setup_logging("WARNING")
+    mqtt_config = cfg.mqtt
+    if username is not None:
+        password = os.environ.get("LOBBYWATCH_HANDHELD_PASSWORD")
+        mqtt_config = mqtt_config.model_copy(
+            update={"username": username, "password": password, "password_file": None}
+        )
+    shown: list[dict[str, object]] = []
+
+    def show(alert: dict[str, object]) -> None:
+        shown.append(alert)
+        typer.echo(format_alert(len(shown), alert))
+
+    topics = ("alerts", "supervisor/alerts") if supervisor else ("alerts",)
+    client = Handheld(mqtt_config, cfg.site.id, name, topics=topics, on_alert=show)
+    client.start()
+    typer.echo(f"handheld {name}: waiting for alerts of site {cfg.site.id} (a N, d N, q)")
+    try:
+        for line in sys.stdin:
+            command, _, arg = line.strip().partition(" ")
+            if command == "q":
+                break
+            if command in ("a", "d") and arg.isdigit() and 1 <= int(arg) <= len(shown):
+                alert_id = str(shown[int(arg) - 1]["alert_id"])
+                status = "accepted" if command == "a" else "pass_done"
+                ok = client.ack(alert_id, status)
+                typer.echo(f"{status} {alert_id}" if ok else "not sent: no broker connection")
+            elif command:
+                typer.echo("commands: a N (accept alert N), d N (pass done), q (quit)")
+    finally:
+        client.stop()
+
+
 PLUGIN_GROUP = "lobbywatch.cli"
 
 

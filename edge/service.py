@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 
+from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
 from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
 from edge.history import HistoryRecorder
+from edge.notifier import Notifier
 from edge.pipeline import CameraPipeline, build_detector
 from edge.store import CameraLive, Store
 from edge.types import CameraStatus, ZoneReading
@@ -74,10 +76,12 @@ class CameraWorker:
         store: Store,
         interval_s: int,
         *,
+        board: OccupancyBoard | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.camera_id = camera_config.id
+        self.board = board
         self.camera = camera
         self.pipeline = pipeline
         self.store = store
@@ -156,6 +160,9 @@ class CameraWorker:
                     status, self.camera.fps, state.occupancy, state.raw, state.inference_ms
                 )
             self.state = state
+            if self.board is not None:
+                readings = self._readings(state)
+                self.board.update(BoardUpdate(self.camera_id, status, readings, frame is not None))
             self.store.write_history(
                 self.recorder.observe(self.wall_clock().timestamp(), values, seen_s)
             )
@@ -165,9 +172,9 @@ class CameraWorker:
                 self._write_live(state)
                 last_live, last_status = now, status
 
-    def _write_live(self, state: WorkerState) -> None:
+    def _readings(self, state: WorkerState) -> tuple[ZoneReading, ...]:
         at = self.wall_clock()
-        readings = [
+        return tuple(
             ZoneReading(
                 zone_id=zone_id,
                 camera_id=self.camera_id,
@@ -177,17 +184,24 @@ class CameraWorker:
                 camera_status=state.status,
             )
             for zone_id in self.pipeline.zone_ids
-        ]
-        self.store.write_live(
-            readings,
-            CameraLive(self.camera_id, state.status, state.fps, at, state.inference_ms),
         )
+
+    def _write_live(self, state: WorkerState) -> None:
+        readings = self._readings(state)
+        camera = CameraLive(
+            self.camera_id, state.status, state.fps, readings[0].at, state.inference_ms
+        )
+        self.store.write_live(list(readings), camera)
 
     def _write_unknown_on_exit(self) -> None:
         # A stopped pipeline knows nothing about the room: leave "unknown", not the last count.
         try:
             self.store.write_history(self.recorder.flush())
-            self._write_live(WorkerState(CameraStatus.OFFLINE, 0.0, {}))
+            final = WorkerState(CameraStatus.OFFLINE, 0.0, {})
+            self._write_live(final)
+            if self.board is not None:
+                readings = self._readings(final)
+                self.board.update(BoardUpdate(self.camera_id, final.status, readings, False))
         except Exception:
             log.exception("camera %s: could not write the final state", self.camera_id)
 
@@ -227,12 +241,17 @@ class Service:
             config.storage.path,
         )
         self._purge(store)
+        board = OccupancyBoard({c.id: [z.id for z in c.zones] for c in config.cameras})
+        notifier = Notifier(config, store, board)
+        notifier.start()
         for camera_config in config.cameras:
             detector = self._detector_factory()
             log.info("camera %s: detector on %s", camera_config.id, detector.provider)
             camera = Camera(capture_settings(camera_config, realtime=True, loop=camera_config.loop))
             pipeline = CameraPipeline(camera_config, detector, config.occupancy)
-            worker = CameraWorker(camera_config, camera, pipeline, store, config.storage.interval_s)
+            worker = CameraWorker(
+                camera_config, camera, pipeline, store, config.storage.interval_s, board=board
+            )
             self.workers.append(worker)
             worker.start()
         try:
@@ -242,6 +261,7 @@ class Service:
                 worker.stop()
             for worker in self.workers:
                 worker.join(timeout=10.0)
+            notifier.stop()
             store.close()
             log.info("stopped")
 

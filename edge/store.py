@@ -438,6 +438,26 @@ class Store:
     def open_alerts(self) -> list[AlertRecord]:
         return self._select_alerts("cleared_at IS NULL", [])
 
+    def effects_due(self, now: datetime) -> list[AlertRecord]:
+        """Alerts whose pass was reported done long enough ago to measure its effect."""
+        due = [
+            a
+            for a in self._select_alerts(
+                "pass_done_at IS NOT NULL AND effect_measured_at IS NULL", []
+            )
+            if a.effect_due_at is not None and a.effect_due_at <= now
+        ]
+        return due
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
     def _select_alerts(self, where: str, params: list[object]) -> list[AlertRecord]:
         query = (
             f"SELECT *, {ALERT_STATUS_SQL} AS status FROM alerts WHERE {where} ORDER BY raised_at"

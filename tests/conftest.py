@@ -42,3 +42,14 @@ def data_dir() -> Path:
 def photos_dir(data_dir: Path) -> Path:
     """Real photos (bus.jpg, zidane.jpg); skips when absent."""
     return _require(data_dir / "photos", "photo directory")
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real Mosquitto on a free loopback port, stopped after the test."""
+    from tests.mqtt_broker import Broker
+
+    started = Broker(tmp_path / "broker").start()
+    yield started
+    if started.proc is not None:
+        started.kill()

@@ -35,6 +35,7 @@ cameras:
       - {{id: left, role: waiting, polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}}
       - {{id: right, role: queue, polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}}
 storage: {{path: "{db}", interval_s: 1}}
+mqtt: {{enabled: false}}
 """
 
 

@@ -1,0 +1,204 @@
+"""The alert rule state machine: hysteresis, sustain, cooldown, escalation, schedules.
+
+Pure and clock-injected. Durations (how long a count has held, cooldowns, escalation delays) are
+measured on the monotonic clock, so a wall-clock step (NTP, a wrong RTC after a power cut) can
+neither raise nor clear anything; wall time (UTC) is only asked whether alerts are allowed now
+(opening hours, quiet periods, per-period thresholds) and stamped on records.
+
+    IDLE --count >= raise_at, alerts allowed--> PENDING_RAISE --held raise_after_s--> ACTIVE
+    ACTIVE --count <= clear_at--> PENDING_CLEAR --held clear_after_s--> COOLDOWN --cooldown_s--> IDLE
+
+A count between clear_at and raise_at changes nothing: that band is what stops an alert from
+flapping when the waiting area hovers around one number. Unknown counts (a camera down) never
+raise or clear: they interrupt a pending raise or clear, and an active alert stays active.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from edge.config import AlertRuleConfig
+from edge.schedule import RuleThresholds, Schedule
+
+
+class Phase(str, enum.Enum):
+    IDLE = "idle"
+    PENDING_RAISE = "pending_raise"
+    ACTIVE = "active"
+    PENDING_CLEAR = "pending_clear"
+    COOLDOWN = "cooldown"
+
+
+@dataclass(frozen=True)
+class Raised:
+    rule: str
+    alert_id: str
+    count: float
+    threshold: float
+    since: datetime  # UTC: when the count first reached the threshold
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Escalated:
+    rule: str
+    alert_id: str
+    count: float | None
+    threshold: float
+    number: int  # 1 for the first escalation
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Cleared:
+    rule: str
+    alert_id: str
+    count: float
+    threshold: float
+    at: datetime
+
+
+AlertEvent = Raised | Escalated | Cleared
+
+
+def new_alert_id(rule: str, at: datetime) -> str:
+    """Stable once made, unique across restarts: rule, UTC second, and a random suffix."""
+    return f"{rule}-{at.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class RuleState:
+    phase: Phase = Phase.IDLE
+    pending_since: float | None = None  # monotonic start of a pending raise or clear
+    pending_since_utc: datetime | None = None
+    alert_id: str | None = None
+    notified_at: float | None = None  # monotonic time of the last raise or escalation
+    escalations: int = 0
+    acknowledged: bool = False
+    cooldown_until: float | None = None
+
+
+class RuleEngine:
+    """One alert rule. Feed it the watched zones' total with step(); act on the events."""
+
+    def __init__(
+        self,
+        rule: AlertRuleConfig,
+        schedule: Schedule,
+        *,
+        alert_ids: Callable[[str, datetime], str] = new_alert_id,
+    ) -> None:
+        self.rule = rule
+        self.schedule = schedule
+        self.thresholds = RuleThresholds(rule, schedule)
+        self._alert_ids = alert_ids
+        self.state = RuleState()
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    @property
+    def alert_id(self) -> str | None:
+        return self.state.alert_id
+
+    def restore(self, alert_id: str, escalations: int, acknowledged: bool, now: float) -> None:
+        """Resume an alert that was open when the process stopped (its record is in the store).
+
+        The escalation timer restarts now: the process cannot know how long it was down, and an
+        early re-notification is worse than a late one for a manager who already acted.
+        """
+        self.state = RuleState(
+            phase=Phase.ACTIVE,
+            alert_id=alert_id,
+            notified_at=now,
+            escalations=escalations,
+            acknowledged=acknowledged,
+        )
+
+    def acknowledge(self, alert_id: str) -> None:
+        if self.state.alert_id == alert_id:
+            self.state.acknowledged = True
+
+    def step(self, count: float | None, now: float, utc: datetime) -> list[AlertEvent]:
+        """Advance with the current total of the rule's zones (None = unknown)."""
+        s = self.state
+        thresholds = self.thresholds.at(utc)
+        allowed = self.schedule.alerts_allowed(utc)
+        events: list[AlertEvent] = []
+        if s.phase is Phase.COOLDOWN and s.cooldown_until is not None and now >= s.cooldown_until:
+            self._enter(Phase.IDLE)
+        if count is None:
+            if s.phase is Phase.PENDING_RAISE:
+                self._enter(Phase.IDLE)
+            elif s.phase is Phase.PENDING_CLEAR:
+                self._enter(Phase.ACTIVE)
+        else:
+            if s.phase is Phase.IDLE and allowed and count >= thresholds.raise_at:
+                self._enter(Phase.PENDING_RAISE, now, utc)
+            if s.phase is Phase.PENDING_RAISE:
+                events += self._pending_raise(count, now, utc, thresholds.raise_at, allowed)
+            if s.phase is Phase.ACTIVE and count <= thresholds.clear_at:
+                self._enter(Phase.PENDING_CLEAR, now, utc)
+            if s.phase is Phase.PENDING_CLEAR:
+                events += self._pending_clear(count, now, utc, thresholds.clear_at)
+        if s.phase in (Phase.ACTIVE, Phase.PENDING_CLEAR) and allowed:
+            events += self._maybe_escalate(count, now, utc, thresholds.raise_at)
+        return events
+
+    def _pending_raise(
+        self, count: float, now: float, utc: datetime, raise_at: float, allowed: bool
+    ) -> list[AlertEvent]:
+        s = self.state
+        if not allowed or count < raise_at:
+            self._enter(Phase.IDLE)
+            return []
+        assert s.pending_since is not None and s.pending_since_utc is not None
+        if now - s.pending_since < self.rule.raise_after_s:
+            return []
+        since = s.pending_since_utc
+        alert_id = self._alert_ids(self.rule.id, utc)
+        self._enter(Phase.ACTIVE)
+        s.alert_id, s.notified_at, s.escalations, s.acknowledged = alert_id, now, 0, False
+        return [Raised(self.rule.id, alert_id, count, raise_at, since, utc)]
+
+    def _pending_clear(
+        self, count: float, now: float, utc: datetime, clear_at: float
+    ) -> list[AlertEvent]:
+        s = self.state
+        if count > clear_at:
+            self._enter(Phase.ACTIVE)
+            return []
+        assert s.pending_since is not None and s.alert_id is not None
+        if now - s.pending_since < self.rule.clear_after_s:
+            return []
+        event = Cleared(self.rule.id, s.alert_id, count, clear_at, utc)
+        self._enter(Phase.COOLDOWN)
+        s.alert_id, s.cooldown_until = None, now + self.rule.cooldown_s
+        return [event]
+
+    def _maybe_escalate(
+        self, count: float | None, now: float, utc: datetime, raise_at: float
+    ) -> list[AlertEvent]:
+        s, rule = self.state, self.rule
+        if (
+            s.acknowledged
+            or rule.escalate_after_s is None
+            or s.escalations >= rule.max_escalations
+            or s.notified_at is None
+            or s.alert_id is None
+            or now - s.notified_at < rule.escalate_after_s
+        ):
+            return []
+        s.escalations += 1
+        s.notified_at = now
+        return [Escalated(rule.id, s.alert_id, count, raise_at, s.escalations, utc)]
+
+    def _enter(self, phase: Phase, now: float | None = None, utc: datetime | None = None) -> None:
+        s = self.state
+        s.phase = phase
+        s.pending_since, s.pending_since_utc = now, utc

@@ -1,0 +1,340 @@
+"""Turns rule and camera events into stored alerts and outbox messages.
+
+Every decision is written to SQLite (the alert row and the messages that announce it, in one
+transaction) before anything is published: a crash between deciding and publishing loses
+nothing, and the outbox publisher delivers the message after the restart with the same alert id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.alerts.engine import AlertEvent, Cleared, Escalated, Raised, RuleEngine, new_alert_id
+from edge.alerts.messages import MessageCatalog
+from edge.board import BoardUpdate, OccupancyBoard
+from edge.config import AlertRuleConfig, LobbyConfig
+from edge.mqtt import Topics
+from edge.schedule import Schedule
+from edge.store import AlertRecord, OutboxMessage, Store
+from edge.types import CameraStatus
+
+log = logging.getLogger("lobbywatch.alerts")
+
+DIVERSION = "diversion"
+CAMERA = "camera"
+
+
+class AckPayload(BaseModel):
+    """What a handheld publishes on alerts/<alert id>/ack."""
+
+    model_config = ConfigDict(extra="ignore")
+    by: str = Field(min_length=1, max_length=64)
+    status: Literal["accepted", "pass_done"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _CameraWatch:
+    down_since: float | None = None  # monotonic
+    down_since_utc: datetime | None = None
+    alert_id: str | None = None
+
+
+class AlertService:
+    def __init__(
+        self,
+        config: LobbyConfig,
+        store: Store,
+        board: OccupancyBoard,
+        *,
+        wake_publisher: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = utc_now,
+        alert_ids: Callable[[str, datetime], str] = new_alert_id,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.board = board
+        self.topics = Topics(config.mqtt.topic_prefix, config.site.id)
+        self.catalog = MessageCatalog(config.alerts.language, config.alerts.templates_dir)
+        self.schedule = Schedule(config.alerts.schedule, config.site.timezone)
+        self.engines = {
+            rule.id: RuleEngine(rule, self.schedule, alert_ids=alert_ids)
+            for rule in config.alerts.rules
+        }
+        self._alert_ids = alert_ids
+        self._zone_names = {z.id: z.name or z.id for c in config.cameras for z in c.zones}
+        self._camera_zones = {c.id: [z.id for z in c.zones] for c in config.cameras}
+        self._cameras = {c.id: _CameraWatch() for c in config.cameras}
+        self._wake = wake_publisher
+        self._clock = clock
+        self._wall = wall_clock
+        self._lock = threading.RLock()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Pick up alerts that were open when the process stopped."""
+        now = self._clock()
+        for alert in self.store.open_alerts():
+            if alert.kind == DIVERSION and alert.rule in self.engines:
+                acknowledged = alert.acknowledged_at is not None
+                self.engines[alert.rule].restore(
+                    alert.alert_id, alert.escalations, acknowledged, now
+                )
+                log.info("resumed alert %s (%s)", alert.alert_id, alert.status)
+            elif alert.kind == CAMERA:
+                camera_id = alert.rule.removeprefix("camera-")
+                if camera_id in self._cameras:
+                    watch = self._cameras[camera_id]
+                    watch.alert_id, watch.down_since, watch.down_since_utc = (
+                        alert.alert_id, now, alert.since,
+                    )  # fmt: skip
+
+    def on_board_update(self, update: BoardUpdate) -> None:
+        """Evaluate the rules that watch this camera's zones, in the worker's thread."""
+        zones = set(self._camera_zones.get(update.camera_id, ()))
+        with self._lock:
+            for engine in self.engines.values():
+                if zones.intersection(engine.rule.zones):
+                    self._step(engine)
+
+    def tick(self) -> None:
+        """Time-driven work, about once a second: timers, camera health, acks, pass effects."""
+        with self._lock:
+            for engine in self.engines.values():
+                self._step(engine)
+            self._check_cameras()
+            self._sync_acks()
+        self._measure_effects()
+
+    # --- acknowledgements -----------------------------------------------------------------
+
+    def handle_ack(self, alert_id: str, payload: bytes, source: str = "mqtt") -> AlertRecord | None:
+        """Apply an ack message; malformed ones are logged and ignored, never raised."""
+        try:
+            ack = AckPayload.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning(
+                "ignoring malformed ack for %s from %s: %s",
+                alert_id, source, exc.errors(include_url=False, include_input=False),
+            )  # fmt: skip
+            return None
+        record = self.store.record_ack(alert_id, ack.by, ack.status, self._wall())
+        if record is None:
+            log.warning("ignoring ack for unknown alert %s from %s", alert_id, source)
+            return None
+        log.info("alert %s: %s by %s", alert_id, ack.status, ack.by)
+        with self._lock:
+            if record.rule in self.engines:
+                self.engines[record.rule].acknowledge(alert_id)
+        return record
+
+    def _sync_acks(self) -> None:
+        # Acks may also arrive through the store (the API's POST .../ack in another process).
+        for alert in self.store.open_alerts():
+            if alert.acknowledged_at is not None and alert.rule in self.engines:
+                self.engines[alert.rule].acknowledge(alert.alert_id)
+
+    def _measure_effects(self) -> None:
+        now = self._wall()
+        for alert in self.store.effects_due(now):
+            count = self.board.total(alert.zones)
+            self.store.record_effect(alert.alert_id, count, now)
+            log.info(
+                "alert %s: %s people %d s after the pass (were %s at ack)",
+                alert.alert_id, count, alert.effect_after_s, alert.count_at_ack,
+            )  # fmt: skip
+
+    # --- rules ----------------------------------------------------------------------------
+
+    def _step(self, engine: RuleEngine) -> None:
+        count = self.board.total(engine.rule.zones)
+        for event in engine.step(count, self._clock(), self._wall()):
+            self._emit(engine.rule, event)
+
+    def _emit(self, rule: AlertRuleConfig, event: AlertEvent) -> None:
+        zones = list(rule.zones)
+        names = [self._zone_names[z] for z in zones]
+        if isinstance(event, Raised):
+            since = self._local_time(event.since)
+            text = self.catalog.render(
+                "raised", count=event.count, zones=names, since=since, rule=rule.name
+            )
+            record = _new_record(
+                event.alert_id, rule.id, DIVERSION, zones, event.threshold, event.since,
+                event.at, event.count, text, rule.effect_after_s,
+            )  # fmt: skip
+            payload = self._payload("raised", record, event.count, text, audience="lobby_manager")
+            self.store.insert_alert(
+                record, [self._message(self.topics.alerts, record, "raised", payload, event.at)]
+            )
+            log.warning("alert %s raised: %s", event.alert_id, text)
+        elif isinstance(event, Escalated):
+            stored = self.store.alert(event.alert_id)
+            if stored is None:
+                return
+            since = self._local_time(stored.since)
+            text = self.catalog.render(
+                "escalated", count=event.count, zones=names, since=since, number=event.number
+            )
+            payload = self._payload(
+                "escalated", stored, event.count, text, "lobby_manager", event.number
+            )
+            boss = self._payload("escalated", stored, event.count, text, "supervisor", event.number)
+            key = f"escalated:{event.number}"
+            self.store.escalate_alert(
+                event.alert_id, event.at,
+                [
+                    self._message(self.topics.alerts, stored, key, payload, event.at),
+                    self._message(self.topics.supervisor_alerts, stored, f"{key}:supervisor", boss, event.at),
+                ],
+            )  # fmt: skip
+            log.warning("alert %s escalated (%d): %s", event.alert_id, event.number, text)
+        elif isinstance(event, Cleared):
+            stored = self.store.alert(event.alert_id)
+            if stored is None:
+                return
+            text = self.catalog.render("cleared", count=event.count, zones=names)
+            payload = self._payload("cleared", stored, event.count, text, "lobby_manager")
+            self.store.clear_alert(
+                event.alert_id, event.at, event.count,
+                [self._message(self.topics.alerts, stored, "cleared", payload, event.at)],
+            )  # fmt: skip
+            log.info("alert %s cleared: %s", event.alert_id, text)
+        self._wake()
+
+    # --- cameras --------------------------------------------------------------------------
+
+    def _check_cameras(self) -> None:
+        settings = self.config.alerts.camera_offline
+        if not settings.enabled:
+            return
+        now, utc = self._clock(), self._wall()
+        for camera_id, status in self.board.statuses().items():
+            watch = self._cameras[camera_id]
+            if status is CameraStatus.ONLINE:
+                if watch.alert_id is not None:
+                    self._camera_back(camera_id, watch, utc)
+                watch.down_since = watch.down_since_utc = None
+                continue
+            if watch.down_since is None:
+                watch.down_since, watch.down_since_utc = now, utc
+            if watch.alert_id is None and now - watch.down_since >= settings.after_s:
+                self._camera_down(camera_id, watch, utc)
+
+    def _camera_down(self, camera_id: str, watch: _CameraWatch, utc: datetime) -> None:
+        assert watch.down_since_utc is not None
+        alert_id = self._alert_ids(f"camera-{camera_id}", utc)
+        since = self._local_time(watch.down_since_utc)
+        text = self.catalog.render("camera_offline", camera=camera_id, since=since)
+        record = _new_record(
+            alert_id, f"camera-{camera_id}", CAMERA, self._camera_zones[camera_id], None,
+            watch.down_since_utc, utc, None, text, 0.0,
+        )  # fmt: skip
+        payload = self._payload("raised", record, None, text, audience="it")
+        self.store.insert_alert(
+            record, [self._message(self.topics.it_alerts, record, "raised", payload, utc)]
+        )
+        watch.alert_id = alert_id
+        log.warning("camera %s: alert %s to IT: %s", camera_id, alert_id, text)
+        self._wake()
+
+    def _camera_back(self, camera_id: str, watch: _CameraWatch, utc: datetime) -> None:
+        assert watch.alert_id is not None
+        stored = self.store.alert(watch.alert_id)
+        watch.alert_id = None
+        if stored is None:
+            return
+        text = self.catalog.render("camera_online", camera=camera_id)
+        payload = self._payload("cleared", stored, None, text, audience="it")
+        self.store.clear_alert(
+            stored.alert_id, utc, None,
+            [self._message(self.topics.it_alerts, stored, "cleared", payload, utc)],
+        )  # fmt: skip
+        log.info("camera %s back online: alert %s cleared", camera_id, stored.alert_id)
+        self._wake()
+
+    # --- payloads -------------------------------------------------------------------------
+
+    def _payload(
+        self,
+        kind: str,
+        record: AlertRecord,
+        count: float | None,
+        text: str,
+        audience: str,
+        escalation: int = 0,
+    ) -> dict[str, Any]:
+        return {
+            "alert_id": record.alert_id,
+            "kind": kind,
+            "rule": record.rule,
+            "site": self.config.site.id,
+            "audience": audience,
+            "zones": list(record.zones),
+            "zone_names": [self._zone_names.get(z, z) for z in record.zones],
+            "count": count,
+            "threshold": record.threshold,
+            "since": _iso(record.since),
+            "at": _iso(self._wall()),
+            "escalation": escalation,
+            "message": text,
+            "language": self.catalog.language,
+        }
+
+    def _message(
+        self, topic: str, record: AlertRecord, key: str, payload: dict[str, Any], at: datetime
+    ) -> OutboxMessage:
+        message_id = f"{record.alert_id}:{key}"
+        payload = {**payload, "message_id": message_id}
+        expiry = timedelta(seconds=self.config.mqtt.alert_expiry_s)
+        return OutboxMessage(
+            message_id=message_id,
+            topic=topic,
+            payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+            qos=1,
+            created_at=at,
+            expires_at=at + expiry,
+            alert_id=record.alert_id,
+        )
+
+    def _local_time(self, at: datetime) -> str:
+        return self.schedule.local(at).strftime("%H:%M")
+
+
+def _new_record(
+    alert_id: str,
+    rule: str,
+    kind: str,
+    zones: list[str],
+    threshold: float | None,
+    since: datetime,
+    at: datetime,
+    count: float | None,
+    message: str,
+    effect_after_s: float,
+) -> AlertRecord:
+    return AlertRecord(
+        alert_id=alert_id, rule=rule, kind=kind, zones=tuple(zones), threshold=threshold,
+        since=since, raised_at=at, count_at_raise=count, message=message, escalations=0,
+        last_notified_at=at, acknowledged_at=None, acknowledged_by=None, count_at_ack=None,
+        pass_done_at=None, pass_done_by=None, effect_after_s=effect_after_s, effect_count=None,
+        effect_measured_at=None, cleared_at=None, count_at_clear=None, status="open",
+    )  # fmt: skip
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

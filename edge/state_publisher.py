@@ -1,0 +1,82 @@
+"""Retained state on the broker: availability, camera status, zone occupancy.
+
+Published on change, again every `occupancy_interval_s`, and whole on every (re)connect, so a
+client that connects late, or a broker that restarted without persistence, still sees the
+current numbers (the lesson of Frigate #5295). Unknown is published as count null, stale true.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import timezone
+
+from edge.board import BoardUpdate, OccupancyBoard
+from edge.config import LobbyConfig
+from edge.mqtt import MqttLink
+from edge.types import CameraStatus, ZoneReading
+
+
+class StatePublisher:
+    def __init__(
+        self,
+        config: LobbyConfig,
+        board: OccupancyBoard,
+        link: MqttLink,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.board = board
+        self.link = link
+        self.topics = link.topics
+        self.interval_s = config.mqtt.occupancy_interval_s
+        self._zones = {z.id: (z, c.id) for c in config.cameras for z in c.zones}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[object, ...]] = {}
+        self._status: dict[str, CameraStatus] = {}
+        self._next_full = 0.0
+
+    def on_board_update(self, update: BoardUpdate) -> None:
+        with self._lock:
+            changed = self._status.get(update.camera_id) is not update.status
+            topic = self.topics.camera_status(update.camera_id)
+            if changed and self.link.publish_state(topic, update.status.value):
+                self._status[update.camera_id] = update.status
+            for reading in update.readings:
+                key = (reading.count, reading.camera_status)
+                if self._last.get(reading.zone_id) != key:
+                    self._publish_zone(reading, key)
+
+    def republish_all(self) -> None:
+        """Everything, now: after a (re)connect and every interval."""
+        with self._lock:
+            for camera_id, status in self.board.statuses().items():
+                if self.link.publish_state(self.topics.camera_status(camera_id), status.value):
+                    self._status[camera_id] = status
+            for reading in self.board.readings():
+                self._publish_zone(reading, (reading.count, reading.camera_status))
+            self._next_full = self._clock() + self.interval_s
+
+    def tick(self) -> None:
+        if self._clock() >= self._next_full:
+            self.republish_all()
+
+    def _publish_zone(self, reading: ZoneReading, key: tuple[object, ...]) -> None:
+        zone, camera_id = self._zones[reading.zone_id]
+        payload = {
+            "zone": reading.zone_id,
+            "name": zone.name or zone.id,
+            "role": zone.role,
+            "camera": camera_id,
+            "count": reading.count,
+            "raw": reading.raw,
+            "at": reading.at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "stale": reading.camera_status is not CameraStatus.ONLINE,
+            "camera_status": reading.camera_status.value,
+        }
+        if self.link.publish_state(
+            self.topics.zone_occupancy(reading.zone_id), json.dumps(payload, ensure_ascii=False)
+        ):
+            self._last[reading.zone_id] = key
