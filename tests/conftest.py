@@ -8,6 +8,7 @@ path, on a machine without that material.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,19 @@ def broker(tmp_path: Path):
     yield started
     if started.proc is not None:
         started.kill()
+
+
+@pytest.fixture
+def mall_sequence(
+    tmp_path: Path, data_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Six real Mall frames as an image sequence of their own (seq_000001 is frame 0)."""
+    frames = data_dir / "mall" / "frames"
+    if not frames.exists():
+        pytest.skip(f"Mall frames not found at {frames}")
+    target = tmp_path / "frames"
+    target.mkdir()
+    for i in range(1, 7):
+        shutil.copy(frames / f"seq_{i:06d}.jpg", target / f"seq_{i:06d}.jpg")
+    monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
+    return str(target / "seq_%06d.jpg")

@@ -4,13 +4,11 @@ and the offline `count` replay format."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from edge.capture import Camera, CaptureError, CaptureSettings
@@ -155,20 +153,6 @@ def test_a_dead_camera_is_offline_unknown_and_its_history_says_unseen(tmp_path):
     rows = store.history("left")
     assert rows, "an offline interval is still recorded"
     assert all(r.samples == 0 and r.mean is None and r.seen_fraction == 0.0 for r in rows)
-
-
-@pytest.fixture
-def mall_sequence(tmp_path, data_dir, models_dir, monkeypatch) -> str:
-    """Six real Mall frames as an image sequence of their own (seq_000001 is frame 0)."""
-    frames = data_dir / "mall" / "frames"
-    if not frames.exists():
-        pytest.skip(f"Mall frames not found at {frames}")
-    target = tmp_path / "frames"
-    target.mkdir()
-    for i in range(1, 7):
-        shutil.copy(frames / f"seq_{i:06d}.jpg", target / f"seq_{i:06d}.jpg")
-    monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
-    return str(target / "seq_%06d.jpg")
 
 
 def write_config(tmp_path: Path, **values) -> Path:

@@ -1,0 +1,188 @@
+"""The real service process with a real broker: crashes, last will, retained state.
+
+`lobbywatch run` runs as a subprocess on six real Mall frames (25-35 people) with the real
+detector, so these are the situations an installed device meets, not simulations of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.config import load_config
+from edge.handheld import Handheld
+from tests.mqtt_broker import Broker
+
+SITE = "branch-9"
+CONFIG = """\
+site: {{id: {site}, timezone: Europe/Paris}}
+detector: {{model: yolox_nano, confidence: 0.2, threads: 1, tiling: {{enabled: false}}}}
+cameras:
+  - id: hall
+    source: "{source}"
+    source_fps: 4
+    fps: 4
+    loop: true
+    zones:
+      - {{id: floor, name: Hall, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
+storage: {{path: "{db}", interval_s: 5}}
+logging: {{status_interval_s: 1}}
+mqtt: {{host: 127.0.0.1, port: {port}, keepalive_s: 5, reconnect_min_s: 1, reconnect_max_s: 2, occupancy_interval_s: 2}}
+alerts:
+  camera_offline: {{enabled: false}}
+  rules:
+    - {{id: hall-full, zones: [floor], raise_at: 5, clear_at: 1, raise_after_s: 0, escalate_after_s: null}}
+"""
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+class Device:
+    """`lobbywatch run` in a subprocess."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = config_path.parent / "service.log"
+
+    def start(self) -> Device:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)],
+                stdout=log, stderr=log, env=os.environ.copy(),
+            )  # fmt: skip
+        return self
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(20)
+        self.proc = None
+        return code
+
+
+@pytest.fixture
+def setup(tmp_path, mall_sequence):
+    broker = Broker(tmp_path / "broker")
+    config_path = tmp_path / "site.yaml"
+    config_path.write_text(
+        CONFIG.format(site=SITE, source=mall_sequence, db=tmp_path / "lw.db", port=broker.port)
+    )
+    device = Device(config_path)
+    yield broker, device, load_config(config_path)
+    if device.proc is not None:
+        device.signal(signal.SIGKILL)
+    if broker.proc is not None:
+        broker.kill()
+
+
+def outbox(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        try:
+            return conn.execute("SELECT alert_id, sent_at FROM outbox").fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def test_killed_after_writing_the_outbox_the_alert_arrives_once_after_restart(setup):
+    broker, device, config = setup
+    device.start()  # the broker is down: the alert can only be stored
+    rows = wait_for(lambda: outbox(config.storage.path), what="alert in the outbox")
+    device.signal(signal.SIGKILL)
+    ((alert_id, sent_at),) = outbox(config.storage.path)
+    assert sent_at is None
+
+    broker.start()
+    handheld = Handheld(config.mqtt, SITE, "manager")
+    handheld.start()
+    wait_for(handheld.connected.is_set, what="handheld connected")
+    device.start()
+    try:
+        (alert,) = wait_for(lambda: handheld.alerts(), what="alert delivered after restart")
+        assert alert["alert_id"] == alert_id and alert["kind"] == "raised"
+        wait_for(lambda: all(sent for _, sent in outbox(config.storage.path)), what="marked sent")
+        time.sleep(2.0)
+        assert len(handheld.alerts()) == 1
+        assert [row[0] for row in outbox(config.storage.path)] == [alert_id]  # no second raise
+    finally:
+        handheld.stop()
+    assert device.signal(signal.SIGTERM) == 0
+    assert rows
+
+
+class Watcher:
+    """A plain MQTT client that records every message under the site."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe(f"lobbywatch/{SITE}/#", qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, _c, _u, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def last(self, suffix: str) -> bytes | None:
+        with self.lock:
+            found = [p for t, p, _ in self.messages if t == f"lobbywatch/{SITE}/{suffix}"]
+        return found[-1] if found else None
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_last_will_retained_state_and_clean_stop(setup):
+    broker, device, _config = setup
+    broker.start()
+    device.start()
+    early = Watcher(broker.port)
+    wait_for(lambda: early.last("zone/floor/occupancy"), what="occupancy published")
+    time.sleep(1.0)
+
+    late = Watcher(broker.port)  # connects after everything was published: sees retained state
+    try:
+        occupancy = json.loads(wait_for(lambda: late.last("zone/floor/occupancy")))
+        assert occupancy["zone"] == "floor" and occupancy["camera"] == "hall"
+        assert occupancy["count"] >= 5 and occupancy["stale"] is False
+        assert occupancy["at"].endswith("Z")
+        assert wait_for(lambda: late.last("availability")) == b"online"
+        assert wait_for(lambda: late.last("camera/hall/status")) == b"online"
+        assert all(retain for t, _, retain in late.messages[:3])
+
+        device.signal(signal.SIGKILL)
+        assert wait_for(lambda: early.last("availability") == b"offline" or None, what="last will")
+
+        device.start()
+        wait_for(lambda: early.last("availability") == b"online" or None, what="back online")
+        assert device.signal(signal.SIGTERM) == 0
+        assert wait_for(lambda: early.last("availability") == b"stopped" or None, what="stopped")
+        final = json.loads(early.last("zone/floor/occupancy"))
+        assert final["count"] is None and final["stale"] is True  # unknown, never 0
+    finally:
+        early.stop()
+        late.stop()
