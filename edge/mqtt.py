@@ -145,6 +145,7 @@ class MqttLink:
         self._on_connection_change = on_connection_change
         self._on_ack = on_ack
         self.connected = threading.Event()
+        self._stopping = False
         self.acked: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self.client = make_client(config, self.client_id)
         # The will is registered before connecting: a crash or a cut cable says "offline".
@@ -175,6 +176,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Say "stopped" (not the will's "offline": this was on purpose) and disconnect."""
+        self._stopping = True
         if self.connected.is_set():
             info = self.client.publish(self.topics.availability, "stopped", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
@@ -237,7 +239,7 @@ class MqttLink:
     ) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
-        if was_connected:
+        if was_connected and not self._stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
             self._on_connection_change(False)
 
