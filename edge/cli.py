@@ -71,7 +71,7 @@ def run(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
 
     cfg = _load(config)
     _setup_logging(cfg.logging.level)
-    service = Service(cfg)
+    service = Service(cfg, config_path=config)
     service.install_signal_handlers()
     try:
         code = service.run()

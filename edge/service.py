@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import FrameType
 
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
+from edge.child import ChildProcess
 from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
 from edge.history import HistoryRecorder
@@ -208,9 +211,17 @@ class CameraWorker:
 
 class Service:
     def __init__(
-        self, config: LobbyConfig, *, detector_factory: Callable[[], Detector] | None = None
+        self,
+        config: LobbyConfig,
+        *,
+        config_path: Path | None = None,
+        detector_factory: Callable[[], Detector] | None = None,
     ) -> None:
         self.config = config
+        self.api: ChildProcess | None = None
+        if config.api.enabled and config_path is not None:
+            command = [sys.executable, "-m", "api", "--config", str(config_path)]
+            self.api = ChildProcess("api", command)
         cache_dir = config.storage.path.parent / "cache"
         self._detector_factory = detector_factory or (
             lambda: build_detector(config.detector, cache_dir)
@@ -244,6 +255,8 @@ class Service:
         board = OccupancyBoard({c.id: [z.id for z in c.zones] for c in config.cameras})
         notifier = Notifier(config, store, board)
         notifier.start()
+        if self.api is not None:
+            self.api.start()
         for camera_config in config.cameras:
             detector = self._detector_factory()
             log.info("camera %s: detector on %s", camera_config.id, detector.provider)
@@ -262,6 +275,8 @@ class Service:
             for worker in self.workers:
                 worker.join(timeout=10.0)
             notifier.stop()
+            if self.api is not None:
+                self.api.stop()
             store.close()
             log.info("stopped")
 
@@ -276,6 +291,8 @@ class Service:
             if all(not w.alive and w.finished for w in self.workers):
                 log.info("all sources ended")
                 return 0
+            if self.api is not None:
+                self.api.poll()
             now = time.monotonic()
             if now >= next_status:
                 for worker in self.workers:
