@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 
+from edge import watchdog
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
 from edge.child import ChildProcess
@@ -35,6 +36,10 @@ log = logging.getLogger("lobbywatch.service")
 READ_TIMEOUT_S = 0.5
 LIVE_EVERY_S = 1.0
 PURGE_EVERY_S = 3600.0
+# The systemd watchdog is fed while each worker loop turned within HEARTBEAT_MAX_S and some
+# camera processed a frame within FRAMES_MAX_S (keep WatchdogSec in the unit above both).
+HEARTBEAT_MAX_S = 30.0
+FRAMES_MAX_S = 60.0
 # A detector that fails on this many frames in a row is broken, not unlucky: exit and let the
 # service manager restart the process rather than report nothing forever.
 MAX_CONSECUTIVE_ERRORS = 20
@@ -93,6 +98,7 @@ class CameraWorker:
         self.wall_clock = wall_clock
         self.state = WorkerState(occupancy={z: None for z in pipeline.zone_ids})
         self.heartbeat = clock()
+        self.last_frame_at: float | None = None  # monotonic time of the last processed frame
         self.error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"camera-{self.camera_id}", daemon=True
@@ -155,6 +161,7 @@ class CameraWorker:
                         raise
                     continue
                 values = dict(result.occupancy)
+                self.last_frame_at = now
                 state = WorkerState(
                     status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000
                 )
@@ -257,6 +264,7 @@ class Service:
         notifier.start()
         if self.api is not None:
             self.api.start()
+        watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
         for camera_config in config.cameras:
             detector = self._detector_factory()
             log.info("camera %s: detector on %s", camera_config.id, detector.provider)
@@ -274,6 +282,7 @@ class Service:
                 worker.stop()
             for worker in self.workers:
                 worker.join(timeout=10.0)
+            watchdog.notify_stopping()
             notifier.stop()
             if self.api is not None:
                 self.api.stop()
@@ -294,14 +303,29 @@ class Service:
             if self.api is not None:
                 self.api.poll()
             now = time.monotonic()
+            if self.frames_flowing(now):
+                watchdog.notify_watchdog()
             if now >= next_status:
-                for worker in self.workers:
-                    log.info(status_line(worker.camera_id, worker.state))
+                lines = [status_line(w.camera_id, w.state) for w in self.workers]
+                for line in lines:
+                    log.info(line)
+                watchdog.notify_status("; ".join(lines))
                 next_status = now + self.config.logging.status_interval_s
             if now >= next_purge:
                 self._purge(store)
                 next_purge = now + PURGE_EVERY_S
         return 0
+
+    def frames_flowing(self, now: float) -> bool:
+        """Whether to feed the systemd watchdog: every worker loop is turning and some camera
+        delivered a processed frame lately. A detector that hangs, or a capture wedged for
+        every camera, stops the feeding and systemd restarts the service."""
+        loops_turning = all(now - w.heartbeat < HEARTBEAT_MAX_S for w in self.workers)
+        frames = any(
+            w.last_frame_at is not None and now - w.last_frame_at < FRAMES_MAX_S
+            for w in self.workers
+        )
+        return loops_turning and frames
 
     def _purge(self, store: Store) -> None:
         cutoff = utc_now() - timedelta(days=self.config.storage.retention_days)

@@ -209,3 +209,44 @@ def test_run_keeps_history_across_restarts(tmp_path, mall_sequence):
     assert total_people >= 15
     # after a clean stop the live state says unknown, not the last count
     assert {r.count for r in store.live()} == {None}
+
+
+def test_systemd_is_told_ready_fed_while_frames_flow_and_told_stopping(tmp_path, mall_sequence):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path, source=mall_sequence, source_fps=4, fps=4)
+    config.write_text(
+        config.read_text().replace("cameras:", "logging: {status_interval_s: 1}\ncameras:")
+    )
+    config.write_text(config.read_text().replace("    fps: 4\n", "    fps: 4\n    loop: true\n"))
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)], env=env
+    )
+    messages: list[str] = []
+    try:
+        while not any("WATCHDOG=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+        assert "READY=1" in messages[0]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                break
+            if "STOPPING=1" in messages[-1]:
+                break
+        assert any("STOPPING=1" in m for m in messages)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
