@@ -15,7 +15,7 @@ from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
 from edge.occupancy import OccupancySmoother
 from edge.types import Detections, Frame
-from edge.zones import Zone, count_in_zones, snap_to_border
+from edge.zones import Zone, assign_zones, snap_to_border, tally
 from models.store import resolve_model
 
 
@@ -32,6 +32,7 @@ class FrameResult:
     raw: Mapping[str, int]
     occupancy: Mapping[str, float | None]
     detections: Detections
+    zone_of: tuple[str | None, ...]  # the zone each detection counts in, None for none
     inference_s: float
 
 
@@ -56,9 +57,13 @@ class CameraPipeline:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         inference_s = time.perf_counter() - started
-        raw = count_in_zones(detections, frame.width, frame.height, self.zones, self.ignore)
+        anchors = detections.anchors(frame.width, frame.height)
+        zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
+        raw = tally(zone_of, self.zone_ids)
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
-        return FrameResult(self.camera_id, frame.index, raw, occupancy, detections, inference_s)
+        return FrameResult(
+            self.camera_id, frame.index, raw, occupancy, detections, zone_of, inference_s
+        )
 
     def mark_unknown(self) -> None:
         """The camera is not online: forget the window so stale counts are never reported."""

@@ -65,6 +65,16 @@ def result_line(result: FrameResult) -> str:
             "occupancy": dict(result.occupancy),
             "people": len(result.detections),
             "inference_ms": round(result.inference_s * 1000, 2),
+            # Person boxes in source pixels with score and zone, for evaluation (bench/).
+            "boxes": [
+                [*(round(float(v), 1) for v in box), round(float(score), 3), zone]
+                for box, score, zone in zip(
+                    result.detections.xyxy,
+                    result.detections.confidence,
+                    result.zone_of,
+                    strict=True,
+                )
+            ],
         },
         separators=(",", ":"),
     )

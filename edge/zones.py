@@ -117,8 +117,14 @@ def count_in_zones(
     ignore: Sequence[Sequence[tuple[float, float]]] = (),
 ) -> dict[str, int]:
     """People per zone for one frame; every zone is present in the result, empty ones with 0."""
-    counts = {zone.id: 0 for zone in zones}
-    for zone_id in assign_zones(detections.anchors(width, height), zones, ignore):
+    assigned = assign_zones(detections.anchors(width, height), zones, ignore)
+    return tally(assigned, [zone.id for zone in zones])
+
+
+def tally(assigned: Sequence[str | None], zone_ids: Sequence[str]) -> dict[str, int]:
+    """Counts per zone from per-person assignments (None = in no zone)."""
+    counts = dict.fromkeys(zone_ids, 0)
+    for zone_id in assigned:
         if zone_id is not None:
             counts[zone_id] += 1
     return counts
