@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -50,7 +51,11 @@ class Broker:
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
-            f"log_dest file {workdir}/mosquitto.log\n" + extra
+            f"log_dest file {workdir}/mosquitto.log\n"
+            # Started as root, mosquitto drops to the `mosquitto` user, which cannot write the
+            # test's directory: its persistence would silently not work.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +63,17 @@ class Broker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.PIPE)
         wait_port(self.port)
         return self
+
+    def wait_saved(self, after: float, timeout: float = 15.0) -> None:
+        """Wait until the broker saved its state (sessions, subscriptions) later than `after`
+        (a time.time() value): only then does a kill -9 keep them."""
+        db = self.workdir / "mosquitto.db"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if db.exists() and db.stat().st_mtime > after:
+                return
+            time.sleep(0.1)
+        raise TimeoutError("mosquitto did not save its state")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None:

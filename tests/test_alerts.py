@@ -228,7 +228,7 @@ def test_messages_are_in_the_sites_language(tmp_path, broker):
 
 
 def test_broker_killed_while_an_alert_is_due_then_restarted_alert_arrives_once(rig, broker):
-    time.sleep(1.2)  # let the broker save the handheld's session (autosave every second)
+    broker.wait_saved(after=time.time())  # the handheld's subscription survives the kill
     broker.kill()
     wait_for(lambda: not rig.notifier.link.connected.is_set(), what="device sees the outage")
     feed(rig.board, 20)
