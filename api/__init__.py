@@ -1,1 +1,4 @@
-"""Supervisor REST API (FastAPI). Reads the edge store; built in a later issue."""
+"""The supervisor REST API (FastAPI): occupancy now and in the past, alerts, health, metrics.
+
+Imports from edge/ (config, store, types); edge/ never imports it. See api/README.md.
+"""

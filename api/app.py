@@ -1,0 +1,134 @@
+"""The supervisor REST API: live and historical occupancy, alerts and health, secure by default.
+
+`create_app` builds the app from the site config; it reads the same store the pipeline writes,
+from the same process or another one. Every route but health needs a key; with no key
+configured those routes refuse with 503 and say how to add one (there is no open mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api.auth import Authenticator, FailureLimiter, load_keys
+from api.db import StoreAccess, StoreUnavailable
+from api.deps import ApiContext
+from api.metrics import StoreCollector, make_registry
+from api.rollup import Rollup, RollupWorker, default_path
+from api.routes import alerts, history, live, system
+from edge.config import LobbyConfig
+
+log = logging.getLogger("lobbywatch.api")
+
+VERSION = "1"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_app(
+    config: LobbyConfig,
+    *,
+    store_path: Path | None = None,
+    rollup_path: Path | None = None,
+    use_rollup: bool = True,
+    rollup_every_s: float | None = 60.0,
+    clock: Callable[[], datetime] = utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The API for `config`'s site.
+
+    store_path: the store (default: storage.path). rollup_path: the API's cache of closed
+    buckets (default: beside the store; see api/rollup.py); use_rollup=False answers every
+    query from the stored intervals. rollup_every_s: how often a background thread brings the
+    cache up to date (None: never, for tests that refresh it themselves). clock: UTC wall time;
+    monotonic: seconds for the failed-authentication window.
+    """
+    store = StoreAccess(store_path or config.storage.path, config.site.id)
+    tz = ZoneInfo(config.site.timezone)
+    rollup = _open_rollup(config, store, tz, rollup_path) if use_rollup else None
+    limiter = FailureLimiter(config.api.failed_auth_limit_per_min, monotonic)
+    keys = load_keys(config.api.keys, os.environ if environ is None else environ)
+    if not keys:
+        log.warning("no API key configured: every route except health answers 503")
+    collector = StoreCollector(config, store, clock, lambda: limiter.failures_total)
+    context = ApiContext(
+        config=config,
+        store=store,
+        rollup=rollup,
+        auth=Authenticator(keys, limiter),
+        clock=clock,
+        tz=tz,
+        registry=make_registry(collector),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if rollup is not None and rollup_every_s is not None:
+            worker = RollupWorker(rollup, clock, rollup_every_s, monotonic)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(
+        title="lobbywatch supervisor API",
+        version=VERSION,
+        summary="Occupancy now and in the past, diversion alerts and device health.",
+        docs_url=None,  # Swagger UI loads scripts from a CDN a branch device cannot reach
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.lobbywatch = context
+    for module in (live, history, alerts, system):
+        app.include_router(module.router)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack
+    if config.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.api.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+        )
+    return app
+
+
+def _open_rollup(
+    config: LobbyConfig, store: StoreAccess, tz: ZoneInfo, path: Path | None
+) -> Rollup | None:
+    path = path or default_path(store.path)
+    try:
+        return Rollup(
+            path,
+            store,
+            tz=tz,
+            zone_ids=[z.id for c in config.cameras for z in c.zones],
+            retention_days=config.storage.retention_days,
+            interval_s=config.storage.interval_s,
+        )
+    except (OSError, sqlite3.Error) as exc:  # without the cache, queries are only slower
+        log.warning("rollup cache %s unavailable (%s); history comes from the store", path, exc)
+        return None
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("store unavailable: %s", exc)
+    detail = str(exc) if isinstance(exc, StoreUnavailable) else f"store error: {exc}"
+    return JSONResponse({"detail": detail}, status_code=503)

@@ -1,0 +1,81 @@
+"""CSV versions of the history and alert listings, for spreadsheets and head-office reports.
+
+One row per zone and bucket, or per alert; empty cells for unknown values (never 0). Text cells
+that a spreadsheet would run as a formula (starting with = + - @) get a leading apostrophe.
+(Named csv_export so that it does not shadow the standard library's csv module.)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from api.schemas import AlertOut
+
+CSV_MEDIA_TYPE = "text/csv"
+
+HISTORY_COLUMNS = ("zone_id", "start", "end", "mean", "max", "p90", "coverage", "samples")
+ALERT_COLUMNS = (
+    "alert_id", "rule", "kind", "zones", "status", "threshold", "since", "raised_at",
+    "count_at_raise", "escalations", "acknowledged_at", "acknowledged_by", "seconds_to_ack",
+    "count_at_ack", "pass_done_at", "pass_done_by", "effect_after_s", "effect_count",
+    "effect_measured_at", "effect", "cleared_at", "count_at_clear", "message",
+)  # fmt: skip
+
+
+def wants_csv(format_param: str | None, accept: str | None) -> bool:
+    """`?format=` decides; without it, an Accept header that names text/csv before JSON."""
+    if format_param is not None:
+        return format_param == "csv"
+    if not accept:
+        return False
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media == CSV_MEDIA_TYPE:
+            return True
+        if media in ("application/json", "*/*", "application/*"):
+            return False
+    return False
+
+
+def history_csv(document: Mapping[str, Any]) -> str:
+    """From the history document (see api.routes.history.history_document)."""
+    rows = (
+        (zone["zone_id"], *(point[column] for column in HISTORY_COLUMNS[1:]))
+        for zone in document["zones"]
+        for point in zone["points"]
+    )
+    return _write(HISTORY_COLUMNS, rows)
+
+
+def alerts_csv(alerts: Sequence[AlertOut]) -> str:
+    rows = (
+        tuple(
+            " ".join(a.zones) if column == "zones" else getattr(a, column)
+            for column in ALERT_COLUMNS
+        )
+        for a in alerts
+    )
+    return _write(ALERT_COLUMNS, rows)
+
+
+def _write(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(value) for value in row])
+    return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value

@@ -1,0 +1,118 @@
+"""Prometheus metrics, read from the store at scrape time.
+
+A custom collector rather than gauges set in the background: the pipeline may run in another
+process, so the store is the only place the numbers are, and reading it when Prometheus asks
+keeps them exactly as fresh as the store. Each app has its own registry (no global state).
+
+An unknown zone count is left out of `lobbywatch_zone_occupancy` rather than exported as NaN
+(NaN poisons sum() and averages); `lobbywatch_zone_occupancy_known` says which zones are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from api.db import StoreAccess
+from api.live import camera_states, zone_states
+from api.schemas import AlertStatus
+from edge.config import LobbyConfig
+from edge.store import ALERT_STATUS_SQL
+
+CAMERA_STATES = ("online", "stale", "offline", "unknown")
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "acknowledged", "pass_done", "cleared")
+
+
+class StoreCollector(Collector):
+    def __init__(
+        self,
+        config: LobbyConfig,
+        store: StoreAccess,
+        clock: Callable[[], datetime],
+        failed_auth: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.failed_auth = failed_auth
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.store.store()
+        now = self.clock()
+        fps = GaugeMetricFamily(
+            "lobbywatch_camera_fps", "Frames processed per second", labels=["camera"]
+        )
+        infer = GaugeMetricFamily(
+            "lobbywatch_camera_inference_seconds",
+            "Detector time of the latest frame, seconds",
+            labels=["camera"],
+        )
+        status = GaugeMetricFamily(
+            "lobbywatch_camera_status",
+            "1 for the camera's current status (unknown: the pipeline's report is stale)",
+            labels=["camera", "status"],
+        )
+        for camera in camera_states(self.config, store, now):
+            for state in CAMERA_STATES:
+                status.add_metric([camera.camera_id, state], 1.0 if camera.status == state else 0.0)
+            if camera.fps is not None:
+                fps.add_metric([camera.camera_id], camera.fps)
+            if camera.inference_ms is not None:
+                infer.add_metric([camera.camera_id], camera.inference_ms / 1000.0)
+        yield from (fps, infer, status)
+        yield from self._zones(now)
+        yield from self._alerts()
+        yield CounterMetricFamily(
+            "lobbywatch_api_failed_auth",
+            "Requests refused for a wrong key since the API started",
+            value=self.failed_auth(),
+        )
+
+    def _zones(self, now: datetime) -> Iterator[Metric]:
+        occupancy = GaugeMetricFamily(
+            "lobbywatch_zone_occupancy",
+            "People in the zone now (smoothed); absent while unknown",
+            labels=["zone", "camera", "role"],
+        )
+        known = GaugeMetricFamily(
+            "lobbywatch_zone_occupancy_known",
+            "1 when the zone's count is known, 0 when unknown (camera down or data stale)",
+            labels=["zone", "camera", "role"],
+        )
+        for zone in zone_states(self.config, self.store.store(), now):
+            labels = [zone.zone_id, zone.camera_id, zone.role]
+            known.add_metric(labels, 0.0 if zone.count is None else 1.0)
+            if zone.count is not None:
+                occupancy.add_metric(labels, zone.count)
+        yield from (occupancy, known)
+
+    def _alerts(self) -> Iterator[Metric]:
+        alerts = GaugeMetricFamily(
+            "lobbywatch_alerts",
+            "Alerts in the store by kind and current status",
+            labels=["kind", "status"],
+        )
+        with self.store.read() as db:
+            rows = db.execute(
+                f"SELECT kind, {ALERT_STATUS_SQL}, COUNT(*) FROM alerts GROUP BY 1, 2"
+            ).fetchall()
+        counts = {(str(kind), str(state)): int(n) for kind, state, n in rows}
+        kinds = sorted({kind for kind, _ in counts} | {"diversion", "camera"})
+        for kind in kinds:
+            for state in ALERT_STATUSES:
+                alerts.add_metric([kind, state], float(counts.get((kind, state), 0)))
+        yield alerts
+
+
+def make_registry(collector: StoreCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,122 @@
+"""Alert lifecycle: the listing with time to acknowledge and the effect of the pass, and the
+acknowledgement for a manager without a handheld."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+
+from api.csv_export import alerts_csv, wants_csv
+from api.deps import AUTH_RESPONSES, Context, Manager, Viewer
+from api.routes.common import (
+    CSV_RESPONSE,
+    EndParam,
+    FormatParam,
+    StartParam,
+    csv_response,
+    time_range_of,
+)
+from api.schemas import AckIn, AlertOut, AlertsOut, AlertStatus, AlertSummary, Problem
+from edge.store import AlertRecord
+
+router = APIRouter(prefix="/v1", tags=["alerts"], responses=AUTH_RESPONSES)
+
+MAX_SPAN = timedelta(days=5 * 366)
+DEFAULT_SPAN = timedelta(days=30)
+
+
+@router.get(
+    "/alerts",
+    summary="Alerts raised in a range, with their lifecycle",
+    description="Alerts raised in [start, end) (default: the last 30 days, at most 5 years), "
+    "oldest first, optionally of one status. The summary counts them and gives the median "
+    "seconds to acknowledge and the mean effect of the passes.",
+    response_model=AlertsOut,
+    responses=CSV_RESPONSE,
+)
+def list_alerts(
+    request: Request,
+    context: Context,
+    _: Viewer,
+    status: Annotated[AlertStatus | None, Query(description="Only alerts in this status")] = None,
+    start: StartParam = None,
+    end: EndParam = None,
+    format: FormatParam = None,
+) -> AlertsOut | Response:
+    time_range = time_range_of(context, start, end, MAX_SPAN, DEFAULT_SPAN)
+    records = context.store.store().alerts(status, time_range.start, time_range.end)
+    alerts = [alert_out(r) for r in records]
+    if wants_csv(format, request.headers.get("accept")):
+        return csv_response(alerts_csv(alerts), "alerts.csv")
+    return AlertsOut(alerts=alerts, summary=summarize(alerts))
+
+
+@router.post(
+    "/alerts/{alert_id}/ack",
+    summary="Acknowledge an alert (manager or admin)",
+    description="For a manager without a handheld. The first 'accepted' and the first "
+    "'pass_done' count, repeats change nothing; 'pass_done' without 'accepted' counts as both. "
+    "Recorded as acknowledged by the key's id.",
+    responses={404: {"model": Problem, "description": "No such alert"}},
+)
+def acknowledge(
+    context: Context,
+    principal: Manager,
+    body: AckIn,
+    alert_id: Annotated[str, Path(max_length=200)],
+) -> AlertOut:
+    record = context.store.store().record_ack(
+        alert_id, by=principal.key_id, status=body.status, at=context.clock()
+    )
+    if record is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    return alert_out(record)
+
+
+def alert_out(record: AlertRecord) -> AlertOut:
+    effect = (
+        record.count_at_ack - record.effect_count
+        if record.count_at_ack is not None and record.effect_count is not None
+        else None
+    )
+    return AlertOut(
+        alert_id=record.alert_id,
+        rule=record.rule,
+        kind=record.kind,
+        zones=list(record.zones),
+        threshold=record.threshold,
+        status=record.status,
+        message=record.message,
+        since=record.since,
+        raised_at=record.raised_at,
+        count_at_raise=record.count_at_raise,
+        escalations=record.escalations,
+        acknowledged_at=record.acknowledged_at,
+        acknowledged_by=record.acknowledged_by,
+        seconds_to_ack=record.seconds_to_ack,
+        count_at_ack=record.count_at_ack,
+        pass_done_at=record.pass_done_at,
+        pass_done_by=record.pass_done_by,
+        effect_after_s=record.effect_after_s,
+        effect_count=record.effect_count,
+        effect_measured_at=record.effect_measured_at,
+        effect=effect,
+        cleared_at=record.cleared_at,
+        count_at_clear=record.count_at_clear,
+    )
+
+
+def summarize(alerts: list[AlertOut]) -> AlertSummary:
+    to_ack = [a.seconds_to_ack for a in alerts if a.seconds_to_ack is not None]
+    effects = [a.effect for a in alerts if a.effect is not None]
+    return AlertSummary(
+        raised=len(alerts),
+        acknowledged=sum(a.acknowledged_at is not None for a in alerts),
+        passes_done=sum(a.pass_done_at is not None for a in alerts),
+        median_seconds_to_ack=statistics.median(to_ack) if to_ack else None,
+        max_seconds_to_ack=max(to_ack) if to_ack else None,
+        mean_effect=statistics.fmean(effects) if effects else None,
+    )

@@ -1,0 +1,222 @@
+"""HTTP bodies: what the API answers and accepts. Units are in every description.
+
+Times are UTC, ISO 8601. A count is a number of people; null means unknown (camera not online, or
+the pipeline not running), never 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.buckets import Bucket
+from api.live import CameraStateName
+from edge.config import ZoneRole
+
+CameraState = CameraStateName
+AlertStatus = Literal["open", "acknowledged", "pass_done", "cleared"]
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WeekdayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Problem(_Out):
+    detail: str = Field(description="What went wrong and, where it helps, what to do")
+
+
+class ZoneOut(_Out):
+    id: str
+    name: str
+    role: ZoneRole
+    camera_id: str
+    camera_name: str
+
+
+class ZonesOut(_Out):
+    site_id: str
+    site_name: str
+    timezone: str = Field(description="IANA time zone of the branch (1d buckets, reports)")
+    zones: list[ZoneOut]
+
+
+class ZoneOccupancy(_Out):
+    zone_id: str
+    name: str
+    role: ZoneRole
+    camera_id: str
+    count: float | None = Field(
+        description="People now (smoothed); null when unknown: camera not online or data stale"
+    )
+    raw: int | None = Field(description="Detections in the latest frame; null when unknown")
+    measured_at: datetime | None = Field(description="When the pipeline last wrote this zone")
+    stale: bool = Field(
+        description="True when the pipeline has not updated the zone for longer than the "
+        "camera's offline_after_s (pipeline stopped or hung); count is then null"
+    )
+    camera_status: CameraState = Field(
+        description="online / stale (no new frame) / offline, as the pipeline last saw it; "
+        "unknown when the pipeline's report is itself stale or missing"
+    )
+
+
+class OccupancyOut(_Out):
+    at: datetime = Field(description="When this answer was made")
+    zones: list[ZoneOccupancy]
+    by_role: dict[str, float | None] = Field(
+        description="People per zone role, summed over the role's zones; null when any is unknown"
+    )
+
+
+class HistoryPoint(_Out):
+    start: datetime
+    end: datetime
+    mean: float | None = Field(
+        description="Mean people over the frames counted in the bucket; null when none was "
+        "counted (unknown, never 0)"
+    )
+    max: float | None = Field(description="Highest smoothed count in the bucket, people")
+    p90: float | None = Field(
+        description="90th percentile (nearest rank) of the stored interval means in the bucket "
+        "(one per storage.interval_s, 10 s by default): 90% of the time there were at most "
+        "this many people"
+    )
+    coverage: float = Field(
+        ge=0, le=1, description="Fraction of the bucket during which the camera was seen online"
+    )
+    samples: int = Field(ge=0, description="Frames counted in the bucket")
+
+
+class ZoneHistory(_Out):
+    zone_id: str
+    points: list[HistoryPoint]
+
+
+class HistoryOut(_Out):
+    bucket: Bucket
+    start: datetime = Field(
+        description="Start of the first bucket (the request's start, rounded down)"
+    )
+    end: datetime = Field(description="End of the last bucket (the request's end, rounded up)")
+    timezone: str = Field(
+        description="Time zone whose midnights bound 1d buckets; 1m, 15m, 1h are UTC-aligned"
+    )
+    zones: list[ZoneHistory]
+
+
+class HourSlotOut(_Out):
+    weekday: WeekdayName
+    hour: int = Field(ge=0, le=23, description="Local hour of the day in the site's time zone")
+    mean: float | None = Field(description="Mean people in that hour, weighted by frames")
+    peak: float | None = Field(description="Highest smoothed count seen in that hour, people")
+    coverage: float = Field(ge=0, le=1, description="Fraction of those hours the camera was seen")
+    hours: int = Field(ge=0, description="How many such hours the range holds")
+
+
+class ZoneHours(_Out):
+    zone_id: str
+    slots: list[HourSlotOut] = Field(description="Weekday and hour pairs the range covers")
+
+
+class BusiestHoursOut(_Out):
+    start: datetime
+    end: datetime
+    timezone: str
+    zones: list[ZoneHours]
+
+
+class AlertOut(_Out):
+    alert_id: str
+    rule: str
+    kind: str = Field(description="diversion | camera")
+    zones: list[str]
+    threshold: float | None = Field(description="People at which the rule raises")
+    status: AlertStatus
+    message: str
+    since: datetime = Field(description="When the condition began")
+    raised_at: datetime
+    count_at_raise: float | None
+    escalations: int
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    seconds_to_ack: float | None = Field(description="Seconds from raised to acknowledged")
+    count_at_ack: float | None = Field(description="People in the alert's zones at the ack")
+    pass_done_at: datetime | None
+    pass_done_by: str | None
+    effect_after_s: float = Field(description="Seconds after the pass that the effect is measured")
+    effect_count: float | None = Field(description="People effect_after_s after the pass")
+    effect_measured_at: datetime | None
+    effect: float | None = Field(
+        description="count_at_ack - effect_count: people fewer after the pass (negative: more)"
+    )
+    cleared_at: datetime | None
+    count_at_clear: float | None
+
+
+class AlertSummary(_Out):
+    raised: int
+    acknowledged: int
+    passes_done: int
+    median_seconds_to_ack: float | None
+    max_seconds_to_ack: float | None
+    mean_effect: float | None = Field(description="Mean of `effect` where measured, people")
+
+
+class AlertsOut(_Out):
+    alerts: list[AlertOut]
+    summary: AlertSummary
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["accepted", "pass_done"] = Field(
+        description="accepted: someone is going; pass_done: the diversion pass is finished"
+    )
+
+
+class CameraHealth(_Out):
+    camera_id: str
+    status: CameraState
+    fps: float | None
+    inference_ms: float | None
+    updated_at: datetime | None
+    stale: bool
+
+
+class Check(_Out):
+    ok: bool
+    detail: str
+
+
+class BrokerHealth(_Out):
+    state: Literal["connected", "disconnected", "unknown", "disabled"]
+    since: datetime | None
+
+
+class DiskHealth(_Out):
+    ok: bool
+    free_bytes: int | None
+    free_fraction: float | None
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "degraded", "fail"] = Field(
+        description="ok: ready; degraded: ready but something needs a look; fail: not ready"
+    )
+    live: bool = Field(description="The API process answers (always true when you read this)")
+    ready: bool = Field(description="Store readable and writable, disk not full, a camera online")
+    at: datetime
+    store_readable: Check
+    store_writable: Check
+    disk: DiskHealth
+    broker: BrokerHealth
+    cameras: list[CameraHealth]
+
+
+class LiveOut(_Out):
+    live: bool
