@@ -36,8 +36,8 @@ log = logging.getLogger("lobbywatch.service")
 READ_TIMEOUT_S = 0.5
 LIVE_EVERY_S = 1.0
 PURGE_EVERY_S = 3600.0
-# The systemd watchdog is fed while each worker loop turned within HEARTBEAT_MAX_S and some
-# camera processed a frame within FRAMES_MAX_S (keep WatchdogSec in the unit above both).
+# The systemd watchdog is fed while each worker loop turned within HEARTBEAT_MAX_S and each
+# online camera had a frame processed within FRAMES_MAX_S (keep WatchdogSec above both).
 HEARTBEAT_MAX_S = 30.0
 FRAMES_MAX_S = 60.0
 # A detector that fails on this many frames in a row is broken, not unlucky: exit and let the
@@ -264,7 +264,6 @@ class Service:
         notifier.start()
         if self.api is not None:
             self.api.start()
-        watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
         for camera_config in config.cameras:
             detector = self._detector_factory()
             log.info("camera %s: detector on %s", camera_config.id, detector.provider)
@@ -275,6 +274,9 @@ class Service:
             )
             self.workers.append(worker)
             worker.start()
+        # READY only now: building detectors can take minutes (a TensorRT engine on a Jetson's
+        # first start), and systemd arms the watchdog at READY=1.
+        watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
         try:
             return self._supervise(store)
         finally:
@@ -317,15 +319,20 @@ class Service:
         return 0
 
     def frames_flowing(self, now: float) -> bool:
-        """Whether to feed the systemd watchdog: every worker loop is turning and some camera
-        delivered a processed frame lately. A detector that hangs, or a capture wedged for
-        every camera, stops the feeding and systemd restarts the service."""
+        """Whether to feed the systemd watchdog: every worker loop is turning, and every camera
+        that says it is online has had a frame processed lately.
+
+        A detector that hangs stops the feeding and systemd restarts the service. A camera that
+        is down is not the service's fault: capture reports it offline and reconnects on its
+        own, and IT gets an alert, so restarting the whole service would only add noise.
+        """
         loops_turning = all(now - w.heartbeat < HEARTBEAT_MAX_S for w in self.workers)
-        frames = any(
+        online_processing = all(
             w.last_frame_at is not None and now - w.last_frame_at < FRAMES_MAX_S
             for w in self.workers
+            if w.state.status is CameraStatus.ONLINE
         )
-        return loops_turning and frames
+        return loops_turning and online_processing
 
     def _purge(self, store: Store) -> None:
         cutoff = utc_now() - timedelta(days=self.config.storage.retention_days)

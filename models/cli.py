@@ -16,7 +16,13 @@ import typer
 
 from models.fetch import fetch as fetch_model
 from models.manifest import ModelError, load_manifest
-from models.store import ModelNotFoundError, default_dest_dir, resolve_model, verify
+from models.store import (
+    ModelNotFoundError,
+    default_dest_dir,
+    exported_models,
+    resolve_model,
+    verify,
+)
 
 app = typer.Typer(
     help="Detector weights: list the manifest, fetch and verify files, print where they are.",
@@ -60,6 +66,12 @@ def list_models(models_dir: ModelsDir = None) -> None:
                 where = "missing"
             licence = entry.license if entry.shippable else f"{entry.license} (tests only)"
             typer.echo(f"{entry.name:<28} {entry.family:<13} {licence:<24} {where}")
+        for directory, exported in exported_models(models_dir):
+            licence = (
+                exported.license if exported.shippable else f"{exported.license} (not shipped)"
+            )
+            where = f"{directory / exported.primary.path} (exported {exported.export.format})"
+            typer.echo(f"{exported.name:<28} {exported.family:<13} {licence:<24} {where}")
 
 
 @app.command()
@@ -102,6 +114,8 @@ def verify_models(
     with _user_errors():
         manifest = load_manifest()
         names = [name] if name is not None else manifest.names
+        if name is None:
+            names += [e.name for _, e in exported_models(models_dir)]
         for each in names:
             try:
                 resolved = resolve_model(each, models_dir=models_dir, manifest=manifest)
@@ -130,3 +144,94 @@ def path(
     """Print the path of the file a runtime loads (ONNX model or OpenVINO .xml)."""
     with _user_errors():
         typer.echo(resolve_model(name, models_dir=models_dir).path)
+
+
+@app.command("export")
+def export(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Ultralytics model: a .pt checkpoint, or a model YAML such as yolo11n.yaml "
+            "(random weights, for tests)."
+        ),
+    ],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="onnx, openvino (IR) or engine (TensorRT).")
+    ] = "onnx",
+    imgsz: Annotated[int, typer.Option(help="Square input size in pixels (multiple of 32).")] = 640,
+    half: Annotated[bool, typer.Option("--half", help="FP16 (openvino, engine).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8, calibrated on --data.")] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset YAML of calibration images, for --int8.")
+    ] = None,
+    out_name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Name to record (default: <model>_<imgsz>_<format>, then _fp16 or _int8).",
+        ),
+    ] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Models directory to write to (default: $LOBBYWATCH_MODELS or the cache)."
+        ),
+    ] = None,
+    samples: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--samples",
+            help="Frames (files or directories) to check the export on; repeatable "
+            "(default: synthetic frames).",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest normalized output difference accepted (fp32 1e-3, fp16 2e-2, int8 0.1)."
+        ),
+    ] = None,
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset (default: ultralytics' choice).")
+    ] = None,
+    license_id: Annotated[
+        str, typer.Option("--license", help="SPDX licence of the weights.")
+    ] = "AGPL-3.0",
+    shippable: Annotated[
+        bool, typer.Option(help="The weights may be deployed (an Ultralytics enterprise licence).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace an export of the same name.")] = False,
+) -> None:
+    """Export with ultralytics, check against the original on sample frames, record the result.
+
+    Runs in the export virtualenv (`make install-export`); the result is recorded in
+    <models dir>/exports.yaml and used by name in the config (detector.model).
+    """
+    from models.export import FORMATS, ExportOptions, export_model
+
+    if format not in FORMATS:
+        typer.echo(f"error: --format must be one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
+    options = ExportOptions(
+        source=name,
+        format=format,  # checked against FORMATS above
+        dest=dest if dest is not None else default_dest_dir(),
+        imgsz=imgsz,
+        half=half,
+        int8=int8,
+        data=data,
+        name=out_name,
+        opset=opset,
+        samples=tuple(samples or ()),
+        tolerance=tolerance,
+        license=license_id,
+        shippable=shippable,
+        force=force,
+    )
+    with _user_errors():
+        entry = export_model(options, log=lambda line: typer.echo(line, err=True))
+        check = entry.export.check
+        typer.echo(
+            f"{entry.name}: {entry.primary.path} (max normalized diff {check.max_rel_diff:.2g} "
+            f"on {check.frames} frame(s), tolerance {check.tolerance:g})"
+        )

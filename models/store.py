@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.exports import ExportedModel, load_exports
 from models.manifest import Family, Manifest, ModelEntry, ModelError, load_manifest
 
 ENV_VAR = "LOBBYWATCH_MODELS"
@@ -82,7 +83,8 @@ def resolve_model(
 
     Order: an explicit path that exists; then each of `search_dirs(models_dir)`, where a
     directory counts only if it holds every file of the entry (an OpenVINO .xml without its
-    .bin cannot be loaded). An explicit file whose name matches a manifest file gets that
+    .bin cannot be loaded); a name the manifest lacks is looked up in the `exports.yaml` of
+    those directories (models exported on this machine, models/exports.py). An explicit file whose name matches a manifest file gets that
     entry (so family and input size are known); its sibling files are expected beside it.
     """
     manifest = manifest or load_manifest()
@@ -92,9 +94,12 @@ def resolve_model(
 
     name = str(name_or_path)
     if name not in manifest.names:
+        exported = _resolve_export(name, models_dir)
+        if exported is not None:
+            return exported
         raise ModelNotFoundError(
             f"{name!r} is neither an existing file nor a model in the manifest "
-            f"({', '.join(manifest.names)})"
+            f"({', '.join(manifest.names)}) or in an exports.yaml of the models directories"
         )
     entry = manifest.get(name)
     searched: list[str] = []
@@ -110,6 +115,38 @@ def resolve_model(
         f"Run `lobbywatch models fetch {name}` on a connected machine, "
         f"or set {ENV_VAR} to a directory that holds {entry.primary.path}."
     )
+
+
+def exported_models(models_dir: Path | str | None = None) -> list[tuple[Path, ExportedModel]]:
+    """(models directory, entry) of every export recorded in the searched directories.
+
+    A name recorded in several directories is listed once, from the first (the one
+    `resolve_model` uses).
+    """
+    found: dict[str, tuple[Path, ExportedModel]] = {}
+    for directory in search_dirs(models_dir):
+        for entry in load_exports(directory).models:
+            found.setdefault(entry.name, (directory, entry))
+    return list(found.values())
+
+
+def _resolve_export(name: str, models_dir: Path | str | None) -> ResolvedModel | None:
+    """A model exported by `lobbywatch models export`, recorded in a searched directory."""
+    incomplete: list[str] = []
+    for directory in search_dirs(models_dir):
+        entry = load_exports(directory).get(name)
+        if entry is None:
+            continue
+        files = tuple(directory / f.path for f in entry.files)
+        missing = [str(p) for p in files if not p.is_file()]
+        if not missing:
+            return ResolvedModel(name, entry, files, entry.family, entry.input_size)
+        incomplete.append(f"  {directory}: missing {', '.join(missing)}")
+    if incomplete:
+        raise ModelNotFoundError(
+            f"exported model {name!r} is recorded but incomplete:\n" + "\n".join(incomplete)
+        )
+    return None
 
 
 def _from_explicit(path: Path, manifest: Manifest) -> ResolvedModel:

@@ -1,8 +1,8 @@
 """Person detection: frames in, person boxes in source-frame pixels out.
 
 create_detector(settings) picks the implementation for the model family. ONNX Runtime is the
-runtime for the YOLO families; OpenVINO (optional extra) for Intel's SSD models, imported only
-when that family is asked for.
+runtime for the YOLO families; OpenVINO (optional extra) for Intel's SSD models and for Ultralytics
+models exported to OpenVINO IR (.xml), imported only when such a model is asked for.
 """
 
 from __future__ import annotations
@@ -31,4 +31,8 @@ def create_detector(settings: DetectorSettings) -> Detector:
         from edge.detect.openvino import OpenVinoSsdDetector
 
         return OpenVinoSsdDetector(settings)
+    if settings.runs_on_openvino:
+        from edge.detect.openvino_ultralytics import OpenVinoUltralyticsDetector
+
+        return OpenVinoUltralyticsDetector(settings)
     return OnnxDetector(settings)

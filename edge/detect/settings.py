@@ -25,7 +25,13 @@ PROVIDERS: tuple[str, ...] = get_args(Provider)
 # The YOLO heads predict on grids of stride 8, 16 and 32: an input side that is not a multiple
 # of 32 gives a grid the exported graph does not have.
 _YOLO_STRIDE = 32
-_MODEL_SUFFIX: dict[str, str] = {"yolox": ".onnx", "ultralytics": ".onnx", "openvino_ssd": ".xml"}
+# An Ultralytics model exported to OpenVINO IR (`lobbywatch models export --format openvino`) runs
+# on the OpenVINO runtime (Intel CPU, iGPU, NPU); its ONNX export on ONNX Runtime.
+_MODEL_SUFFIX: dict[str, tuple[str, ...]] = {
+    "yolox": (".onnx",),
+    "ultralytics": (".onnx", ".xml"),
+    "openvino_ssd": (".xml",),
+}
 
 
 @dataclass(frozen=True)
@@ -98,11 +104,20 @@ class DetectorSettings:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if self.provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {PROVIDERS}, got {self.provider!r}")
-        suffix = _MODEL_SUFFIX[self.family]
-        if self.model_path.suffix.lower() != suffix:
+        suffixes = _MODEL_SUFFIX[self.family]
+        if self.model_path.suffix.lower() not in suffixes:
             raise ValueError(
-                f"model_path for family {self.family!r} must be a {suffix} file, "
+                f"model_path for family {self.family!r} must be a {' or '.join(suffixes)} file, "
                 f"got {self.model_path}"
+            )
+        if (
+            self.family == "ultralytics"
+            and self.runs_on_openvino
+            and self.provider in ("tensorrt", "cuda")
+        ):
+            raise ValueError(
+                f"provider {self.provider!r} cannot run an OpenVINO model ({self.model_path.name}); "
+                "use 'auto', 'openvino' or 'cpu'"
             )
         self._check_input_size()
         if not 0.0 <= self.confidence <= 1.0:
@@ -117,6 +132,11 @@ class DetectorSettings:
             raise ValueError(
                 f"threads must be an integer >= 0 (0 = runtime default), got {self.threads}"
             )
+
+    @property
+    def runs_on_openvino(self) -> bool:
+        """True for OpenVINO IR models (.xml), which the OpenVINO runtime runs, not ONNX Runtime."""
+        return self.model_path.suffix.lower() == ".xml"
 
     def _check_input_size(self) -> None:
         size = self.input_size

@@ -1,0 +1,119 @@
+"""OpenVINO detector for Ultralytics YOLO models exported to OpenVINO IR, on Intel NUCs.
+
+`lobbywatch models export NAME --format openvino` writes the IR (.xml + .bin). Same input and
+output as the ONNX export (RGB 0-1, centred letterbox padded with 114; output (1, 4 + classes,
+boxes)), so pre-processing and decoding are shared with the ONNX Runtime detector; only the
+runtime differs. The OpenVINO runtime reaches the Intel iGPU and NPU, which ONNX Runtime's CPU
+build cannot.
+
+Device: provider "cpu" -> CPU; "auto"/"openvino" -> OpenVINO's AUTO (NPU or iGPU when present,
+else CPU), or `$LOBBYWATCH_OPENVINO_DEVICE` (e.g. GPU, NPU, "AUTO:NPU,GPU,CPU") to pin one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detect.decode import decode_ultralytics, to_detections
+from edge.detect.letterbox import letterbox_into
+from edge.detect.settings import DetectorSettings
+from edge.detect.tiling import detect_tiled
+from edge.types import Detections, FloatArray
+
+DEVICE_ENV = "LOBBYWATCH_OPENVINO_DEVICE"
+
+
+def openvino_device(provider: str, environ: dict[str, str] | None = None) -> str:
+    """The OpenVINO device name for a configured provider (see the module docstring)."""
+    env = dict(os.environ) if environ is None else environ
+    if provider == "cpu":
+        return "CPU"
+    return env.get(DEVICE_ENV, "").strip() or "AUTO"
+
+
+class OpenVinoUltralyticsDetector:
+    """Person detector for an Ultralytics OpenVINO IR model. Not thread-safe (one input tensor)."""
+
+    def __init__(self, settings: DetectorSettings) -> None:
+        if settings.family != "ultralytics" or not settings.runs_on_openvino:
+            raise ValueError(
+                f"OpenVinoUltralyticsDetector runs ultralytics .xml models, not {settings.family!r} "
+                f"{settings.model_path.name}"
+            )
+        if not settings.model_path.is_file():
+            raise FileNotFoundError(f"model file not found: {settings.model_path}")
+        try:
+            import openvino as ov
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "an OpenVINO IR model needs the openvino package: pip install 'lobbywatch[openvino]'"
+            ) from exc
+        self._settings = settings
+        core = ov.Core()
+        if settings.cache_dir is not None:
+            settings.cache_dir.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(settings.cache_dir)})
+        model = core.read_model(str(settings.model_path))
+        _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
+        config: dict[str, Any] = {}
+        if settings.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = settings.threads
+        self._compiled: Any = core.compile_model(model, openvino_device(settings.provider), config)
+        self._request: Any = self._compiled.create_infer_request()
+        width, height = settings.input_size
+        self._canvas = np.empty((height, width, 3), dtype=np.uint8)
+        self._tensor = np.empty((1, 3, height, width), dtype=np.float32)
+
+    @property
+    def provider(self) -> str:
+        devices = self._compiled.get_property("EXECUTION_DEVICES")
+        return "OpenVINO:" + ",".join(str(d) for d in devices)
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be BGR uint8 HxWx3, got {image.dtype} {image.shape}")
+        if self._settings.tiling is None:
+            return self.detect_once(image)
+        return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
+
+    def raw(self, image: npt.NDArray[np.uint8]) -> FloatArray:
+        """The model's raw output (1, 4 + classes, boxes) for `image` letterboxed to the input."""
+        letterbox_into(image, self._canvas, centred=True)
+        return self._infer()
+
+    def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
+        """One model call on the whole of `image`: person boxes in its pixels, after NMS."""
+        s = self._settings
+        box = letterbox_into(image, self._canvas, centred=True)
+        raw = self._infer()
+        if raw.ndim != 3 or raw.shape[0] != 1:
+            raise ValueError(f"{s.model_path}: expected a (1, ., .) output, got {raw.shape}")
+        found = decode_ultralytics(raw[0], s.person_class_id, s.confidence)
+        size = (image.shape[1], image.shape[0])
+        return to_detections(
+            box.to_source(found.xyxy), found.scores, size, s.nms_iou, s.person_class_id
+        )
+
+    def _infer(self) -> FloatArray:
+        chw = self._canvas.transpose(2, 0, 1)
+        np.copyto(self._tensor[0], chw[::-1])  # BGR -> RGB
+        self._tensor *= np.float32(1.0 / 255.0)
+        self._request.infer({0: self._tensor})
+        out: FloatArray = np.asarray(self._request.get_output_tensor(0).data, dtype=np.float32)
+        return out
+
+
+def _check_input_shape(shape: list[Any], settings: DetectorSettings) -> None:
+    """Refuse settings whose input_size differs from the model's static (1, 3, H, W) input."""
+    if len(shape) != 4:
+        raise ValueError(f"{settings.model_path}: expected a 4-D image input, got {shape}")
+    height, width = (d.get_length() if d.is_static else None for d in shape[2:])
+    if height is not None and width is not None and (width, height) != settings.input_size:
+        raise ValueError(
+            f"{settings.model_path}: the model input is {width}x{height} (width x height) "
+            f"but settings.input_size is {settings.input_size[0]}x{settings.input_size[1]}"
+        )
