@@ -139,6 +139,11 @@ def main() -> int:
     parser.add_argument("--out", help="keep the JSON lines here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", help="write predicted vs true count over the sequence (PNG)")
+    parser.add_argument(
+        "--calibrate", type=int, default=0, metavar="N",
+        help="fit `lobbywatch calibrate` on N evenly spaced hand-counted frames first; "
+        "those frames are then left out of the evaluation",
+    )  # fmt: skip
     args = parser.parse_args()
 
     truth, heads = load_truth(Path(args.data))
@@ -169,6 +174,7 @@ def main() -> int:
         sys.stderr.write(proc.stderr)
         return proc.returncode
     lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = [rec for rec in lines if rec["frame"] not in fit_frames]
     frames = [rec["frame"] for rec in lines]
     ref = [truth[i] for i in frames]
     raw = metrics([rec["zones"][args.zone] for rec in lines], ref)
@@ -185,6 +191,7 @@ def main() -> int:
     loop_fps = float(summary.split("(")[1].split(" fps")[0])
     result = {
         "settings": args.set,
+        "calibration_frames": len(fit_frames),
         "every": args.every,
         "frames": len(lines),
         "raw": raw,
@@ -198,7 +205,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"frames {len(lines)} (every {args.every}), settings {args.set or 'config defaults'}")
+        print(
+            f"frames {len(lines)} (every {args.every}), settings {args.set or 'config defaults'}"
+            + (f", calibrated on {len(fit_frames)} other frames" if fit_frames else "")
+        )
         for name, m in (("raw", raw), ("smoothed", smooth)):
             print(
                 f"  {name:9s} MAE {m['mae']:.2f}  bias {m['bias']:+.2f}  MAPE {m['mape_pct']:.1f}%  RMSE {m['rmse']:.2f}"

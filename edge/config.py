@@ -109,6 +109,9 @@ class CameraConfig(_Strict):
     reconnect_max_s: float = Field(30.0, gt=0, description="Upper bound of the reconnect backoff")
     zones: list[ZoneConfig] = Field(min_length=1)
     ignore: list[IgnoreMaskConfig] = Field(default_factory=list)
+    calibration: Path | None = Field(
+        None, description="Per-zone count correction written by `lobbywatch calibrate`"
+    )
 
     @field_validator("source")
     @classmethod
@@ -653,9 +656,11 @@ def _resolve_paths(config: LobbyConfig, base_dir: Path) -> LobbyConfig:
 
     cameras = []
     for camera in config.cameras:
-        source = camera.source
-        if classify_source(source) in (SourceKind.FILE, SourceKind.SEQUENCE):
-            source = str(resolve(Path(source)))
-        cameras.append(camera.model_copy(update={"source": source}))
+        update: dict[str, Any] = {}
+        if classify_source(camera.source) in (SourceKind.FILE, SourceKind.SEQUENCE):
+            update["source"] = str(resolve(Path(camera.source)))
+        if camera.calibration is not None:
+            update["calibration"] = resolve(camera.calibration)
+        cameras.append(camera.model_copy(update=update))
     storage = config.storage.model_copy(update={"path": resolve(config.storage.path)})
     return config.model_copy(update={"cameras": cameras, "storage": storage})

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import calibration
+from edge.calibration import ZoneCalibration
 from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
 from edge.occupancy import OccupancySmoother
@@ -29,7 +31,8 @@ class FrameResult:
 
     camera_id: str
     frame_index: int
-    raw: Mapping[str, int]
+    raw: Mapping[str, int]  # per-frame count per zone, calibrated where the site calibrated
+    detected: Mapping[str, int]  # what the detector placed in each zone, before calibration
     occupancy: Mapping[str, float | None]
     detections: Detections
     zone_of: tuple[str | None, ...]  # the zone each detection counts in, None for none
@@ -38,12 +41,21 @@ class FrameResult:
 
 class CameraPipeline:
     def __init__(
-        self, camera: CameraConfig, detector: Detector, occupancy: OccupancyConfig
+        self,
+        camera: CameraConfig,
+        detector: Detector,
+        occupancy: OccupancyConfig,
+        calibrations: Mapping[str, ZoneCalibration] | None = None,
     ) -> None:
         self.camera_id = camera.id
         self.detector = detector
         self.zones = tuple(Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones)
         self.ignore = tuple(snap_to_border(m.polygon) for m in camera.ignore)
+        if calibrations is None:
+            calibrations = calibration.load(camera.calibration) if camera.calibration else {}
+        self.calibrations = {
+            z.id: calibrations.get(z.id, calibration.IDENTITY) for z in camera.zones
+        }
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
@@ -59,10 +71,11 @@ class CameraPipeline:
         inference_s = time.perf_counter() - started
         anchors = detections.anchors(frame.width, frame.height)
         zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
-        raw = tally(zone_of, self.zone_ids)
+        detected = tally(zone_of, self.zone_ids)
+        raw = {z: self.calibrations[z].apply(n) for z, n in detected.items()}
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
         return FrameResult(
-            self.camera_id, frame.index, raw, occupancy, detections, zone_of, inference_s
+            self.camera_id, frame.index, raw, detected, occupancy, detections, zone_of, inference_s
         )
 
     def mark_unknown(self) -> None:

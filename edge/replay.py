@@ -7,6 +7,7 @@ on how fast this machine is.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from edge.calibration import ZoneCalibration, fit_zone
 from edge.capture import Camera
 from edge.config import LobbyConfig
 from edge.detect import Detector
@@ -62,6 +64,7 @@ def result_line(result: FrameResult) -> str:
         {
             "frame": result.frame_index,
             "zones": dict(result.raw),
+            "detected": dict(result.detected),
             "occupancy": dict(result.occupancy),
             "people": len(result.detections),
             "inference_ms": round(result.inference_s * 1000, 2),
@@ -106,3 +109,73 @@ def replay_to_file(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", encoding="utf-8") as out:
         return write_jsonl(results, out)
+
+
+def read_hand_counts(path: Path) -> dict[int, dict[str, float]]:
+    """A CSV with columns frame,zone,count (frame: 0-based index in the camera's source)."""
+    counts: dict[int, dict[str, float]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"frame", "zone", "count"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                frame, count = int(row["frame"]), float(row["count"])
+            except ValueError:
+                raise ValueError(f"{path}:{line}: frame and count must be numbers") from None
+            if frame < 0 or count < 0:
+                raise ValueError(f"{path}:{line}: frame and count must not be negative")
+            counts.setdefault(frame, {})[row["zone"]] = count
+    if not counts:
+        raise ValueError(f"{path}: no hand counts")
+    return counts
+
+
+def calibrate_camera(
+    config: LobbyConfig,
+    hand_counts: dict[int, dict[str, float]],
+    camera_id: str | None = None,
+    *,
+    detector: Detector | None = None,
+) -> dict[str, ZoneCalibration]:
+    """Fit each zone's correction to the hand-counted frames of one camera's source.
+
+    Every frame is read (skipping nothing, so frame numbers mean the same as in `count`) but only
+    the hand-counted ones go through the detector.
+    """
+    camera_config = config.camera(camera_id) if camera_id else config.cameras[0]
+    zone_ids = {z.id for z in camera_config.zones}
+    unknown = {z for per_frame in hand_counts.values() for z in per_frame} - zone_ids
+    if unknown:
+        raise ValueError(
+            f"hand counts name zone(s) not on camera {camera_config.id}: {sorted(unknown)}"
+        )
+    every_frame = camera_config.model_copy(
+        update={"fps": 240.0, "source_fps": camera_config.source_fps or 240.0}
+    )
+    camera = Camera(capture_settings(every_frame, realtime=False, loop=False))
+    pipeline = CameraPipeline(
+        camera_config,
+        detector or build_detector(config.detector),
+        config.occupancy,
+        calibrations={},
+    )
+    detected: dict[str, list[int]] = {z: [] for z in zone_ids}
+    truth: dict[str, list[float]] = {z: [] for z in zone_ids}
+    last = max(hand_counts)
+    seen: set[int] = set()
+    for frame in camera.iter_frames():
+        if frame.index in hand_counts:
+            seen.add(frame.index)
+            result = pipeline.process(frame, float(frame.index))
+            for zone, count in hand_counts[frame.index].items():
+                detected[zone].append(result.detected[zone])
+                truth[zone].append(count)
+        if frame.index >= last:
+            camera.stop()
+            break
+    missing = sorted(set(hand_counts) - seen)
+    if missing:
+        raise ValueError(f"frames not in the source: {missing[:10]}")
+    return {z: fit_zone(detected[z], truth[z]) for z in zone_ids if detected[z]}
