@@ -154,6 +154,25 @@ def main() -> int:
         **env_overrides(args.set, args.every, args.camera),
     }
     env.setdefault("LOBBYWATCH_MODELS", str(REPO.parent / "shared" / "models"))
+    fit_frames: set[int] = set()
+    if args.calibrate:
+        fit_frames = {round(i * len(truth) / args.calibrate) for i in range(args.calibrate)}
+        counts_csv = out.parent / "hand_counts.csv"
+        counts_csv.write_text(
+            "frame,zone,count\n"
+            + "".join(f"{i},{args.zone},{truth[i]}\n" for i in sorted(fit_frames))
+        )
+        calibration = out.parent / "calibration.yaml"
+        fit = subprocess.run(
+            [sys.executable, "-m", "edge.cli", "calibrate", "--config", args.config,
+             "--camera", args.camera, "--counts", str(counts_csv), "--out", str(calibration)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if fit.returncode != 0:
+            sys.stderr.write(fit.stderr)
+            return fit.returncode
+        print(fit.stdout.strip().splitlines()[0])
+        env[f"LOBBYWATCH_CAMERAS__{args.camera.upper()}__CALIBRATION"] = str(calibration)
     command = [
         sys.executable,
         "-m",
