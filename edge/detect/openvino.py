@@ -7,6 +7,8 @@ the aspect ratio (how these models were trained). Output: SSD rows with normaliz
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -19,7 +21,39 @@ from edge.detect.tiling import detect_tiled
 from edge.types import Detections, FloatArray
 
 # "auto" lets OpenVINO pick the Intel device (integrated GPU when present, else CPU).
-_DEVICE = {"auto": "AUTO", "openvino": "AUTO", "cpu": "CPU"}
+DEVICE_ENV = "LOBBYWATCH_OPENVINO_DEVICE"
+
+
+def openvino_device(provider: str, environ: Mapping[str, str] | None = None) -> str:
+    """The OpenVINO device for a configured provider: CPU when forced, else what
+    `$LOBBYWATCH_OPENVINO_DEVICE` names (GPU, NPU, "AUTO:NPU,GPU,CPU"), else AUTO."""
+    env = os.environ if environ is None else environ
+    if provider == "cpu":
+        return "CPU"
+    return env.get(DEVICE_ENV, "").strip() or "AUTO"
+
+
+def compile_ir(settings: DetectorSettings, device: str) -> Any:
+    """Read and compile an OpenVINO IR model: file checked, input size checked against the
+    settings, model cache and thread count applied. openvino is imported only here."""
+    if not settings.model_path.is_file():
+        raise FileNotFoundError(f"model file not found: {settings.model_path}")
+    try:
+        import openvino as ov
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "an OpenVINO IR model needs the openvino package: pip install 'lobbywatch[openvino]'"
+        ) from exc
+    core = ov.Core()
+    if settings.cache_dir is not None:
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(settings.cache_dir)})
+    model = core.read_model(str(settings.model_path))
+    _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
+    config: dict[str, Any] = {}
+    if settings.threads > 0:
+        config["INFERENCE_NUM_THREADS"] = settings.threads
+    return core.compile_model(model, device, config)
 
 
 class OpenVinoSsdDetector:
@@ -28,26 +62,8 @@ class OpenVinoSsdDetector:
     def __init__(self, settings: DetectorSettings):
         if settings.family != "openvino_ssd":
             raise ValueError(f"OpenVinoSsdDetector runs openvino_ssd, not {settings.family!r}")
-        if not settings.model_path.is_file():
-            raise FileNotFoundError(f"model file not found: {settings.model_path}")
-        try:
-            import openvino as ov
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "family 'openvino_ssd' needs the openvino package: "
-                "pip install 'lobbywatch[openvino]'"
-            ) from exc
         self._settings = settings
-        core = ov.Core()
-        if settings.cache_dir is not None:
-            settings.cache_dir.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": str(settings.cache_dir)})
-        model = core.read_model(str(settings.model_path))
-        _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
-        config: dict[str, Any] = {}
-        if settings.threads > 0:
-            config["INFERENCE_NUM_THREADS"] = settings.threads
-        self._compiled: Any = core.compile_model(model, _DEVICE[settings.provider], config)
+        self._compiled: Any = compile_ir(settings, openvino_device(settings.provider))
         self._request: Any = self._compiled.create_infer_request()
         width, height = settings.input_size
         self._tensor = np.empty((1, 3, height, width), dtype=np.float32)

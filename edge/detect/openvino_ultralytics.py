@@ -12,7 +12,6 @@ else CPU), or `$LOBBYWATCH_OPENVINO_DEVICE` (e.g. GPU, NPU, "AUTO:NPU,GPU,CPU") 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -20,19 +19,10 @@ import numpy.typing as npt
 
 from edge.detect.decode import decode_ultralytics, to_detections
 from edge.detect.letterbox import letterbox_into
+from edge.detect.openvino import compile_ir, openvino_device
 from edge.detect.settings import DetectorSettings
 from edge.detect.tiling import detect_tiled
 from edge.types import Detections, FloatArray
-
-DEVICE_ENV = "LOBBYWATCH_OPENVINO_DEVICE"
-
-
-def openvino_device(provider: str, environ: dict[str, str] | None = None) -> str:
-    """The OpenVINO device name for a configured provider (see the module docstring)."""
-    env = dict(os.environ) if environ is None else environ
-    if provider == "cpu":
-        return "CPU"
-    return env.get(DEVICE_ENV, "").strip() or "AUTO"
 
 
 class OpenVinoUltralyticsDetector:
@@ -44,25 +34,8 @@ class OpenVinoUltralyticsDetector:
                 f"OpenVinoUltralyticsDetector runs ultralytics .xml models, not {settings.family!r} "
                 f"{settings.model_path.name}"
             )
-        if not settings.model_path.is_file():
-            raise FileNotFoundError(f"model file not found: {settings.model_path}")
-        try:
-            import openvino as ov
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "an OpenVINO IR model needs the openvino package: pip install 'lobbywatch[openvino]'"
-            ) from exc
         self._settings = settings
-        core = ov.Core()
-        if settings.cache_dir is not None:
-            settings.cache_dir.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": str(settings.cache_dir)})
-        model = core.read_model(str(settings.model_path))
-        _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
-        config: dict[str, Any] = {}
-        if settings.threads > 0:
-            config["INFERENCE_NUM_THREADS"] = settings.threads
-        self._compiled: Any = core.compile_model(model, openvino_device(settings.provider), config)
+        self._compiled: Any = compile_ir(settings, openvino_device(settings.provider))
         self._request: Any = self._compiled.create_infer_request()
         width, height = settings.input_size
         self._canvas = np.empty((height, width, 3), dtype=np.uint8)
@@ -105,15 +78,3 @@ class OpenVinoUltralyticsDetector:
         self._request.infer({0: self._tensor})
         out: FloatArray = np.asarray(self._request.get_output_tensor(0).data, dtype=np.float32)
         return out
-
-
-def _check_input_shape(shape: list[Any], settings: DetectorSettings) -> None:
-    """Refuse settings whose input_size differs from the model's static (1, 3, H, W) input."""
-    if len(shape) != 4:
-        raise ValueError(f"{settings.model_path}: expected a 4-D image input, got {shape}")
-    height, width = (d.get_length() if d.is_static else None for d in shape[2:])
-    if height is not None and width is not None and (width, height) != settings.input_size:
-        raise ValueError(
-            f"{settings.model_path}: the model input is {width}x{height} (width x height) "
-            f"but settings.input_size is {settings.input_size[0]}x{settings.input_size[1]}"
-        )
