@@ -15,12 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
-from edge.mqtt import SESSION_EXPIRY_S, Topics, make_client
+from edge.mqtt import Topics, connect_persistent, make_client
 
 log = logging.getLogger("lobbywatch.handheld")
 
@@ -53,16 +51,7 @@ class Handheld:
         self._config = config
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(
-            self._config.host,
-            self._config.port,
-            keepalive=self._config.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self.client.loop_start()
+        connect_persistent(self.client, self._config)
 
     def stop(self) -> None:
         self.client.disconnect()

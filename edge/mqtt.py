@@ -113,6 +113,17 @@ def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     return client
 
 
+def connect_persistent(client: mqtt.Client, config: MqttConfig) -> None:
+    """Connect in the background with a persistent session (clean start off, session expiry),
+    so the broker keeps QoS 1 messages for this client while it is away; paho reconnects."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = SESSION_EXPIRY_S
+    client.connect_async(
+        config.host, config.port, keepalive=config.keepalive_s, clean_start=False, properties=props
+    )
+    client.loop_start()
+
+
 def publish_properties(expiry_s: int | None) -> Properties | None:
     if expiry_s is None:
         return None
@@ -156,8 +167,6 @@ class MqttLink:
         self.client.on_message = self._handle_message
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
         log.info(
             "connecting to mqtt%s://%s:%d as %s",
             "s" if self.config.tls.enabled else "",
@@ -165,14 +174,7 @@ class MqttLink:
             self.config.port,
             self.client_id,
         )
-        self.client.connect_async(
-            self.config.host,
-            self.config.port,
-            keepalive=self.config.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
-        self.client.loop_start()
+        connect_persistent(self.client, self.config)
 
     def stop(self, timeout: float = 3.0) -> None:
         """Say "stopped" (not the will's "offline": this was on purpose) and disconnect."""

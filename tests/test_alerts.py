@@ -20,6 +20,7 @@ from edge.handheld import Handheld
 from edge.notifier import Notifier
 from edge.store import Store
 from edge.types import CameraStatus, ZoneReading
+from tests.waiting import wait_for
 
 CONFIG = """\
 site: {{id: branch-7, timezone: Asia/Shanghai}}
@@ -76,16 +77,6 @@ def feed(board: OccupancyBoard, waiting: float | None, queue: float | None = 0.0
         for zone, count in (("waiting", waiting), ("queue", queue))
     )
     board.update(BoardUpdate("lobby", status, readings, frame=True))
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 class Rig:

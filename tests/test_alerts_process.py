@@ -22,6 +22,7 @@ import pytest
 from edge.config import load_config
 from edge.handheld import Handheld
 from tests.mqtt_broker import Broker
+from tests.waiting import wait_for
 
 SITE = "branch-9"
 CONFIG = """\
@@ -43,16 +44,6 @@ alerts:
   rules:
     - {{id: hall-full, zones: [floor], raise_at: 5, clear_at: 1, raise_after_s: 0, escalate_after_s: null}}
 """
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 class Device:

@@ -4,12 +4,10 @@ detector, `lobbywatch run` in a process of its own, the API reading the same SQL
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from api.schemas import HealthOut, HistoryOut, OccupancyOut
 from edge.config import load_config
 from edge.store import Store
 from tests.test_api_support import KEYS, Clock, auth, client_for
+from tests.waiting import wait_for
 
 CONFIG = """\
 site: {{id: mall-test, timezone: Europe/London}}
@@ -45,17 +44,10 @@ api:
 
 
 @pytest.fixture
-def site(tmp_path, data_dir, models_dir) -> Path:
+def site(tmp_path, mall_sequence) -> Path:
     """A config replaying six real Mall frames in a loop, like a live camera at 4 fps."""
-    frames = data_dir / "mall" / "frames"
-    if not frames.exists():
-        pytest.skip(f"Mall frames not found at {frames}")
-    target = tmp_path / "frames"
-    target.mkdir()
-    for i in range(1, 7):
-        shutil.copy(frames / f"seq_{i:06d}.jpg", target / f"seq_{i:06d}.jpg")
     path = tmp_path / "site.yaml"
-    text = CONFIG.format(source=target / "seq_%06d.jpg", db=tmp_path / "lw.db", port=free_port())
+    text = CONFIG.format(source=mall_sequence, db=tmp_path / "lw.db", port=free_port())
     path.write_text(text)
     return path
 
@@ -64,15 +56,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def test_the_api_reads_live_counts_and_history_while_the_pipeline_runs_in_another_process(

@@ -18,6 +18,7 @@ from edge.pipeline import CameraPipeline
 from edge.service import CameraWorker
 from edge.store import Store
 from edge.types import CameraStatus, Detections
+from tests.waiting import wait_for
 
 CONFIG = """\
 site: {{id: test-site, timezone: Europe/Berlin}}
@@ -99,15 +100,6 @@ def worker_for(config, opener) -> tuple[CameraWorker, Store]:
     camera = Camera(settings, opener=opener)
     pipeline = CameraPipeline(camera_config, TwoPeopleLeft(), config.occupancy)
     return CameraWorker(camera_config, camera, pipeline, store, interval_s=1), store
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def live_counts(store: Store) -> dict[str, tuple[float | None, CameraStatus]]:
