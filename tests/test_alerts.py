@@ -233,3 +233,20 @@ def test_broker_killed_while_an_alert_is_due_then_restarted_alert_arrives_once(r
     time.sleep(1.5)
     assert len(rig.alerts_of("raised")) == 1
     assert [a.alert_id for a in rig.store.alerts()] == [alert["alert_id"]]
+
+
+def test_alerts_carry_a_message_expiry_so_old_orders_are_dropped(rig, broker):
+    expiries: list[int] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = lambda _c, _u, msg: expiries.append(msg.properties.MessageExpiryInterval)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe(rig.notifier.link.topics.alerts, qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        feed(rig.board, 15)
+        (expiry,) = wait_for(lambda: expiries, what="alert with properties")
+        assert 0 < expiry <= rig.config.mqtt.alert_expiry_s
+    finally:
+        client.disconnect()
+        client.loop_stop()
