@@ -400,7 +400,7 @@ def _iou(a: Any, b: Any) -> float:
     ],
 )
 def test_openvino_device_choice(provider: str, env: dict[str, str], device: str) -> None:
-    from edge.detect.openvino_ultralytics import openvino_device
+    from edge.detect.openvino import openvino_device
 
     assert openvino_device(provider, env) == device
 

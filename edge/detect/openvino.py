@@ -56,12 +56,13 @@ def compile_ir(settings: DetectorSettings, device: str) -> Any:
     return core.compile_model(model, device, config)
 
 
-class OpenVinoSsdDetector:
-    """Person detector for an OpenVINO IR SSD model. Not thread-safe (one input tensor)."""
+class IrDetector:
+    """What the OpenVINO IR detectors share: the compiled model, its device, tiling dispatch.
 
-    def __init__(self, settings: DetectorSettings):
-        if settings.family != "openvino_ssd":
-            raise ValueError(f"OpenVinoSsdDetector runs openvino_ssd, not {settings.family!r}")
+    Subclasses check the family and implement detect_once. Not thread-safe (one input tensor).
+    """
+
+    def __init__(self, settings: DetectorSettings) -> None:
         self._settings = settings
         self._compiled: Any = compile_ir(settings, openvino_device(settings.provider))
         self._request: Any = self._compiled.create_infer_request()
@@ -79,6 +80,18 @@ class OpenVinoSsdDetector:
         if self._settings.tiling is None:
             return self.detect_once(image)
         return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
+
+    def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
+        raise NotImplementedError
+
+
+class OpenVinoSsdDetector(IrDetector):
+    """Person detector for an OpenVINO IR SSD model (person-detection-retail-0013)."""
+
+    def __init__(self, settings: DetectorSettings):
+        if settings.family != "openvino_ssd":
+            raise ValueError(f"OpenVinoSsdDetector runs openvino_ssd, not {settings.family!r}")
+        super().__init__(settings)
 
     def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
         """One model call on the whole of `image`: person boxes in its pixels, after NMS."""

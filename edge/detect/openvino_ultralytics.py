@@ -12,20 +12,17 @@ else CPU), or `$LOBBYWATCH_OPENVINO_DEVICE` (e.g. GPU, NPU, "AUTO:NPU,GPU,CPU") 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
 from edge.detect.decode import decode_ultralytics, to_detections
 from edge.detect.letterbox import letterbox_into
-from edge.detect.openvino import compile_ir, openvino_device
+from edge.detect.openvino import IrDetector
 from edge.detect.settings import DetectorSettings
-from edge.detect.tiling import detect_tiled
 from edge.types import Detections, FloatArray
 
 
-class OpenVinoUltralyticsDetector:
+class OpenVinoUltralyticsDetector(IrDetector):
     """Person detector for an Ultralytics OpenVINO IR model. Not thread-safe (one input tensor)."""
 
     def __init__(self, settings: DetectorSettings) -> None:
@@ -34,24 +31,9 @@ class OpenVinoUltralyticsDetector:
                 f"OpenVinoUltralyticsDetector runs ultralytics .xml models, not {settings.family!r} "
                 f"{settings.model_path.name}"
             )
-        self._settings = settings
-        self._compiled: Any = compile_ir(settings, openvino_device(settings.provider))
-        self._request: Any = self._compiled.create_infer_request()
+        super().__init__(settings)
         width, height = settings.input_size
         self._canvas = np.empty((height, width, 3), dtype=np.uint8)
-        self._tensor = np.empty((1, 3, height, width), dtype=np.float32)
-
-    @property
-    def provider(self) -> str:
-        devices = self._compiled.get_property("EXECUTION_DEVICES")
-        return "OpenVINO:" + ",".join(str(d) for d in devices)
-
-    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be BGR uint8 HxWx3, got {image.dtype} {image.shape}")
-        if self._settings.tiling is None:
-            return self.detect_once(image)
-        return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
 
     def raw(self, image: npt.NDArray[np.uint8]) -> FloatArray:
         """The model's raw output (1, 4 + classes, boxes) for `image` letterboxed to the input."""
