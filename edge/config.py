@@ -166,13 +166,22 @@ class DetectorConfig(_Strict):
 
 class OccupancyConfig(_Strict):
     window_s: float = Field(
-        6.0,
+        2.0,
         ge=0,
         le=600,
-        description="Seconds of raw counts the smoothed occupancy looks back over",
+        description="Seconds of per-frame counts the smoothed occupancy looks back over",
     )
     quantile: float = Field(
-        0.75, ge=0.0, le=1.0, description="Quantile of the window reported; > 0.5 rides over misses"
+        0.5, ge=0.0, le=1.0, description="Quantile of the window reported (0.5: the median)"
+    )
+    hold_s: float = Field(
+        0.6,
+        ge=0,
+        le=10,
+        description="Seconds a person stays counted after a missed detection (one frame at 2 fps)",
+    )
+    hold_gate: float = Field(
+        0.6, gt=0, le=3.0, description="How far feet may move between frames, in box heights"
     )
 
 

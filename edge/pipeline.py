@@ -16,6 +16,7 @@ from edge.calibration import ZoneCalibration
 from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
 from edge.occupancy import OccupancySmoother
+from edge.presence import PresenceHold
 from edge.types import Detections, Frame
 from edge.zones import Zone, assign_zones, snap_to_border, tally
 from models.store import resolve_model
@@ -31,7 +32,7 @@ class FrameResult:
 
     camera_id: str
     frame_index: int
-    raw: Mapping[str, int]  # per-frame count per zone, calibrated where the site calibrated
+    raw: Mapping[str, int]  # per-frame count per zone: detected + held, then calibrated
     detected: Mapping[str, int]  # what the detector placed in each zone, before calibration
     occupancy: Mapping[str, float | None]
     detections: Detections
@@ -56,6 +57,7 @@ class CameraPipeline:
         self.calibrations = {
             z.id: calibrations.get(z.id, calibration.IDENTITY) for z in camera.zones
         }
+        self._hold = PresenceHold(occupancy.hold_s, occupancy.hold_gate)
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
@@ -72,7 +74,10 @@ class CameraPipeline:
         anchors = detections.anchors(frame.width, frame.height)
         zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
         detected = tally(zone_of, self.zone_ids)
-        raw = {z: self.calibrations[z].apply(n) for z, n in detected.items()}
+        present = tally(
+            zone_of + tuple(self._hold.update(detections.xyxy, zone_of, now)), self.zone_ids
+        )
+        raw = {z: self.calibrations[z].apply(n) for z, n in present.items()}
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
         return FrameResult(
             self.camera_id, frame.index, raw, detected, occupancy, detections, zone_of, inference_s
@@ -80,6 +85,7 @@ class CameraPipeline:
 
     def mark_unknown(self) -> None:
         """The camera is not online: forget the window so stale counts are never reported."""
+        self._hold.reset()
         for smoother in self._smoothers.values():
             smoother.update(None, 0.0)
 

@@ -141,8 +141,10 @@ def calibrate_camera(
 ) -> dict[str, ZoneCalibration]:
     """Fit each zone's correction to the hand-counted frames of one camera's source.
 
-    Every frame is read (skipping nothing, so frame numbers mean the same as in `count`) but only
-    the hand-counted ones go through the detector.
+    Every frame is read (skipping nothing, so frame numbers mean the same as in `count`). The
+    correction applies to the per-frame count with people held through misses, which needs the
+    frames before each counted one: with occupancy.hold_s on, every frame up to the last
+    counted one goes through the detector, otherwise only the counted ones.
     """
     camera_config = config.camera(camera_id) if camera_id else config.cameras[0]
     zone_ids = {z.id for z in camera_config.zones}
@@ -165,12 +167,14 @@ def calibrate_camera(
     truth: dict[str, list[float]] = {z: [] for z in zone_ids}
     last = max(hand_counts)
     seen: set[int] = set()
+    every = config.occupancy.hold_s > 0
     for frame in camera.iter_frames():
+        if frame.index in hand_counts or every:
+            result = pipeline.process(frame, float(frame.index))
         if frame.index in hand_counts:
             seen.add(frame.index)
-            result = pipeline.process(frame, float(frame.index))
             for zone, count in hand_counts[frame.index].items():
-                detected[zone].append(result.detected[zone])
+                detected[zone].append(result.raw[zone])  # uncalibrated here: calibrations={}
                 truth[zone].append(count)
         if frame.index >= last:
             camera.stop()

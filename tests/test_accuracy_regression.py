@@ -17,15 +17,20 @@ from edge.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = [1, 137, 274, 411, 548, 685, 822, 959, 1096, 1233, 1370, 1507]  # seq numbers
-# The recorded full-sequence MAE of the per-frame count is 4.5; twelve frames vary more.
-MAX_MAE = 6.5
-MAX_ABS_BIAS = 6.5
+# The twelve frames are replayed one second apart, as unrelated as they are, so the presence
+# hold (0.6 s) carries nobody over: this guards detection, tiling and zones, whose count at this
+# confidence has a full-sequence MAE of 6.7 (bias -6.6) without the hold (BENCHMARKS.md).
+# A broken detector or zone gives twice that (confidence 0.6: MAE 14).
+MAX_MAE = 8.5
+MAX_ABS_BIAS = 8.5
 
 
 def test_the_sample_config_counts_the_mall_within_its_recorded_error(
     tmp_path, data_dir, models_dir, monkeypatch
 ):
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
+    monkeypatch.setenv("LOBBYWATCH_CAMERAS__MALL__SOURCE_FPS", "1")
+    monkeypatch.setenv("LOBBYWATCH_CAMERAS__MALL__FPS", "1")
     heads = json.loads((data_dir / "mall" / "gt_heads.json").read_text())
     frames = tmp_path / "frames"
     frames.mkdir()

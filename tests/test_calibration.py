@@ -70,6 +70,7 @@ cameras:
     zones: [{{id: floor, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}]
 mqtt: {{enabled: false}}
 storage: {{path: lw.db}}
+occupancy: {{hold_s: 0}}  # so that zones is exactly the calibrated detector count
 """
     )
     runner = CliRunner()

@@ -1,0 +1,76 @@
+"""People stay counted through a missed detection, and only for as long as configured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.presence import PresenceHold
+
+
+def boxes(*feet: tuple[float, float], height: float = 100.0) -> np.ndarray:
+    """Person boxes 40 px wide and `height` tall, standing at the given feet points."""
+    return np.array([[x - 20, y - height, x + 20, y] for x, y in feet], dtype=np.float32).reshape(
+        -1, 4
+    )
+
+
+def test_a_person_missed_for_a_frame_is_still_counted_where_last_seen():
+    hold = PresenceHold(hold_s=0.6, gate=0.6)
+    assert hold.update(boxes((100, 300), (400, 300)), ["waiting", "queue"], now=0.0) == []
+    assert hold.update(boxes((100, 300)), ["waiting"], now=0.5) == ["queue"]  # missed once
+    assert hold.update(boxes((100, 300)), ["waiting"], now=1.0) == []  # 1 s unseen: gone
+
+
+def test_frames_far_apart_carry_nobody_over():
+    hold = PresenceHold(hold_s=0.6, gate=0.6)
+    hold.update(boxes((100, 300), (400, 300)), ["waiting", "queue"], now=0.0)
+    assert hold.update(boxes((100, 300)), ["waiting"], now=70.0) == []
+
+
+def test_a_walking_person_is_one_person_not_two():
+    hold = PresenceHold(hold_s=1.0, gate=0.6)
+    hold.update(boxes((100, 300)), ["waiting"], now=0.0)
+    assert hold.update(boxes((150, 310)), ["waiting"], now=0.5) == []  # moved half a body height
+    assert hold.update(boxes((200, 320)), ["waiting"], now=1.0) == []
+
+
+def test_someone_too_far_away_is_a_new_person_and_the_old_one_is_held_briefly():
+    hold = PresenceHold(hold_s=0.6, gate=0.6)
+    hold.update(boxes((100, 300)), ["waiting"], now=0.0)
+    assert hold.update(boxes((400, 300)), ["queue"], now=0.5) == ["waiting"]
+    assert hold.update(boxes((400, 300)), ["queue"], now=1.0) == []
+
+
+def test_off_and_reset_hold_nothing():
+    off = PresenceHold(hold_s=0, gate=0.6)
+    off.update(boxes((100, 300)), ["waiting"], now=0.0)
+    assert off.update(boxes(), [], now=0.5) == []
+    on = PresenceHold(hold_s=5, gate=0.6)
+    on.update(boxes((100, 300)), ["waiting"], now=0.0)
+    on.reset()  # the camera went offline: what it saw before says nothing now
+    assert on.update(boxes(), [], now=0.5) == []
+
+
+@pytest.mark.parametrize(("hold_s", "gate"), [(-1.0, 0.5), (1.0, 0.0)])
+def test_bad_settings_are_refused(hold_s, gate):
+    with pytest.raises(ValueError):
+        PresenceHold(hold_s, gate)
+
+
+people = st.lists(st.tuples(st.floats(0, 640), st.floats(100, 480)), max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(people, min_size=1, max_size=8), st.sampled_from([0.0, 0.6, 1.1, 1.6]))
+def test_held_people_never_outnumber_those_seen_within_hold_s(frames, hold_s):
+    hold = PresenceHold(hold_s=hold_s, gate=0.6)
+    history: list[tuple[float, int]] = []
+    for i, feet in enumerate(frames):
+        now = i * 0.5
+        held = hold.update(boxes(*feet), ["zone"] * len(feet), now=now)
+        recent = sum(n for t, n in history if now - t <= hold_s) if hold_s else 0
+        assert len(held) <= recent
+        history.append((now, len(feet)))
