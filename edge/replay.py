@@ -170,7 +170,7 @@ def calibrate_camera(
     every = config.occupancy.hold_s > 0
     for frame in camera.iter_frames():
         if frame.index in hand_counts or every:
-            result = pipeline.process(frame, float(frame.index))
+            result = pipeline.process(frame, _source_time(frame, camera))
         if frame.index in hand_counts:
             seen.add(frame.index)
             for zone, count in hand_counts[frame.index].items():
