@@ -136,3 +136,38 @@ cameras:
     assert result.exit_code == 1
     assert message in result.output
     assert not Path(tmp_path / "c.yaml").exists()
+
+
+def test_calibrate_fits_on_the_same_per_frame_counts_that_count_reports(
+    tmp_path, mall_sequence, data_dir
+):
+    """With the presence hold on (the default), the fit must see held people as `count` does."""
+    gt = json.loads((data_dir / "mall" / "gt_heads.json").read_text())
+    truth = {i: gt[f"seq_{i + 1:06d}.jpg"]["count"] for i in (1, 3, 5)}
+    counts = tmp_path / "counts.csv"
+    counts.write_text("frame,zone,count\n" + "".join(f"{i},floor,{n}\n" for i, n in truth.items()))
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        f"""site: {{id: s}}
+cameras:
+  - {{id: cam, source: "{mall_sequence}", source_fps: 2,
+      zones: [{{id: floor, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}]}}
+mqtt: {{enabled: false}}
+"""
+    )
+    runner = CliRunner()
+    cal = tmp_path / "cal.yaml"
+    result = runner.invoke(
+        app, ["calibrate", "--config", str(config), "--counts", str(counts), "--out", str(cal)]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "counts.jsonl"
+    result = runner.invoke(
+        app, ["count", "--config", str(config), "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    per_frame = {
+        r["frame"]: r["zones"]["floor"] for r in map(json.loads, out.read_text().splitlines())
+    }
+    expected = sum(abs(per_frame[i] - n) for i, n in truth.items()) / len(truth)
+    assert load(cal)["floor"].mae_before == pytest.approx(expected, abs=1e-3)
