@@ -34,17 +34,7 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         except StoreUnavailable as exc:
             readable = Check(ok=False, detail=str(exc))
             states = []
-        cameras = [
-            CameraHealth(
-                camera_id=s.camera_id,
-                status=s.status,
-                fps=s.fps,
-                inference_ms=s.inference_ms,
-                updated_at=s.updated_at,
-                stale=s.stale,
-            )
-            for s in states
-        ]
+        cameras = [CameraHealth.model_validate(s, from_attributes=True) for s in states]
     pipeline_running = any(not c.stale for c in cameras)
     broker = _broker(config, meta, pipeline_running)
     online = any(c.status == "online" for c in cameras)

@@ -38,19 +38,6 @@ def occupancy(context: Context, _: Viewer) -> OccupancyOut:
     zones = zone_states(context.config, context.store.store(), now)
     return OccupancyOut(
         at=now,
-        zones=[
-            ZoneOccupancy(
-                zone_id=z.zone_id,
-                name=z.name,
-                role=z.role,
-                camera_id=z.camera_id,
-                count=z.count,
-                raw=z.raw,
-                measured_at=z.measured_at,
-                stale=z.stale,
-                camera_status=z.camera_status,
-            )
-            for z in zones
-        ],
+        zones=[ZoneOccupancy.model_validate(z, from_attributes=True) for z in zones],
         by_role=totals_by_role(zones),
     )
