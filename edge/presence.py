@@ -30,6 +30,7 @@ class _Person:
     box: FloatArray  # x1, y1, x2, y2 in pixels
     zone: str | None
     seen_at: float  # seconds (the pipeline's steady clock) when the detector last found them
+    hits: int  # processed frames in which the detector found them
 
 
 def _feet(boxes: FloatArray) -> FloatArray:
@@ -38,13 +39,19 @@ def _feet(boxes: FloatArray) -> FloatArray:
 
 class PresenceHold:
     """Per camera. hold_s: how long a lost person still counts, in seconds (0 = off). gate: how
-    far the feet may move between processed frames, in the person's box heights."""
+    far the feet may move between processed frames, in the person's box heights. min_hits: in how
+    many processed frames someone must have been found before they are held; a box seen once
+    (a flickering false detection, or a walker the association lost) is not carried over, so the
+    hold does not add people as the detector threshold goes down (BENCHMARKS.md)."""
 
-    def __init__(self, hold_s: float, gate: float) -> None:
-        if hold_s < 0 or gate <= 0:
-            raise ValueError(f"need hold_s >= 0 and gate > 0, got {hold_s}, {gate}")
+    def __init__(self, hold_s: float, gate: float, min_hits: int = 1) -> None:
+        if hold_s < 0 or gate <= 0 or min_hits < 1:
+            raise ValueError(
+                f"need hold_s >= 0, gate > 0 and min_hits >= 1, got {hold_s}, {gate}, {min_hits}"
+            )
         self.hold_s = hold_s
         self.gate = gate
+        self.min_hits = min_hits
         self._people: list[_Person] = []
 
     def reset(self) -> None:
@@ -67,14 +74,15 @@ class PresenceHold:
             )
             for i, j in zip(*linear_sum_assignment(distance), strict=True):
                 if distance[i, j] <= self.gate:
-                    self._people[i] = _Person(boxes[j].copy(), zones[j], now)
+                    hits = self._people[i].hits + 1
+                    self._people[i] = _Person(boxes[j].copy(), zones[j], now, hits)
                     matched_people.add(i)
                     matched_boxes.add(j)
         kept = [p for p in self._people if now - p.seen_at <= self.hold_s]
         kept += [
-            _Person(boxes[j].copy(), zones[j], now)
+            _Person(boxes[j].copy(), zones[j], now, 1)
             for j in range(len(boxes))
             if j not in matched_boxes
         ]
         self._people = kept
-        return [p.zone for p in kept if p.seen_at < now]
+        return [p.zone for p in kept if p.seen_at < now and p.hits >= self.min_hits]

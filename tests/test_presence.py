@@ -54,10 +54,22 @@ def test_off_and_reset_hold_nothing():
     assert on.update(boxes(), [], now=0.5) == []
 
 
-@pytest.mark.parametrize(("hold_s", "gate"), [(-1.0, 0.5), (1.0, 0.0)])
-def test_bad_settings_are_refused(hold_s, gate):
+def test_with_min_hits_a_box_seen_once_is_not_held_but_a_confirmed_person_is():
+    hold = PresenceHold(hold_s=0.6, gate=0.6, min_hits=2)
+    hold.update(boxes((100, 300)), ["waiting"], now=0.0)
+    assert hold.update(boxes(), [], now=0.5) == []  # seen in one frame only: maybe a false box
+    hold = PresenceHold(hold_s=0.6, gate=0.6, min_hits=2)
+    hold.update(boxes((100, 300)), ["waiting"], now=0.0)
+    hold.update(boxes((110, 305)), ["waiting"], now=0.5)  # found again: a person
+    assert hold.update(boxes(), [], now=1.0) == ["waiting"]
+
+
+@pytest.mark.parametrize(
+    ("hold_s", "gate", "min_hits"), [(-1.0, 0.5, 1), (1.0, 0.0, 1), (1.0, 0.5, 0)]
+)
+def test_bad_settings_are_refused(hold_s, gate, min_hits):
     with pytest.raises(ValueError):
-        PresenceHold(hold_s, gate)
+        PresenceHold(hold_s, gate, min_hits)
 
 
 people = st.lists(st.tuples(st.floats(0, 640), st.floats(100, 480)), max_size=12)
