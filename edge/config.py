@@ -141,6 +141,39 @@ class TilingConfig(_Strict):
     )
 
 
+class FusionModelConfig(_Strict):
+    model: str = Field(min_length=1, description="Model name from the manifest, or a path")
+    family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
+        None, description="Output format; required when `model` is a path outside the manifest"
+    )
+    input_size: (
+        tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
+    ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
+    tiling: TilingConfig = Field(
+        default_factory=lambda: TilingConfig(enabled=False),
+        description="Tiles for this model (default: one pass over the whole frame)",
+    )
+
+
+class FusionConfig(_Strict):
+    models: list[FusionModelConfig] = Field(
+        default_factory=lambda: [FusionModelConfig(model="person-detection-retail-0013")],
+        max_length=3,
+        description="More person detectors run on every frame; their boxes are fused with "
+        "the main model's, and `detector.confidence` applies to the fused score; "
+        "[] runs the main model alone",
+    )
+    iou: float = Field(
+        0.5, gt=0.0, le=1.0, description="IoU from which boxes of two models are one person"
+    )
+    candidate_confidence: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Score from which each model proposes a box to the fusion",
+    )
+
+
 class DetectorConfig(_Strict):
     model: str = Field(
         "yolox_nano",
@@ -153,7 +186,13 @@ class DetectorConfig(_Strict):
     input_size: (
         tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
     ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
-    confidence: float = Field(0.25, ge=0.0, le=1.0, description="Minimum person score")
+    confidence: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="Minimum person score (the fused score when fusion is on; "
+        "about 0.2 for yolox_nano alone)",
+    )
     nms_iou: float = Field(
         0.45, gt=0.0, le=1.0, description="IoU above which overlapping boxes merge"
     )
@@ -162,6 +201,17 @@ class DetectorConfig(_Strict):
         "auto", description="Execution provider; auto picks the fastest installed"
     )
     threads: int = Field(0, ge=0, le=64, description="Inference threads, 0 = runtime default")
+    fusion: FusionConfig = Field(
+        default_factory=FusionConfig, description="Several detectors, boxes fused (see fusion.py)"
+    )
+
+    @model_validator(mode="after")
+    def _candidates_below_threshold(self) -> DetectorConfig:
+        if self.fusion.models and self.fusion.candidate_confidence > self.confidence:
+            raise ValueError(
+                "detector.fusion.candidate_confidence must not exceed detector.confidence"
+            )
+        return self
 
 
 class OccupancyConfig(_Strict):
@@ -181,7 +231,13 @@ class OccupancyConfig(_Strict):
         description="Seconds a person stays counted after a missed detection (one frame at 2 fps)",
     )
     hold_gate: float = Field(
-        0.6, gt=0, le=3.0, description="How far feet may move between frames, in box heights"
+        1.0, gt=0, le=3.0, description="How far feet may move between frames, in box heights"
+    )
+    hold_min_hits: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Frames a person must have been detected in before a miss is held over",
     )
 
 

@@ -333,18 +333,26 @@ def _accelerator_hint(info: PlatformInfo) -> str:
 
 
 def check_model(detector: DetectorConfig) -> list[CheckResult]:
-    """The configured model is present, and its files match their recorded sha256."""
+    """The configured models (the main one and those fused with it) are present, and their files
+    match their recorded sha256."""
+    results = _check_one_model(detector.model, "detector.model")
+    for i, other in enumerate(detector.fusion.models):
+        results += _check_one_model(other.model, f"detector.fusion.models[{i}].model")
+    return results
+
+
+def _check_one_model(name: str, where: str) -> list[CheckResult]:
     from models.manifest import ModelError
     from models.store import resolve_model, sha256_file, verify
 
     try:
-        resolved = resolve_model(detector.model)
+        resolved = resolve_model(name)
     except ModelError as exc:
         return [
             fail(
                 "model",
-                f"detector.model {detector.model!r} not found",
-                f"lobbywatch models fetch {detector.model} (on a connected machine), copy the "
+                f"{where} {name!r} not found",
+                f"lobbywatch models fetch {name} (on a connected machine), copy the "
                 "files to /var/lib/lobbywatch/models, or export one (lobbywatch models export)",
                 str(exc).splitlines(),
             )

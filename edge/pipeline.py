@@ -13,8 +13,9 @@ from pathlib import Path
 
 from edge import calibration
 from edge.calibration import ZoneCalibration
-from edge.config import CameraConfig, DetectorConfig, OccupancyConfig
+from edge.config import CameraConfig, DetectorConfig, FusionModelConfig, OccupancyConfig
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
+from edge.detect.fusion import FusedDetector
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
 from edge.types import Detections, Frame
@@ -57,7 +58,7 @@ class CameraPipeline:
         self.calibrations = {
             z.id: calibrations.get(z.id, calibration.IDENTITY) for z in camera.zones
         }
-        self._hold = PresenceHold(occupancy.hold_s, occupancy.hold_gate)
+        self._hold = PresenceHold(occupancy.hold_s, occupancy.hold_gate, occupancy.hold_min_hits)
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
@@ -91,30 +92,13 @@ class CameraPipeline:
 
 
 def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> DetectorSettings:
-    """Turn the detector section into runtime settings, filling gaps from the model manifest."""
-    model = resolve_model(config.model)
-    family = config.family or model.family
-    input_size = config.input_size or model.input_size
-    if family is None or input_size is None:
-        raise ValueError(
-            f"detector.model {config.model!r} is not in the model manifest: "
-            "set detector.family and detector.input_size"
-        )
-    tiling = config.tiling
-    # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
-    tiled = tiling.enabled and tiling.grid != (1, 1)
-    return DetectorSettings(
-        model_path=model.path,
-        family=family,
-        input_size=(int(input_size[0]), int(input_size[1])),
-        confidence=config.confidence,
-        nms_iou=config.nms_iou,
-        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame) if tiled else None,
-        provider=config.provider,
-        threads=config.threads,
-        person_class_id=model.entry.classes.person if model.entry else 0,
-        cache_dir=cache_dir,
-    )
+    """Runtime settings of the main model of the detector section, gaps filled from the manifest.
+
+    With fusion on, the model proposes boxes from fusion.candidate_confidence; the fused score
+    is what detector.confidence then applies to.
+    """
+    confidence = config.fusion.candidate_confidence if config.fusion.models else config.confidence
+    return _model_settings(config, config, confidence, cache_dir)
 
 
 def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Detector:
@@ -122,4 +106,46 @@ def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Det
 
     cache_dir keeps accelerator artefacts (TensorRT engines) across restarts.
     """
-    return create_detector(detector_settings(config, cache_dir))
+    main = create_detector(detector_settings(config, cache_dir))
+    if not config.fusion.models:
+        return main
+    candidates = config.fusion.candidate_confidence
+    others = [
+        create_detector(_model_settings(config, m, candidates, cache_dir))
+        for m in config.fusion.models
+    ]
+    return FusedDetector([main, *others], config.fusion.iou, config.confidence)
+
+
+def _model_settings(
+    config: DetectorConfig,
+    model_config: DetectorConfig | FusionModelConfig,
+    confidence: float,
+    cache_dir: Path | None,
+) -> DetectorSettings:
+    """Settings for one model: its own name, family, input size and tiling; the runtime options
+    (provider, threads, NMS) of the detector section."""
+    model = resolve_model(model_config.model)
+    family = model_config.family or model.family
+    input_size = model_config.input_size or model.input_size
+    where = "detector" if model_config is config else "detector.fusion.models"
+    if family is None or input_size is None:
+        raise ValueError(
+            f"{where}: model {model_config.model!r} is not in the model manifest: "
+            "set family and input_size"
+        )
+    tiling = model_config.tiling
+    # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
+    tiled = tiling.enabled and tiling.grid != (1, 1)
+    return DetectorSettings(
+        model_path=model.path,
+        family=family,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        confidence=confidence,
+        nms_iou=config.nms_iou,
+        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame) if tiled else None,
+        provider=config.provider,
+        threads=config.threads,
+        person_class_id=model.entry.classes.person if model.entry else 0,
+        cache_dir=cache_dir,
+    )

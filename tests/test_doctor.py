@@ -133,22 +133,25 @@ def test_model_present_with_matching_sha256(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
-    (result,) = check_model(config().detector)
-    assert result.status is Status.OK and "sha256 ok" in result.summary
-    assert any("yolox_nano.onnx" in d for d in result.details)
+    results = check_model(config().detector)
+    assert [r.status for r in results] == [Status.OK, Status.OK]  # yolox and the fused retail-0013
+    assert all("sha256 ok" in r.summary for r in results)
+    assert any("yolox_nano.onnx" in d for d in results[0].details)
+    assert any("person-detection-retail-0013.bin" in d for d in results[1].details)
 
 
 def test_model_missing_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    (result,) = check_model(config().detector)
-    assert result.status is Status.FAIL and "lobbywatch models fetch yolox_nano" in result.fix
+    main, fused = check_model(config().detector)
+    assert main.status is Status.FAIL and "lobbywatch models fetch yolox_nano" in main.fix
+    assert fused.status is Status.FAIL and "detector.fusion.models[0].model" in fused.summary
 
 
 def test_model_with_a_wrong_checksum_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "yolox_nano.onnx").write_bytes(b"not the model")
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(tmp_path))
-    (result,) = check_model(config().detector)
+    (result,) = check_model(config("detector: {fusion: {models: []}}\n").detector)
     assert result.status is Status.FAIL and "sha256" in result.summary
 
 
@@ -156,7 +159,9 @@ def test_agpl_weights_are_flagged(models_dir: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
     if not (models_dir / "agpl" / "yolo11n_int8_dynamic_320.onnx").exists():
         pytest.skip("AGPL test weights not present")
-    results = check_model(config("detector: {model: yolo11n_int8_dynamic_320}\n").detector)
+    results = check_model(
+        config("detector: {model: yolo11n_int8_dynamic_320, fusion: {models: []}}\n").detector
+    )
     assert [r.status for r in results] == [Status.OK, Status.WARN]
     assert "AGPL-3.0" in results[1].summary
 
@@ -318,7 +323,8 @@ def test_all_checks_pass_on_a_healthy_device(
     assert [r.check for r in results] == [
         "platform",
         "providers",
-        "model",
+        "model",  # yolox_nano
+        "model",  # person-detection-retail-0013, fused with it
         "camera lobby",
         "broker",
         "disk",
