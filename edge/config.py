@@ -224,11 +224,17 @@ class OccupancyConfig(_Strict):
     quantile: float = Field(
         0.5, ge=0.0, le=1.0, description="Quantile of the window reported (0.5: the median)"
     )
-    hold_s: float = Field(
-        0.6,
+    hold_frames: int = Field(
+        1,
         ge=0,
         le=10,
-        description="Seconds a person stays counted after a missed detection (one frame at 2 fps)",
+        description="Processed frames in a row a person the detector misses still counts (0 = off)",
+    )
+    hold_s: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="Longest a missed person still counts, in seconds, however slow the frames",
     )
     hold_gate: float = Field(
         1.0, gt=0, le=3.0, description="How far feet may move between frames, in box heights"

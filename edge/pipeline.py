@@ -58,7 +58,9 @@ class CameraPipeline:
         self.calibrations = {
             z.id: calibrations.get(z.id, calibration.IDENTITY) for z in camera.zones
         }
-        self._hold = PresenceHold(occupancy.hold_s, occupancy.hold_gate, occupancy.hold_min_hits)
+        self._hold = PresenceHold(
+            occupancy.hold_frames, occupancy.hold_s, occupancy.hold_gate, occupancy.hold_min_hits
+        )
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from edge.calibration import ZoneCalibration, fit_zone
-from edge.capture import Camera
+from edge.capture import Camera, decimation_stride
 from edge.config import LobbyConfig
 from edge.detect import Detector
 from edge.pipeline import CameraPipeline, FrameResult, build_detector
@@ -143,8 +143,9 @@ def calibrate_camera(
 
     Every frame is read (skipping nothing, so frame numbers mean the same as in `count`). The
     correction applies to the per-frame count with people held through misses, which needs the
-    frames before each counted one: with occupancy.hold_s on, every frame up to the last
-    counted one goes through the detector, otherwise only the counted ones.
+    frames before each counted one: with the hold on, the frames `count` processes (the
+    camera's `fps`) up to the last counted one go through the detector, and the counted ones;
+    otherwise only the counted ones.
     """
     camera_config = config.camera(camera_id) if camera_id else config.cameras[0]
     zone_ids = {z.id for z in camera_config.zones}
@@ -167,9 +168,12 @@ def calibrate_camera(
     truth: dict[str, list[float]] = {z: [] for z in zone_ids}
     last = max(hand_counts)
     seen: set[int] = set()
-    every = config.occupancy.hold_s > 0
+    hold = config.occupancy.hold_frames > 0 and config.occupancy.hold_s > 0
+    stride = 0
     for frame in camera.iter_frames():
-        if frame.index in hand_counts or every:
+        if not stride:  # the source's rate is known once it is open
+            stride = decimation_stride(camera.source_fps or 0.0, camera_config.fps)
+        if frame.index in hand_counts or (hold and frame.index % stride == 0):
             result = pipeline.process(frame, _source_time(frame, camera))
         if frame.index in hand_counts:
             seen.add(frame.index)

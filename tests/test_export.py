@@ -293,7 +293,8 @@ def test_the_pipeline_loads_an_export_named_in_the_config(
     from edge.pipeline import build_detector
 
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(exported.models_dir))
-    detector = build_detector(DetectorConfig(model="yolov8n_320_openvino", provider="cpu"))
+    config = DetectorConfig(model="yolov8n_320_openvino", provider="cpu", fusion={"models": []})
+    detector = build_detector(config)
     assert detector.provider.startswith("OpenVINO:")
 
 
