@@ -255,7 +255,7 @@ class Service:
             "site %s: %d camera(s), detector %s, store %s",
             config.site.id,
             len(config.cameras),
-            config.detector.model,
+            " + ".join([config.detector.model, *(m.model for m in config.detector.fusion.models)]),
             config.storage.path,
         )
         self._purge(store)
