@@ -8,6 +8,7 @@ conflict: a bucket cut short by a restart is completed by the next run, not dupl
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,16 @@ from pathlib import Path
 
 from edge.types import CameraStatus, ZoneReading
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+# Changes to an existing store, applied in order when a device updates: schema version they
+# bring the store to, and the statements. Additive only (new tables, new columns with a
+# default), so a rolled-back older lobbywatch still runs on a newer store.
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (2, ("ALTER TABLE camera_live ADD COLUMN inference_ms REAL NOT NULL DEFAULT 0",)),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -198,6 +208,19 @@ class CameraLive:
     inference_ms: float = 0.0
 
 
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    """The store's schema version; None for a new file. Stores from before the version was
+    checked (no meta table yet, or one that says 1) are version 1."""
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+        return None if tables[0] == 0 else 1
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row is not None else 1
+
+
 class Store:
     """SQLite store at `path` (created with its directory if missing)."""
 
@@ -212,10 +235,24 @@ class Store:
         # NORMAL in WAL mode loses at most the last transactions on power loss, never corrupts.
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._tx() as db:
+            found = _schema_version(db)
             db.executescript(_SCHEMA)
+            if found is None:  # a new store: _SCHEMA is the current one
+                found = SCHEMA_VERSION
+            for version, statements in _MIGRATIONS:
+                if found < version:
+                    for statement in statements:
+                        db.execute(statement)
+                    found = version
+            if found > SCHEMA_VERSION:
+                log.warning(
+                    "store %s has schema version %d, newer than this lobbywatch's %d "
+                    "(a rollback?): running on it, its changes are additive",
+                    self.path, found, SCHEMA_VERSION,
+                )  # fmt: skip
             db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(max(found, SCHEMA_VERSION)),),
             )
             if site_id is not None:
                 self._check_site(db, site_id)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from edge.history import HistoryRecorder
-from edge.store import CameraLive, HistoryRow, Store
+from edge.store import SCHEMA_VERSION, CameraLive, HistoryRow, Store
 from edge.types import CameraStatus, ZoneReading
 
 T0 = 1_790_000_000  # a multiple of 10: the start of an interval
@@ -89,3 +89,41 @@ def test_live_state_keeps_unknown_as_null(tmp_path):
     assert reading.count is None and not reading.known
     assert reading.camera_status is CameraStatus.OFFLINE
     assert store.cameras()[0].status is CameraStatus.OFFLINE
+
+
+# The store as lobbywatch 0.1 (schema 1) created it: camera_live without inference_ms.
+SCHEMA_1_CAMERA_LIVE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1'), ('site_id', 'b1');
+CREATE TABLE camera_live (
+    camera_id TEXT PRIMARY KEY, status TEXT NOT NULL, fps REAL NOT NULL, at TEXT NOT NULL
+);
+INSERT INTO camera_live VALUES ('lobby', 'online', 2.0, '2026-11-01T09:00:00+00:00');
+"""
+
+
+def test_a_store_from_an_older_version_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1_CAMERA_LIVE)
+    store = Store(path, site_id="b1")
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    store.write_live([], CameraLive("lobby", CameraStatus.ONLINE, 2.0, at, inference_ms=80.0))
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT inference_ms FROM camera_live").fetchall() == [(80.0,)]
+    store.close()
+    Store(path, site_id="b1").close()  # opening again changes nothing
+
+
+def test_a_newer_store_is_used_as_it_is_after_a_rollback(tmp_path, caplog):
+    path = tmp_path / "new.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        )
+    store = Store(path)
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION + 1)
+    assert "newer than this lobbywatch" in caplog.text
+    store.close()
