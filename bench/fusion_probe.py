@@ -22,6 +22,7 @@ import os
 import pickle
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -30,19 +31,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.config import DetectorConfig  # noqa: E402
+from edge.config import DetectorConfig, OccupancyConfig, load_config  # noqa: E402
 from edge.detect import create_detector  # noqa: E402
 from edge.detect.fusion import fuse  # noqa: E402
 from edge.detect.tiling import merge_passes, tile_windows  # noqa: E402
-from edge.pipeline import detector_settings  # noqa: E402
-from edge.presence import PresenceHold  # noqa: E402
-from edge.types import Detections  # noqa: E402
-from edge.zones import Zone, assign_zones  # noqa: E402
+from edge.pipeline import CameraPipeline, detector_settings  # noqa: E402
+from edge.types import Detections, Frame  # noqa: E402
 
-# The Mall floor ROI (../shared/README.md), as in configs/mall.yaml.
-FLOOR = ((0.0, 0.3021), (0.0, 0.9979), (0.9984, 0.9979), (0.9984, 0.3625),
-         (0.8469, 0.0854), (0.7438, 0.0333), (0.1734, 0.0333), (0.1781, 0.1312))  # fmt: skip
-FPS = 2.0  # the Mall frames' rate, as configs/mall.yaml replays them
+CONFIG = REPO / "configs" / "mall.yaml"  # the camera, its floor zone and its frame rate
 Passes = list[dict[str, tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]]]
 
 
@@ -85,15 +81,31 @@ def model_detections(passes: Passes, groups: set[str], confidence: float) -> lis
     return result
 
 
-def count(frames: list[Detections], hold: PresenceHold, every: int = 1) -> list[int]:
-    """Per-frame count in the floor zone; frames[i] is Mall frame i * every."""
-    zones = (Zone("floor", FLOOR, 0),)
-    counts = []
-    for i, found in enumerate(frames):
-        zone_of = assign_zones(found.anchors(640, 480), zones, ())
-        held = hold.update(found.xyxy, zone_of, i * every / FPS)
-        counts.append(sum(z == "floor" for z in [*zone_of, *held]))
-    return counts
+class Replayed:
+    """A detector that hands back stored detections, one frame after another."""
+
+    provider = "replay"
+
+    def __init__(self, frames: list[Detections]) -> None:
+        self._frames = iter(frames)
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return next(self._frames)
+
+
+def count(frames: list[Detections], occupancy: OccupancyConfig, every: int = 1) -> list[int]:
+    """Per-frame count (`zones` of `lobbywatch count`) of the camera's first zone, through the
+    product's pipeline; frames[i] is Mall frame i * every."""
+    camera = load_config(CONFIG).cameras[0]
+    pipeline = CameraPipeline(camera, Replayed(frames), occupancy, calibrations={})
+    blank = np.zeros((480, 640, 3), dtype=np.uint8)  # the Mall's frame size; never looked at
+    zone = camera.zones[0].id
+    at = datetime.now(timezone.utc)
+    period = 1.0 / (camera.source_fps or 2.0)
+    return [
+        pipeline.process(Frame(camera.id, i * every, blank, at, 0.0), i * every * period).raw[zone]
+        for i in range(len(frames))
+    ]
 
 
 def sweep(specs: list[str], data: Path, candidates: float, every: int) -> None:
@@ -114,8 +126,8 @@ def sweep(specs: list[str], data: Path, candidates: float, every: int) -> None:
         thresholds, [(0, 1.0, 1), (1, 0.6, 1), (1, 1.0, 1), (1, 0.6, 2), (1, 1.0, 2)]
     ):
         kept = [f[np.flatnonzero(f.confidence >= threshold)] for f in fused]
-        held = PresenceHold(frames, 3.0, gate, hits)
-        errors = np.array(count(kept, held, every)) - truth[: len(kept)]
+        occupancy = OccupancyConfig(hold_frames=frames, hold_gate=gate, hold_min_hits=hits)
+        errors = np.array(count(kept, occupancy, every)) - truth[: len(kept)]
         print(
             f"confidence {threshold:.2f}  hold {frames} frame(s) gate {gate} min_hits {hits}: "
             f"MAE {np.abs(errors).mean():.2f} bias {errors.mean():+.2f}",

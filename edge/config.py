@@ -141,14 +141,19 @@ class TilingConfig(_Strict):
     )
 
 
-class FusionModelConfig(_Strict):
-    model: str = Field(min_length=1, description="Model name from the manifest, or a path")
+class _ModelFormat(_Strict):
+    """What a model file is, where the manifest does not say (a model given by path)."""
+
     family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
         None, description="Output format; required when `model` is a path outside the manifest"
     )
     input_size: (
         tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
     ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
+
+
+class FusionModelConfig(_ModelFormat):
+    model: str = Field(min_length=1, description="Model name from the manifest, or a path")
     tiling: TilingConfig = Field(
         default_factory=lambda: TilingConfig(enabled=False),
         description="Tiles for this model (default: one pass over the whole frame)",
@@ -174,18 +179,12 @@ class FusionConfig(_Strict):
     )
 
 
-class DetectorConfig(_Strict):
+class DetectorConfig(_ModelFormat):
     model: str = Field(
         "yolox_nano",
         min_length=1,
         description="Model name from the manifest, or a path to a model file",
     )
-    family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
-        None, description="Output format; required when `model` is a path outside the manifest"
-    )
-    input_size: (
-        tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
-    ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
     confidence: float = Field(
         0.15,
         ge=0.0,

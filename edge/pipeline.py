@@ -66,6 +66,11 @@ class CameraPipeline:
         }
 
     @property
+    def holds_people(self) -> bool:
+        """Whether counts depend on earlier frames (people held through a missed detection)."""
+        return self._hold.active
+
+    @property
     def zone_ids(self) -> tuple[str, ...]:
         return tuple(z.id for z in self.zones)
 

@@ -62,6 +62,10 @@ class PresenceHold:
         self.min_hits = min_hits
         self._people: list[_Person] = []
 
+    @property
+    def active(self) -> bool:
+        return self.frames > 0 and self.max_s > 0
+
     def reset(self) -> None:
         self._people = []
 
@@ -70,7 +74,7 @@ class PresenceHold:
     ) -> list[str | None]:
         """Take the detections of the frame at `now` (seconds); returns the zones of the people
         held though not found in it."""
-        if self.frames == 0 or self.max_s == 0:
+        if not self.active:
             return []
         matched: set[int] = set()
         found: set[int] = set()

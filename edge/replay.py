@@ -168,7 +168,7 @@ def calibrate_camera(
     truth: dict[str, list[float]] = {z: [] for z in zone_ids}
     last = max(hand_counts)
     seen: set[int] = set()
-    hold = config.occupancy.hold_frames > 0 and config.occupancy.hold_s > 0
+    hold = pipeline.holds_people
     stride = 0
     for frame in camera.iter_frames():
         if not stride:  # the source's rate is known once it is open

@@ -113,6 +113,18 @@ def to_detections(
     )
 
 
+def box_area(xyxy: FloatArray) -> FloatArray:
+    """(N,) areas of (N, 4) x1, y1, x2, y2 boxes."""
+    return np.asarray((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), dtype=np.float32)
+
+
+def pairwise_intersection(xyxy: FloatArray) -> FloatArray:
+    """(N, N) areas of the overlap of box i with box j (the diagonal is each box's area)."""
+    top_left = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
+    bottom_right = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
+    return np.asarray(np.prod(np.clip(bottom_right - top_left, 0, None), axis=2), dtype=np.float32)
+
+
 def nms(xyxy: FloatArray, scores: FloatArray, iou: float) -> npt.NDArray[np.intp]:
     """Indices of the boxes kept by IoU NMS, highest score first (OpenCV's implementation).
 

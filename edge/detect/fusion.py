@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from edge.detect.decode import box_area, pairwise_intersection
 from edge.detect.settings import Detector
 from edge.types import Detections, FloatArray
 
@@ -35,31 +36,23 @@ def fuse(found: Sequence[Detections], iou: float) -> Detections:
     """One person set from the detections of several models (see the module rules)."""
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou must be in (0, 1], got {iou}")
-    models = len(found)
     merged = Detections.concatenate(list(found))
     if len(merged) == 0:
         return merged
     model_of = np.concatenate([np.full(len(f), k) for k, f in enumerate(found)])
-    order = np.argsort(-merged.confidence, kind="stable")
     overlap = _iou(merged.xyxy)
-    leaders: list[int] = []
-    members: list[list[int]] = []
-    for box in order:
-        if leaders:
-            ious = overlap[box, leaders]
-            joined = False
-            for c in np.argsort(-ious, kind="stable"):
-                if ious[c] < iou:
-                    break
-                if all(model_of[m] != model_of[box] for m in members[c]):
-                    members[c].append(int(box))
-                    joined = True
-                    break
-            if joined or ious.max() >= iou:
-                continue  # joined, or a duplicate of its own model's box in a cluster
-        leaders.append(int(box))
-        members.append([int(box)])
-    return _clusters_to_detections(merged, members, model_of, models)
+    clusters: list[list[int]] = []  # box indices, the leader (highest score) first
+    for box in np.argsort(-merged.confidence, kind="stable").tolist():
+        ious = overlap[box, [c[0] for c in clusters]]
+        near = [c for c in np.argsort(-ious, kind="stable") if ious[c] >= iou]
+        if not near:
+            clusters.append([box])
+            continue
+        # The nearest cluster without a box of this model; none: a duplicate of its own box.
+        free = next((c for c in near if model_of[box] not in model_of[clusters[c]]), None)
+        if free is not None:
+            clusters[free].append(box)
+    return _clusters_to_detections(merged, clusters, len(found))
 
 
 class FusedDetector:
@@ -87,26 +80,21 @@ class FusedDetector:
 
 
 def _clusters_to_detections(
-    merged: Detections,
-    members: list[list[int]],
-    model_of: npt.NDArray[np.int_],
-    models: int,
+    merged: Detections, clusters: list[list[int]], models: int
 ) -> Detections:
-    xyxy = np.empty((len(members), 4), dtype=np.float32)
-    score = np.empty(len(members), dtype=np.float32)
-    for c, boxes in enumerate(members):
+    xyxy = np.empty((len(clusters), 4), dtype=np.float32)
+    score = np.empty(len(clusters), dtype=np.float32)
+    for c, boxes in enumerate(clusters):
         weights = merged.confidence[boxes]
         xyxy[c] = (merged.xyxy[boxes] * weights[:, None]).sum(axis=0) / max(weights.sum(), 1e-6)
         # One box per model in a cluster, so the sum over the cluster is the sum over models.
         score[c] = weights.sum() / models
-    leaders = np.asarray([boxes[0] for boxes in members], dtype=np.intp)
+    leaders = np.asarray([boxes[0] for boxes in clusters], dtype=np.intp)
     return Detections(xyxy=xyxy, confidence=score, class_id=merged.class_id[leaders])
 
 
 def _iou(xyxy: FloatArray) -> FloatArray:
-    top_left = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    bottom_right = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    inter = pairwise_intersection(xyxy)
+    area = box_area(xyxy)
     union = area[:, None] + area[None, :] - inter
     return np.asarray(inter / np.maximum(union, 1e-6), dtype=np.float32)

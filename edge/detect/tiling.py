@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from edge.detect.decode import nms
+from edge.detect.decode import box_area, nms, pairwise_intersection
 from edge.detect.settings import TilingSettings
 from edge.types import Detections, FloatArray
 
@@ -102,7 +102,7 @@ def merge_passes(
     cover_matrix = _covered_fraction(xyxy)
     other_pass = pass_id[:, None] != pass_id[None, :]
 
-    area = _area(xyxy)
+    area = box_area(xyxy)
     larger = area[None, :] > area[:, None]
     on_border = touches_inner_edge(xyxy, windows, frame_size)
     fragment = on_border & ((cover_matrix >= cover) & other_pass & larger).any(axis=1)
@@ -145,16 +145,10 @@ def _suppress_contained(
 
 def _covered_fraction(xyxy: FloatArray) -> FloatArray:
     """(N, N) matrix: share of box i's area inside box j; 0 on the diagonal."""
-    top_left = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    bottom_right = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    fraction = np.asarray(inter / np.maximum(_area(xyxy), 1e-6)[:, None], dtype=np.float32)
+    inter = pairwise_intersection(xyxy)
+    fraction = np.asarray(inter / np.maximum(box_area(xyxy), 1e-6)[:, None], dtype=np.float32)
     np.fill_diagonal(fraction, 0.0)
     return fraction
-
-
-def _area(xyxy: FloatArray) -> FloatArray:
-    return np.asarray((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), dtype=np.float32)
 
 
 def _shift(found: Detections, dx: int, dy: int) -> Detections:
