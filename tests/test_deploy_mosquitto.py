@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import ipaddress
+import re
 import shutil
 import socket
 import ssl
@@ -47,6 +48,11 @@ pytestmark = pytest.mark.skipif(
 
 SITE_A, SITE_B = "branch-042", "branch-043"
 HANDHELD_PASSWORD = "handheld-password-1"
+# A second handheld account of site A: the attacker of the client-id takeover tests.
+MANAGER, MANAGER_PASSWORD = f"mgr-1@{SITE_A}", "manager-password-1"
+# The client ids edge/mqtt.py and edge/handheld.py choose.
+DEVICE_CLIENT_ID = f"lobbywatch-{SITE_A}"
+HANDHELD_CLIENT_ID = f"handheld-{SITE_A}-anna"
 MONITOR_PASSWORD = "monitor-password-12"
 
 
@@ -252,6 +258,7 @@ def configure_broker(tmp: Path, *, require_certificate: bool = False) -> Broker:
         passwords[site] = password_file.read_text().strip()
         assert password_file.stat().st_mode & 0o077 == 0o040  # group-readable, nothing for others
     broker_sh(auth, "add-handheld", "anna", "--site", SITE_A, stdin=HANDHELD_PASSWORD + "\n")
+    broker_sh(auth, "add-handheld", "mgr-1", "--site", SITE_A, stdin=MANAGER_PASSWORD + "\n")
     broker_sh(auth, "add-monitor", "it", "--all-sites", stdin=MONITOR_PASSWORD + "\n")
     return Broker(auth, tls_port, ws_port, pki, passwords)
 
@@ -275,6 +282,8 @@ class Client:
     connected: threading.Event = field(default_factory=threading.Event)
     subscribed: threading.Event = field(default_factory=threading.Event)
     reason: Any = None
+    session_present: bool = False
+    disconnects: int = 0  # the broker closed this connection (not counting close())
     granted: list[Any] = field(default_factory=list)
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
@@ -307,9 +316,14 @@ def connect(
     client_cert: tuple[Path, Path] | None = None,
     websockets: bool = False,
     wait: bool = True,
+    client_id: str = "",
+    session_expiry_s: int | None = None,
 ) -> Client:
+    """session_expiry_s: a persistent session (clean start off) as edge/mqtt.py opens one."""
     transport = "websockets" if websockets else "tcp"
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, transport=transport)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, transport=transport
+    )
     state = Client(client)
     context = ssl.create_default_context(cafile=str(ca or broker.pki.ca))
     if client_cert is not None:
@@ -318,9 +332,14 @@ def connect(
     if username is not None:
         client.username_pw_set(username, password)
 
-    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def on_connect(_c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         state.reason = reason
+        state.session_present = bool(flags.session_present)
         state.connected.set()
+
+    def on_disconnect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason != 0:  # 0: our own disconnect()
+            state.disconnects += 1
 
     def on_subscribe(_c: Any, _u: Any, _mid: Any, granted: Any, _p: Any) -> None:
         state.granted = list(granted)
@@ -334,8 +353,14 @@ def connect(
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
+    client.on_disconnect = on_disconnect
     port = broker.ws_port if websockets else broker.tls_port
-    client.connect("localhost", port, keepalive=30)
+    if session_expiry_s is None:
+        client.connect("localhost", port, keepalive=30)
+    else:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = session_expiry_s
+        client.connect("localhost", port, keepalive=30, clean_start=False, properties=props)
     client.loop_start()
     if wait:
         assert state.connected.wait(5), "no CONNACK within 5 s"
@@ -388,6 +413,14 @@ def test_clients_without_valid_credentials_are_refused(
     clients.append(c)
     assert c.reason.is_failure
     assert c.reason.value in (0x86, 0x87)  # bad user name or password / not authorized
+
+
+def test_the_broker_listens_on_the_configured_ports_only(broker: Broker) -> None:
+    # A listener option written above the first listener makes Mosquitto open a default
+    # plain-text listener on 1883 as well.
+    assert broker.log is not None
+    opened = re.findall(r"Opening \S+ listen socket on port (\d+)", broker.log.read_text())
+    assert {int(port) for port in opened} == {broker.tls_port, broker.ws_port}
 
 
 def test_plain_mqtt_on_the_tls_port_gets_no_connack(broker: Broker) -> None:
@@ -502,6 +535,96 @@ def test_anonymous_websocket_client_is_refused(broker: Broker, clients: list[Cli
     c = connect(broker, None, None, websockets=True)
     clients.append(c)
     assert c.reason.is_failure
+
+
+# --- client ids are bound to accounts (use_username_as_clientid) ---------------------------
+
+
+def persistent_device(broker: Broker, clients: list[Client]) -> Client:
+    """The device as edge/mqtt.py connects: its client id, clean start off, a session expiry."""
+    c = connect(
+        broker,
+        SITE_A,
+        broker.device_passwords[SITE_A],
+        client_id=DEVICE_CLIENT_ID,
+        session_expiry_s=3600,
+    )
+    assert not c.reason.is_failure, c.reason
+    clients.append(c)
+    return c
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtts", "wss"])
+def test_a_handheld_using_the_device_client_id_cannot_disconnect_the_device(
+    broker: Broker, clients: list[Client], websockets: bool
+) -> None:
+    dev = persistent_device(broker, clients)
+    dev.subscribe(topic(SITE_A, "alerts/+/ack"))
+    for attempt in range(5):
+        attacker = connect(
+            broker, MANAGER, MANAGER_PASSWORD, client_id=DEVICE_CLIENT_ID, websockets=websockets
+        )
+        clients.append(attacker)
+        # Accepted as its own account (its session is keyed by its username) or refused:
+        # either way it must not take the device's connection or session.
+        attacker.publish(topic(SITE_A, f"alerts/t{attempt}/ack"), b"from the attacker")
+        attacker.close()
+        time.sleep(0.3)  # a takeover closes the device's socket at once
+        assert dev.disconnects == 0, f"the device was disconnected on attempt {attempt + 1}"
+        assert dev.client.is_connected()
+        assert dev.wait_for(topic(SITE_A, f"alerts/t{attempt}/ack"), b"from the attacker")
+    # The device's own session was not replaced: it still has its subscription, and its alert
+    # still reaches a handheld.
+    hand = handheld(broker, clients)
+    hand.subscribe(topic(SITE_A, "alerts"))
+    dev.publish(topic(SITE_A, "alerts"), b'{"id": "after"}')
+    assert hand.wait_for(topic(SITE_A, "alerts"), b'{"id": "after"}')
+    assert dev.disconnects == 0
+
+
+def test_a_handheld_using_another_handhelds_client_id_cannot_disconnect_it(
+    broker: Broker, clients: list[Client]
+) -> None:
+    anna = connect(
+        broker,
+        f"anna@{SITE_A}",
+        HANDHELD_PASSWORD,
+        client_id=HANDHELD_CLIENT_ID,
+        session_expiry_s=3600,
+    )
+    clients.append(anna)
+    attacker = connect(broker, MANAGER, MANAGER_PASSWORD, client_id=HANDHELD_CLIENT_ID)
+    clients.append(attacker)
+    time.sleep(0.3)
+    assert anna.disconnects == 0 and anna.client.is_connected()
+
+
+@pytest.mark.parametrize("who", ["device", "handheld"])
+def test_the_persistent_session_survives_a_reconnect(
+    broker: Broker, clients: list[Client], who: str
+) -> None:
+    """What the broker kept while the client was away arrives on reconnect, unsubscribed."""
+    if who == "device":
+        username, password = SITE_A, broker.device_passwords[SITE_A]
+        client_id, kept, sender = DEVICE_CLIENT_ID, topic(SITE_A, "alerts/p1/ack"), "handheld"
+    else:
+        username, password = f"anna@{SITE_A}", HANDHELD_PASSWORD
+        client_id, kept, sender = HANDHELD_CLIENT_ID, topic(SITE_A, "alerts"), "device"
+
+    def session() -> Client:
+        c = connect(broker, username, password, client_id=client_id, session_expiry_s=3600)
+        assert not c.reason.is_failure, c.reason
+        clients.append(c)
+        return c
+
+    first = session()
+    first.subscribe(kept)
+    first.close()
+    other = handheld(broker, clients) if sender == "handheld" else device(broker, SITE_A, clients)
+    other.publish(kept, b"while away")
+    again = session()
+    assert again.session_present
+    assert again.wait_for(kept, b"while away")
 
 
 # --- mutual TLS variant --------------------------------------------------------------------
