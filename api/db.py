@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.store import Store
@@ -75,10 +76,11 @@ class StoreAccess:
             return {str(key): str(value) for key, value in rows}
 
     def check_writable(self) -> str | None:
-        """None when a write transaction can start; otherwise why not.
+        """None when the store takes a write; otherwise why not.
 
-        BEGIN IMMEDIATE takes the write lock and ROLLBACK releases it, so nothing is written.
-        A lock held by the pipeline for longer than the timeout means the store is busy, which
+        A real write (a probe row in `meta`, committed): a full disk lets a transaction begin
+        and refuses only what needs space, so anything less says a full disk is writable. A
+        lock held by the pipeline for longer than the timeout means the store is busy, which
         is reported but is not a failure.
         """
         try:
@@ -88,7 +90,11 @@ class StoreAccess:
             return str(exc)
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.execute("ROLLBACK")
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('health_probe_at', ?)",
+                (datetime.now(timezone.utc).isoformat(),),
+            )
+            db.execute("COMMIT")
             return None
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):

@@ -3,6 +3,11 @@
 Ready means the store can be read and written, the disk is not nearly full, and at least one
 camera is online (the pipeline reports it, recently). The broker connection is reported but does
 not decide readiness: occupancy and history work without it. Liveness is the process answering.
+
+What only the running pipeline knows (whether its writes succeed, the broker's state and why,
+the outbox backlog, what it keeps in memory, its API child) comes from its state file
+(edge/device_state.py), which a full disk does not stop. Without a running pipeline the API
+tries a real write of its own: a check that writes nothing says a full disk is writable.
 """
 
 from __future__ import annotations
@@ -12,8 +17,17 @@ from datetime import datetime
 
 from api.db import StoreAccess, StoreUnavailable
 from api.live import camera_states
-from api.schemas import BrokerHealth, CameraHealth, Check, DiskHealth, HealthOut
+from api.schemas import (
+    BrokerHealth,
+    CameraHealth,
+    Check,
+    ChildHealth,
+    DeliveryHealth,
+    DiskHealth,
+    HealthOut,
+)
 from edge.config import LobbyConfig
+from edge.device_state import DeviceState, read_state, state_path
 
 #: Below either, the disk is "nearly full": history writes would soon fail.
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -21,9 +35,10 @@ MIN_FREE_FRACTION = 0.02
 
 
 def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> HealthOut:
+    device = read_state(state_path(store.path), now)
+    running = device if device is not None and device.current else None
     readable = _readable(store)
-    writable_error = store.check_writable()
-    writable = Check(ok=writable_error is None, detail=writable_error or "ok")
+    writable = _writable(store, running)
     disk = _disk(store)
     cameras: list[CameraHealth] = []
     meta: dict[str, str] = {}
@@ -35,11 +50,16 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
             readable = Check(ok=False, detail=str(exc))
             states = []
         cameras = [CameraHealth.model_validate(s, from_attributes=True) for s in states]
-    pipeline_running = any(not c.stale for c in cameras)
-    broker = _broker(config, meta, pipeline_running)
+    pipeline_running = running is not None or any(not c.stale for c in cameras)
+    broker = _broker(config, running, meta, pipeline_running)
+    child = _child(running)
     online = any(c.status == "online" for c in cameras)
     ready = readable.ok and writable.ok and disk.ok and online
-    degraded = broker.state == "disconnected" or any(c.status != "online" for c in cameras)
+    degraded = (
+        broker.state not in ("connected", "disabled", "unknown")
+        or any(c.status != "online" for c in cameras)
+        or (child is not None and child.state != "running")
+    )
     return HealthOut(
         status="fail" if not ready else "degraded" if degraded else "ok",
         live=True,
@@ -49,7 +69,28 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         store_writable=writable,
         disk=disk,
         broker=broker,
+        delivery=_delivery(running),
+        pipeline_api=child,
         cameras=cameras,
+    )
+
+
+def _writable(store: StoreAccess, running: DeviceState | None) -> Check:
+    """The running pipeline's own writes say best; without it, a real write."""
+    if running is None:
+        error = store.check_writable()
+        return Check(ok=error is None, detail=error or "ok")
+    section = running.section("store")
+    if section.get("writable", True):
+        return Check(ok=True, detail="ok")
+    kept = (
+        f"{section.get('unsaved_history_rows', 0)} history rows and "
+        f"{section.get('unsaved_alert_writes', 0)} alert writes kept in memory"
+    )
+    where = "; running on memory" if section.get("memory_only") else ""
+    return Check(
+        ok=False,
+        detail=f"failing since {section.get('since')}: {section.get('error')}; {kept}{where}",
     )
 
 
@@ -74,11 +115,22 @@ def _disk(store: StoreAccess) -> DiskHealth:
     )
 
 
-def _broker(config: LobbyConfig, meta: dict[str, str], pipeline_running: bool) -> BrokerHealth:
-    """The pipeline records its broker connection in the store's meta table; a record left by
-    a pipeline that is no longer running says nothing about now."""
+def _broker(
+    config: LobbyConfig,
+    running: DeviceState | None,
+    meta: dict[str, str],
+    pipeline_running: bool,
+) -> BrokerHealth:
+    """From the running pipeline's state file; else from the meta record an older pipeline
+    keeps in the store (a record left by a pipeline no longer running says nothing)."""
     if not config.mqtt.enabled:
         return BrokerHealth(state="disabled", since=None)
+    if running is not None:
+        section = running.section("broker")
+        try:
+            return BrokerHealth.model_validate(section)
+        except ValueError:
+            return BrokerHealth(state="unknown", since=None)
     state = meta.get("mqtt_connected")
     if state not in ("0", "1") or not pipeline_running:
         return BrokerHealth(state="unknown", since=None)
@@ -88,3 +140,26 @@ def _broker(config: LobbyConfig, meta: dict[str, str], pipeline_running: bool) -
     except ValueError:
         since_at = None
     return BrokerHealth(state="connected" if state == "1" else "disconnected", since=since_at)
+
+
+def _delivery(running: DeviceState | None) -> DeliveryHealth:
+    if running is None:
+        return DeliveryHealth(
+            backlog=None, unsaved_alert_writes=None, unsaved_history_rows=None, expired=None
+        )
+    store, outbox = running.section("store"), running.section("outbox")
+    return DeliveryHealth(
+        backlog=outbox.get("backlog"),
+        unsaved_alert_writes=store.get("unsaved_alert_writes"),
+        unsaved_history_rows=store.get("unsaved_history_rows"),
+        expired=outbox.get("expired"),
+    )
+
+
+def _child(running: DeviceState | None) -> ChildHealth | None:
+    if running is None or not running.section("api"):
+        return None
+    try:
+        return ChildHealth.model_validate(running.section("api"))
+    except ValueError:
+        return None

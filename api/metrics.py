@@ -21,6 +21,7 @@ from api.db import StoreAccess
 from api.live import camera_states, zone_states
 from api.schemas import AlertStatus
 from edge.config import LobbyConfig
+from edge.device_state import read_state, state_path
 from edge.store import ALERT_STATUS_SQL
 
 CAMERA_STATES = ("online", "stale", "offline", "unknown")
@@ -66,6 +67,7 @@ class StoreCollector(Collector):
         yield from (fps, infer, status)
         yield from self._zones(now)
         yield from self._alerts()
+        yield from self._device(now)
         yield CounterMetricFamily(
             "lobbywatch_api_failed_auth",
             "Requests refused for a wrong key since the API started",
@@ -106,6 +108,50 @@ class StoreCollector(Collector):
             for state in ALERT_STATUSES:
                 alerts.add_metric([kind, state], float(counts.get((kind, state), 0)))
         yield alerts
+
+
+    def _device(self, now: datetime) -> Iterator[Metric]:
+        """From the running pipeline's state file: absent (not 0) while it is not running."""
+        device = read_state(state_path(self.store.path), now)
+        running = device is not None and device.current
+        yield GaugeMetricFamily(
+            "lobbywatch_pipeline_running",
+            "1 while the counting pipeline runs and reports its state",
+            value=1.0 if running else 0.0,
+        )
+        if device is None or not running:
+            return
+        store, broker = device.section("store"), device.section("broker")
+        outbox = device.section("outbox")
+        yield GaugeMetricFamily(
+            "lobbywatch_store_writable",
+            "1 while the store takes the pipeline's writes, 0 while it refuses them (disk full)",
+            value=1.0 if store.get("writable", True) else 0.0,
+        )
+        unsaved = GaugeMetricFamily(
+            "lobbywatch_store_unsaved",
+            "What the pipeline keeps in memory while the store refuses writes",
+            labels=["kind"],
+        )
+        unsaved.add_metric(["history_rows"], float(store.get("unsaved_history_rows", 0)))
+        unsaved.add_metric(["alert_writes"], float(store.get("unsaved_alert_writes", 0)))
+        yield unsaved
+        if broker:
+            yield GaugeMetricFamily(
+                "lobbywatch_broker_connected",
+                "1 while the pipeline is connected to the MQTT broker",
+                value=1.0 if broker.get("state") == "connected" else 0.0,
+            )
+        yield GaugeMetricFamily(
+            "lobbywatch_outbox_backlog",
+            "Alert messages the broker has not acknowledged yet",
+            value=float(outbox.get("backlog", 0)),
+        )
+        yield CounterMetricFamily(
+            "lobbywatch_outbox_expired",
+            "Alert messages given up (expired before the broker took them) since the pipeline started",
+            value=float(outbox.get("expired", 0)),
+        )
 
 
 def make_registry(collector: StoreCollector) -> CollectorRegistry:

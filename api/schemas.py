@@ -194,8 +194,35 @@ class Check(_Out):
 
 
 class BrokerHealth(_Out):
-    state: Literal["connected", "disconnected", "unknown", "disabled"]
+    state: Literal["connected", "connecting", "disconnected", "refused", "unknown", "disabled"] = (
+        Field(description="As the running pipeline sees it; unknown when it is not running")
+    )
     since: datetime | None
+    reason: str | None = Field(None, description="Why it is not connected (connection refused...)")
+    attempts: int | None = Field(None, description="Failed connection attempts since `since`")
+
+
+class DeliveryHealth(_Out):
+    """Alerts on their way to the broker, as the running pipeline reports them."""
+
+    backlog: int | None = Field(description="Alert messages the broker has not acknowledged yet")
+    unsaved_alert_writes: int | None = Field(
+        description="Alert writes kept in memory while the store refuses writes (lost on a crash)"
+    )
+    unsaved_history_rows: int | None = Field(
+        description="History rows kept in memory while the store refuses writes"
+    )
+    expired: int | None = Field(description="Alert messages given up since the pipeline started")
+
+
+class ChildHealth(_Out):
+    """The API process that `lobbywatch run` supervises (when api.enabled)."""
+
+    state: Literal["stopped", "running", "restarting", "failed"]
+    since: datetime | None
+    restarts: int
+    last_exit_code: int | None
+    last_error: str | None
 
 
 class DiskHealth(_Out):
@@ -215,6 +242,11 @@ class HealthOut(_Out):
     store_writable: Check
     disk: DiskHealth
     broker: BrokerHealth
+    delivery: DeliveryHealth
+    pipeline_api: ChildHealth | None = Field(
+        description="The API child of `lobbywatch run`, as the pipeline sees it (null when the "
+        "API runs on its own or the pipeline is not running)"
+    )
     cameras: list[CameraHealth]
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -25,10 +28,57 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttConfig
+from edge.logsafe import LogThrottle, shorten
 
 log = logging.getLogger("lobbywatch.mqtt")
 
 SESSION_EXPIRY_S = 86400
+#: While the broker stays unreachable, repeat the reason at most this often (the first failure,
+#: and any change of reason, are logged at once).
+REPEAT_FAILURE_S = 60.0
+
+#: What an alert id can look like (a rule or camera id, a time, a suffix: see new_alert_id):
+#: anything else in an ack topic is not ours and goes nowhere near the store or the log.
+_ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,159}")
+
+LinkStateName = Literal["connecting", "connected", "disconnected", "refused", "stopped"]
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """The broker connection as the device sees it. `since` (UTC) is when this state began;
+    `reason` says why it is not connected; `attempts` counts failed connects since then."""
+
+    state: LinkStateName
+    since: datetime
+    reason: str | None = None
+    attempts: int = 0
+
+
+class Client(mqtt.Client):
+    """paho's client, keeping why the last connection attempt failed: paho's on_connect_fail
+    is told nothing, and "not connected" without a reason sends IT looking in the wrong place."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            result = super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+        self.last_connect_error = None
+        return result
+
+
+def describe_connect_error(exc: OSError | None) -> str:
+    """A reason IT can act on: "connection refused", "name or service not known"..."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[0].lower() + text[1:] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -45,6 +95,10 @@ class Topics:
     @property
     def availability(self) -> str:
         return f"{self.base}/availability"
+
+    @property
+    def health(self) -> str:
+        return f"{self.base}/health"
 
     @property
     def alerts(self) -> str:
@@ -77,7 +131,7 @@ class Topics:
         if not (topic.startswith(head) and topic.endswith(tail)):
             return None
         alert_id = topic[len(head) : -len(tail)]
-        return alert_id if alert_id and "/" not in alert_id else None
+        return alert_id if _ALERT_ID.fullmatch(alert_id) else None
 
 
 def read_password(config: MqttConfig) -> str | None:
@@ -89,9 +143,9 @@ def read_password(config: MqttConfig) -> str | None:
     return None
 
 
-def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
+def make_client(config: MqttConfig, client_id: str) -> Client:
     """A configured, not yet connected paho client (credentials, TLS, backoff)."""
-    client = mqtt.Client(
+    client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5,
@@ -110,6 +164,10 @@ def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     client.reconnect_delay_set(
         min_delay=max(1, round(config.reconnect_min_s)), max_delay=round(config.reconnect_max_s)
     )
+    # A bug in a callback must not end paho's network thread (and with it every alert): paho
+    # then logs it (as ERROR, through this logger) and goes on.
+    client.suppress_exceptions = True
+    client.enable_logger(logging.getLogger("lobbywatch.mqtt.paho"))
     return client
 
 
@@ -137,7 +195,10 @@ class MqttLink:
 
     on_connected runs in paho's thread after each (re)connect, once availability is online and
     subscriptions are renewed: republish retained state there. on_ack gets (alert id, payload)
-    of each ack message. PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher.
+    of each ack message. PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher, and
+    on_acked is called at once so the publisher records them without waiting for its tick.
+    `state` says whether the broker is reachable, and why not; failures are logged with their
+    reason at once and then at most every REPEAT_FAILURE_S.
     """
 
     def __init__(
@@ -148,6 +209,9 @@ class MqttLink:
         on_connected: Callable[[], None] = lambda: None,
         on_connection_change: Callable[[bool], None] = lambda _up: None,
         on_ack: Callable[[str, bytes], object] = lambda _id, _payload: None,
+        on_acked: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix, site_id)
@@ -155,36 +219,51 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_connection_change = on_connection_change
         self._on_ack = on_ack
+        self._on_acked = on_acked
+        self._clock = clock
+        self._wall = wall_clock
         self.connected = threading.Event()
         self._stopping = False
+        self._state_lock = threading.Lock()
+        self._state = LinkState("connecting", wall_clock())
+        self._last_failure_log = -REPEAT_FAILURE_S
+        self._unexpected = LogThrottle(log, clock=clock)
         self.acked: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self.client = make_client(config, self.client_id)
         # The will is registered before connecting: a crash or a cut cable says "offline".
         self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         self.client.on_connect = self._handle_connect
+        self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_publish = self._handle_publish
         self.client.on_message = self._handle_message
 
+    @property
+    def url(self) -> str:
+        scheme = "mqtts" if self.config.tls.enabled else "mqtt"
+        return f"{scheme}://{self.config.host}:{self.config.port}"
+
+    @property
+    def state(self) -> LinkState:
+        with self._state_lock:
+            return self._state
+
     def start(self) -> None:
-        log.info(
-            "connecting to mqtt%s://%s:%d as %s",
-            "s" if self.config.tls.enabled else "",
-            self.config.host,
-            self.config.port,
-            self.client_id,
-        )
+        log.info("connecting to %s as %s", self.url, self.client_id)
         connect_persistent(self.client, self.config)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Say "stopped" (not the will's "offline": this was on purpose) and disconnect."""
+    def stop(self, timeout: float = 3.0, *, clean: bool = True) -> None:
+        """Say "stopped" for a stop on purpose, "offline" (what the will says) when the service
+        is going down on an error, and disconnect."""
         self._stopping = True
         if self.connected.is_set():
-            info = self.client.publish(self.topics.availability, "stopped", qos=1, retain=True)
+            payload = "stopped" if clean else "offline"
+            info = self.client.publish(self.topics.availability, payload, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
                 info.wait_for_publish(timeout)
             self.client.disconnect()
         self.client.loop_stop()
+        self._set_state(LinkState("stopped", self._wall()))
 
     def publish(
         self,
@@ -208,6 +287,34 @@ class MqttLink:
         info = self.publish(topic, payload, qos=1, retain=True)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    # --- connection state -----------------------------------------------------------------
+
+    def _set_state(self, state: LinkState) -> None:
+        with self._state_lock:
+            self._state = state
+
+    def _failure(self, state: LinkStateName, reason: str) -> None:
+        """A failed attempt: logged at once when the reason is new, else every REPEAT_FAILURE_S."""
+        with self._state_lock:
+            previous = self._state
+            same = previous.state == state and previous.reason == reason
+            since = previous.since if same else self._wall()
+            self._state = LinkState(state, since, reason, previous.attempts + 1 if same else 1)
+            attempts = self._state.attempts
+            now = self._clock()
+            due = not same or now - self._last_failure_log >= REPEAT_FAILURE_S
+            if due:
+                self._last_failure_log = now
+        if not due:
+            return
+        backoff = f"retrying every {self.config.reconnect_min_s:g}-{self.config.reconnect_max_s:g} s"
+        if state == "refused":
+            log.error("the broker at %s refused the connection as %s: %s; %s (%d attempts)",
+                      self.url, self.client_id, reason, backoff, attempts)  # fmt: skip
+        else:
+            log.error("cannot reach the broker at %s: %s; %s (%d attempts since %s)",
+                      self.url, reason, backoff, attempts, since.isoformat(timespec="seconds"))  # fmt: skip
+
     # --- paho callbacks (paho's network thread) -------------------------------------------
 
     def _handle_connect(
@@ -219,17 +326,22 @@ class MqttLink:
         _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            self._failure("refused", str(reason_code))
             return
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         client.subscribe(self.topics.ack_filter, qos=1)
         self.connected.set()
-        log.info("connected to the broker")
+        self._set_state(LinkState("connected", self._wall()))
+        log.info("connected to the broker at %s", self.url)
         self._on_connection_change(True)
         try:
             self._on_connected()
         except Exception:
             log.exception("republishing state after connect failed")
+
+    def _handle_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        error = client.last_connect_error if isinstance(client, Client) else None
+        self._failure("disconnected", describe_connect_error(error))
 
     def _handle_disconnect(
         self,
@@ -243,6 +355,7 @@ class MqttLink:
         self.connected.clear()
         if was_connected and not self._stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+            self._set_state(LinkState("disconnected", self._wall(), str(reason_code)))
             self._on_connection_change(False)
 
     def _handle_publish(
@@ -255,13 +368,16 @@ class MqttLink:
     ) -> None:
         # Called with paho's message lock held: only hand the fact over, do no work here.
         self.acked.put((mid, not reason_code.is_failure))
+        self._on_acked()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         alert_id = self.topics.alert_id_of_ack(msg.topic)
         if alert_id is None:
-            log.warning("ignoring a message on unexpected topic %r", msg.topic)
+            self._unexpected.warning(
+                "unexpected-topic", "ignoring a message on unexpected topic %s", shorten(msg.topic)
+            )
             return
         try:
             self._on_ack(alert_id, bytes(msg.payload))
         except Exception:
-            log.exception("handling an ack for %s failed", alert_id)
+            log.exception("handling an ack for %s failed", shorten(alert_id))

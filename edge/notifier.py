@@ -9,23 +9,36 @@ effects) are checked here about twice a second.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from edge.alerts.outbox import OutboxPublisher
 from edge.alerts.service import AlertService, utc_now
 from edge.board import OccupancyBoard
 from edge.config import LobbyConfig
-from edge.mqtt import MqttLink
+from edge.mqtt import LinkState, MqttLink
 from edge.state_publisher import StatePublisher
-from edge.store import Store
+from edge.store import Store, StoreWriteError
 
 log = logging.getLogger("lobbywatch.notifier")
 
 TICK_S = 0.5
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """How alerts are getting out, for the status line, health and metrics."""
+
+    broker: LinkState | None  # None: MQTT is disabled
+    backlog: int  # alert messages the broker has not acknowledged yet
+    unsaved_writes: int  # alert writes kept in memory while the store refuses writes
+    expired: int  # alert messages given up in this process (expired before the broker took them)
 
 
 class Notifier:
@@ -56,35 +69,52 @@ class Notifier:
                 on_connected=self._on_connected,
                 on_connection_change=self._on_connection_change,
                 on_ack=self.alerts.handle_ack,
+                on_acked=self._wake.set,
+                clock=clock,
+                wall_clock=wall_clock,
             )
-            self.outbox = OutboxPublisher(store, self.link, wall_clock)
+            self.outbox = OutboxPublisher(
+                store, self.link, wall_clock, spool=self.alerts.spool, clock=clock
+            )
             self.state = StatePublisher(config, board, self.link, clock)
             board.subscribe(self.state.on_board_update)
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
     def start(self) -> None:
         self.alerts.restore()
-        self.store.set_meta("mqtt_connected", "0")
+        self._set_meta(mqtt_connected="0")
         if self.link is not None:
             self.link.start()
         self._thread.start()
 
-    def stop(self, drain_s: float = 3.0) -> None:
-        """Stop after a last chance to deliver what is queued (up to drain_s seconds)."""
+    def stop(self, drain_s: float = 3.0, *, clean: bool = True) -> None:
+        """Stop after a last chance to deliver what is queued (up to drain_s seconds). The
+        retained availability says "stopped" for a stop on purpose, "offline" otherwise."""
         deadline = time.monotonic() + drain_s
         while self.outbox is not None and self.link is not None and self.link.connected.is_set():
             self._wake.set()
-            if time.monotonic() >= deadline or (
-                not self.store.pending_messages(self._wall()) and self.outbox.inflight == 0
-            ):
+            if time.monotonic() >= deadline or self.outbox.idle():
                 break
             time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5.0)
         if self.link is not None:
-            self.link.stop()
-        self.store.set_meta("mqtt_connected", "0")
+            self.link.stop(clean=clean)
+        self._set_meta(mqtt_connected="0")
+
+    def status(self) -> DeliveryStatus:
+        return DeliveryStatus(
+            broker=self.link.state if self.link is not None else None,
+            backlog=self.outbox.backlog() if self.outbox is not None else 0,
+            unsaved_writes=len(self.alerts.spool),
+            expired=self.outbox.expired if self.outbox is not None else 0,
+        )
+
+    def publish_health(self, health: dict[str, Any]) -> None:
+        """The device's health, retained, for whoever watches the broker (IT, head office)."""
+        if self.state is not None:
+            self.state.publish_health(json.dumps(health, ensure_ascii=False))
 
     def _run(self) -> None:
         next_tick = 0.0
@@ -111,5 +141,12 @@ class Notifier:
         self._wake.set()
 
     def _on_connection_change(self, up: bool) -> None:
-        self.store.set_meta("mqtt_connected", "1" if up else "0")
-        self.store.set_meta("mqtt_connected_at", self._wall().isoformat())
+        self._set_meta(mqtt_connected="1" if up else "0", mqtt_connected_at=self._wall().isoformat())
+
+    def _set_meta(self, **values: str) -> None:
+        # For an API reading an older device's store; the device state file is the live truth.
+        try:
+            for key, value in values.items():
+                self.store.set_meta(key, value)
+        except StoreWriteError:
+            pass  # the store's condition already says it is failing

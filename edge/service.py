@@ -8,7 +8,9 @@ SIGINT into a clean stop that writes the last partial interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,17 +20,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from edge import watchdog
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
-from edge.child import ChildProcess
+from edge.child import ChildProcess, ChildState
 from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
+from edge.device_state import StateFile, state_path
 from edge.history import HistoryRecorder
-from edge.notifier import Notifier
+from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, build_detector
-from edge.store import CameraLive, Store
+from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
 from edge.types import CameraStatus, ZoneReading
 
 log = logging.getLogger("lobbywatch.service")
@@ -43,6 +47,11 @@ FRAMES_MAX_S = 60.0
 # A detector that fails on this many frames in a row is broken, not unlucky: exit and let the
 # service manager restart the process rather than report nothing forever.
 MAX_CONSECUTIVE_ERRORS = 20
+#: History rows a camera keeps in memory while the store refuses writes (about six days of
+#: one zone at the default 10 s interval); beyond it the oldest are dropped, and counted.
+MAX_UNSAVED_HISTORY = 50_000
+STATE_EVERY_S = 1.0
+RECOVER_EVERY_S = 10.0
 
 
 def utc_now() -> datetime:
@@ -100,6 +109,10 @@ class CameraWorker:
         self.heartbeat = clock()
         self.last_frame_at: float | None = None  # monotonic time of the last processed frame
         self.error: BaseException | None = None
+        # Closed intervals the store has not taken yet (a full disk): written, merged like a
+        # restart's, with the next interval that closes once it takes writes again.
+        self.unsaved_history: list[HistoryRow] = []
+        self.dropped_history = 0
         self._thread = threading.Thread(
             target=self._run, name=f"camera-{self.camera_id}", daemon=True
         )
@@ -173,9 +186,7 @@ class CameraWorker:
             if self.board is not None:
                 readings = self._readings(state)
                 self.board.update(BoardUpdate(self.camera_id, status, readings, frame is not None))
-            self.store.write_history(
-                self.recorder.observe(self.wall_clock().timestamp(), values, seen_s)
-            )
+            self._save_history(self.recorder.observe(self.wall_clock().timestamp(), values, seen_s))
             if status is not last_status or now - last_live >= LIVE_EVERY_S:
                 if status is not last_status:
                     log.info("camera %s: %s", self.camera_id, status.value)
@@ -196,24 +207,50 @@ class CameraWorker:
             for zone_id in self.pipeline.zone_ids
         )
 
+    def _save_history(self, rows: list[HistoryRow]) -> None:
+        """Write closed intervals, with any the store refused before; keep them if it refuses.
+        Tried when an interval closes, so a full disk costs one failed write per interval."""
+        if not rows:
+            return
+        pending = self.unsaved_history + rows
+        try:
+            self.store.write_history(pending)
+        except StoreWriteError:
+            overflow = len(pending) - MAX_UNSAVED_HISTORY
+            if overflow > 0:
+                self.dropped_history += overflow
+                pending = pending[overflow:]
+            self.unsaved_history = pending
+            return
+        if self.unsaved_history:
+            log.warning("camera %s: %d history rows kept in memory are in the store",
+                        self.camera_id, len(self.unsaved_history))  # fmt: skip
+        self.unsaved_history = []
+
     def _write_live(self, state: WorkerState) -> None:
         readings = self._readings(state)
         camera = CameraLive(
             self.camera_id, state.status, state.fps, readings[0].at, state.inference_ms
         )
-        self.store.write_live(list(readings), camera)
+        # A failed one is replaced by the next anyway; the store's condition says it is failing.
+        with contextlib.suppress(StoreWriteError):
+            self.store.write_live(list(readings), camera)
 
     def _write_unknown_on_exit(self) -> None:
-        # A stopped pipeline knows nothing about the room: leave "unknown", not the last count.
+        # A stopped pipeline knows nothing about the room: leave "unknown", not the last count,
+        # on the board (and so on MQTT) first: the store may be what made us stop.
+        final = WorkerState(CameraStatus.OFFLINE, 0.0, {})
         try:
-            self.store.write_history(self.recorder.flush())
-            final = WorkerState(CameraStatus.OFFLINE, 0.0, {})
-            self._write_live(final)
             if self.board is not None:
                 readings = self._readings(final)
                 self.board.update(BoardUpdate(self.camera_id, final.status, readings, False))
         except Exception:
-            log.exception("camera %s: could not write the final state", self.camera_id)
+            log.exception("camera %s: could not publish the final state", self.camera_id)
+        self._save_history(self.recorder.flush())
+        self._write_live(final)
+        if self.unsaved_history:
+            log.error("camera %s: %d history rows could not be written before the stop",
+                      self.camera_id, len(self.unsaved_history))  # fmt: skip
 
 
 class Service:
@@ -250,7 +287,8 @@ class Service:
     def run(self) -> int:
         """Run until stopped or every (non-looping) source has ended; returns an exit code."""
         config = self.config
-        store = Store(config.storage.path, site_id=config.site.id)
+        store = Store(config.storage.path, site_id=config.site.id, memory_fallback=True)
+        state_file = StateFile(state_path(config.storage.path))
         log.info(
             "site %s: %d camera(s), detector %s, store %s",
             config.site.id,
@@ -264,36 +302,46 @@ class Service:
         notifier.start()
         if self.api is not None:
             self.api.start()
-        for camera_config in config.cameras:
-            detector = self._detector_factory()
-            log.info("camera %s: detector on %s", camera_config.id, detector.provider)
-            camera = Camera(capture_settings(camera_config, realtime=True, loop=camera_config.loop))
-            pipeline = CameraPipeline(camera_config, detector, config.occupancy)
-            worker = CameraWorker(
-                camera_config, camera, pipeline, store, config.storage.interval_s, board=board
-            )
-            self.workers.append(worker)
-            worker.start()
-        # READY only now: building detectors can take minutes (a TensorRT engine on a Jetson's
-        # first start), and systemd arms the watchdog at READY=1.
-        watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
+        code = 1  # an exception on the way is an error exit
         try:
-            return self._supervise(store)
+            for camera_config in config.cameras:
+                detector = self._detector_factory()
+                log.info("camera %s: detector on %s", camera_config.id, detector.provider)
+                settings = capture_settings(camera_config, realtime=True, loop=camera_config.loop)
+                pipeline = CameraPipeline(camera_config, detector, config.occupancy)
+                worker = CameraWorker(
+                    camera_config, Camera(settings), pipeline, store, config.storage.interval_s,
+                    board=board,
+                )  # fmt: skip
+                self.workers.append(worker)
+                worker.start()
+            # READY only now: building detectors can take minutes (a TensorRT engine on a
+            # Jetson's first start), and systemd arms the watchdog at READY=1.
+            watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
+            code = self._supervise(store, notifier, state_file)
+            return code
         finally:
+            # Every way out leaves the retained state unknown/offline: workers put "offline"
+            # on the board (published while the broker is there), then availability says
+            # "stopped" for a clean stop and "offline" for an error exit.
             for worker in self.workers:
                 worker.stop()
             for worker in self.workers:
                 worker.join(timeout=10.0)
             watchdog.notify_stopping()
-            notifier.stop()
+            notifier.stop(clean=code == 0)
             if self.api is not None:
                 self.api.stop()
+            state_file.write(self.snapshot(store, notifier, running=False))
+            state_file.close()
             store.close()
             log.info("stopped")
 
-    def _supervise(self, store: Store) -> int:
-        next_status = time.monotonic() + self.config.logging.status_interval_s
-        next_purge = time.monotonic() + PURGE_EVERY_S
+    def _supervise(self, store: Store, notifier: Notifier, state_file: StateFile) -> int:
+        now = time.monotonic()
+        next_status = now + self.config.logging.status_interval_s
+        next_purge = now + PURGE_EVERY_S
+        next_state = next_recover = now
         while not self._stop.wait(0.5):
             failed = [w for w in self.workers if w.error is not None]
             if failed:
@@ -307,16 +355,69 @@ class Service:
             now = time.monotonic()
             if self.frames_flowing(now):
                 watchdog.notify_watchdog()
+            if now >= next_state:
+                snapshot = self.snapshot(store, notifier)
+                state_file.write(snapshot)
+                notifier.publish_health(health_summary(snapshot))
+                next_state = now + STATE_EVERY_S
             if now >= next_status:
                 lines = [status_line(w.camera_id, w.state) for w in self.workers]
+                lines.append(device_line(store.condition, notifier.status(), self._unsaved()))
+                if self.api is not None and not self.api.state.ok:
+                    lines.append(self.api.state.describe())
                 for line in lines:
                     log.info(line)
                 watchdog.notify_status("; ".join(lines))
                 next_status = now + self.config.logging.status_interval_s
+            if now >= next_recover and store.condition.memory_only:
+                store.recover()
+                next_recover = now + RECOVER_EVERY_S
             if now >= next_purge:
                 self._purge(store)
                 next_purge = now + PURGE_EVERY_S
         return 0
+
+    def _unsaved(self) -> tuple[int, int]:
+        """History rows kept in memory, and dropped, over all cameras."""
+        return (
+            sum(len(w.unsaved_history) for w in self.workers),
+            sum(w.dropped_history for w in self.workers),
+        )
+
+    def snapshot(self, store: Store, notifier: Notifier, *, running: bool = True) -> dict[str, Any]:
+        """The device state file's content (edge/device_state.py): what only this process
+        knows, for the API's health and metrics and for doctor."""
+        condition = store.condition
+        delivery = notifier.status()
+        unsaved, dropped = self._unsaved()
+        broker = delivery.broker
+        return {
+            "pid": os.getpid(),
+            "at": utc_now().isoformat(),
+            "running": running,
+            "store": {
+                "writable": condition.writable,
+                "since": _iso(condition.since),
+                "error": condition.error,
+                "failed_writes": condition.failed_writes,
+                "memory_only": condition.memory_only,
+                "unsaved_history_rows": unsaved,
+                "dropped_history_rows": dropped,
+                "unsaved_alert_writes": delivery.unsaved_writes,
+            },
+            "broker": None if broker is None else {
+                "state": broker.state,
+                "since": _iso(broker.since),
+                "reason": broker.reason,
+                "attempts": broker.attempts,
+            },
+            "outbox": {"backlog": delivery.backlog, "expired": delivery.expired},
+            "api": None if self.api is None else _child(self.api.state),
+            "cameras": {
+                w.camera_id: {"status": w.state.status.value, "fps": round(w.state.fps, 2)}
+                for w in self.workers
+            },
+        }  # fmt: skip
 
     def frames_flowing(self, now: float) -> bool:
         """Whether to feed the systemd watchdog: every worker loop is turning, and every camera
@@ -336,7 +437,10 @@ class Service:
 
     def _purge(self, store: Store) -> None:
         cutoff = utc_now() - timedelta(days=self.config.storage.retention_days)
-        removed = store.purge_before(cutoff)
+        try:
+            removed = store.purge_before(cutoff)
+        except StoreWriteError:
+            return  # tried again in an hour; the store's condition says it is failing
         if removed:
             log.info("purged %d history rows older than %s", removed, cutoff.date())
 
@@ -351,3 +455,65 @@ def status_line(camera_id: str, state: WorkerState) -> str:
         f"camera {camera_id} {state.status.value} {state.fps:.1f} fps"
         f" infer {state.inference_ms:.0f} ms | {zones}"
     )
+
+
+def _child(state: ChildState) -> dict[str, Any]:
+    return {
+        "state": state.phase,
+        "since": _iso(state.since_utc),
+        "restarts": state.restarts,
+        "last_exit_code": state.last_exit_code,
+        "last_error": state.last_error,
+        "summary": state.describe(),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def device_line(
+    store: StoreCondition, delivery: DeliveryStatus, unsaved_history: tuple[int, int]
+) -> str:
+    """The status line's device part: store, broker, outbox; what is wrong, and since when."""
+    rows, dropped = unsaved_history
+    if store.writable:
+        parts = ["store ok"]
+    else:
+        since = f" since {store.since:%H:%M:%S}" if store.since else ""
+        kept = f"{rows} history rows and {delivery.unsaved_writes} alert writes kept in memory"
+        parts = [f"store FAILING{since} ({store.error}): {kept}"]
+        if store.memory_only:
+            parts[0] += ", running on memory"
+        if dropped:
+            parts[0] += f", {dropped} rows dropped"
+    broker = delivery.broker
+    if broker is None:
+        parts.append("mqtt disabled")
+    elif broker.state == "connected":
+        parts.append("broker connected")
+    else:
+        reason = f" ({broker.reason})" if broker.reason else ""
+        parts.append(f"broker {broker.state.upper()} since {broker.since:%H:%M:%S}{reason}")
+    parts.append(f"outbox {delivery.backlog} waiting")
+    if delivery.expired:
+        parts.append(f"{delivery.expired} expired")
+    return "device: " + "; ".join(parts)
+
+
+def health_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What the device publishes as its retained health: states and reasons, not counters
+    that change every second (it is republished only when this changes)."""
+    store = snapshot["store"]
+    api = snapshot.get("api") or {}
+    failing = not store["writable"]
+    return {
+        "status": "degraded" if failing or api.get("state") == "failed" else "ok",
+        "store": {
+            "state": "failing" if failing else "ok",
+            "since": store["since"],
+            "error": store["error"],
+            "memory_only": store["memory_only"],
+        },
+        "api": api.get("state"),
+    }

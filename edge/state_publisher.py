@@ -1,4 +1,4 @@
-"""Retained state on the broker: availability, camera status, zone occupancy.
+"""Retained state on the broker: availability, camera status, zone occupancy, device health.
 
 Published on change, again every `occupancy_interval_s`, and whole on every (re)connect, so a
 client that connects late, or a broker that restarted without persistence, still sees the
@@ -36,6 +36,8 @@ class StatePublisher:
         self._lock = threading.Lock()
         self._last: dict[str, tuple[object, ...]] = {}
         self._status: dict[str, CameraStatus] = {}
+        self._health: str | None = None  # the latest health payload
+        self._health_sent: str | None = None
         self._next_full = 0.0
 
     def on_board_update(self, update: BoardUpdate) -> None:
@@ -49,9 +51,20 @@ class StatePublisher:
                 if self._last.get(reading.zone_id) != key:
                     self._publish_zone(reading, key)
 
+    def publish_health(self, payload: str) -> None:
+        """The device's health (store, delivery, API), when it changed."""
+        with self._lock:
+            self._health = payload
+            if payload != self._health_sent and self.link.publish_state(self.topics.health, payload):
+                self._health_sent = payload
+
     def republish_all(self) -> None:
         """Everything, now: after a (re)connect and every interval."""
         with self._lock:
+            if self._health is not None and self.link.publish_state(
+                self.topics.health, self._health
+            ):
+                self._health_sent = self._health
             for camera_id, status in self.board.statuses().items():
                 if self.link.publish_state(self.topics.camera_status(camera_id), status.value):
                     self._status[camera_id] = status

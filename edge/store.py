@@ -11,7 +11,8 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,13 +22,20 @@ from edge.types import CameraStatus, ZoneReading
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: After a failed write the store counts as failing until no write has failed for this long: on
+#: a full disk some writes still fit (a live row overwritten in place, a WAL page reused) while
+#: history, which needs new pages, does not, and health must not flap between the two.
+RECOVERY_S = 30.0
 
 # Changes to an existing store, applied in order when a device updates: schema version they
-# bring the store to, and the statements. Additive only (new tables, new columns with a
+# bring the store to, and the columns they add (table, column, definition); a table the old
+# store lacked is created whole by the schema, so its columns are only added where missing. Additive only (new tables, new columns with a
 # default), so a rolled-back older lobbywatch still runs on a newer store.
-_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (2, ("ALTER TABLE camera_live ADD COLUMN inference_ms REAL NOT NULL DEFAULT 0",)),
+_MIGRATIONS: tuple[tuple[int, tuple[tuple[str, str, str], ...]], ...] = (
+    (2, (("camera_live", "inference_ms", "REAL NOT NULL DEFAULT 0"),)),
+    (3, (("outbox", "expired_at", "TEXT"),)),
 )
 
 _SCHEMA = """
@@ -103,7 +111,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     expires_at TEXT,                    -- not sent after this (the receiver would drop it)
-    sent_at TEXT
+    sent_at TEXT,
+    expired_at TEXT                     -- given up: it expired before the broker took it
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
 """
@@ -221,57 +230,225 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
     return int(row[0]) if row is not None else 1
 
 
-class Store:
-    """SQLite store at `path` (created with its directory if missing)."""
+@dataclass(frozen=True)
+class StoreCondition:
+    """Whether the store takes writes, as its writes found. `since` (UTC) is when the current
+    trouble began; `memory_only` means the file could not even be opened and the service runs
+    on an in-memory copy until it can (see Store.recover)."""
 
-    def __init__(self, path: Path | str, *, site_id: str | None = None) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=10.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode loses at most the last transactions on power loss, never corrupts.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._tx() as db:
-            found = _schema_version(db)
+    writable: bool
+    since: datetime | None = None
+    error: str | None = None
+    failed_writes: int = 0
+    memory_only: bool = False
+
+
+class StoreWriteError(Exception):
+    """A write the store could not make: disk full, I/O error, read-only file, lock held too
+    long. The store stays usable for reads; callers keep what they meant to write and retry."""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode loses at most the last transactions on power loss, never corrupts.
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path, site_id: str | None) -> None:
+    """Create or migrate the schema and check the site. Writes nothing to a store that is
+    already current, so a device restarted on a full disk can still open its store."""
+    with db:
+        found = _schema_version(db)
+        if found is None or found < SCHEMA_VERSION:
             db.executescript(_SCHEMA)
             if found is None:  # a new store: _SCHEMA is the current one
                 found = SCHEMA_VERSION
-            for version, statements in _MIGRATIONS:
+            for version, columns in _MIGRATIONS:
                 if found < version:
-                    for statement in statements:
-                        db.execute(statement)
+                    for table, column, definition in columns:
+                        have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                        if column not in have:
+                            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                     found = version
-            if found > SCHEMA_VERSION:
-                log.warning(
-                    "store %s has schema version %d, newer than this lobbywatch's %d "
-                    "(a rollback?): running on it, its changes are additive",
-                    self.path, found, SCHEMA_VERSION,
-                )  # fmt: skip
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(max(found, SCHEMA_VERSION)),),
+                (str(found),),
             )
-            if site_id is not None:
-                self._check_site(db, site_id)
+        elif found > SCHEMA_VERSION:
+            log.warning(
+                "store %s has schema version %d, newer than this lobbywatch's %d "
+                "(a rollback?): running on it, its changes are additive",
+                path, found, SCHEMA_VERSION,
+            )  # fmt: skip
+        if site_id is not None:
+            _check_site(db, path, site_id)
 
-    def _check_site(self, db: sqlite3.Connection, site_id: str) -> None:
-        # One store per site: mixing two branches' history would corrupt every report.
-        row = db.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", (site_id,))
-        elif row["value"] != site_id:
-            raise ValueError(
-                f"store {self.path} belongs to site {row['value']!r}, not {site_id!r}: "
-                "use another storage.path per site"
-            )
+
+def _check_site(db: sqlite3.Connection, path: Path, site_id: str) -> None:
+    # One store per site: mixing two branches' history would corrupt every report.
+    row = db.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
+    if row is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('site_id', ?)", (site_id,))
+    elif row["value"] != site_id:
+        raise ValueError(
+            f"store {path} belongs to site {row['value']!r}, not {site_id!r}: "
+            "use another storage.path per site"
+        )
+
+
+#: SQLite's primary result codes for trouble with the medium, not with a statement: busy,
+#: locked, read-only, I/O error, corrupt, full, cannot open, not a database.
+_MEDIUM_CODES = frozenset({5, 6, 8, 10, 11, 13, 14, 26})
+_MEDIUM_TEXTS = ("locked", "busy", "readonly", "disk i/o", "malformed", "full", "unable to open",
+                 "not a database")  # fmt: skip
+
+
+def _is_write_failure(exc: sqlite3.Error) -> bool:
+    """Disk full, I/O error, read-only, locked: the medium's fault, not a bug in a statement."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return code & 0xFF in _MEDIUM_CODES
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and any(t in text for t in _MEDIUM_TEXTS)
+
+
+#: Tables copied from the in-memory stand-in into the file once it can be opened, with the
+#: statement that merges one row (history merges like a restart's; the rest keep what exists).
+_RECOVER = (
+    ("zone_history", _MERGE_HISTORY),
+    ("zone_live", None),
+    ("camera_live", None),
+    ("alerts", None),
+    ("outbox", None),
+)
+
+
+class Store:
+    """SQLite store at `path` (created with its directory if missing).
+
+    A store that cannot be written (a full disk) does not stop the service: writes raise
+    StoreWriteError and are counted in `condition`, reads go on. With `memory_fallback` (the
+    service's store), one that cannot even be opened runs on an in-memory stand-in, copied
+    into the file by `recover` once it can be; without it (readers such as the API) that raises.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        site_id: str | None = None,
+        memory_fallback: bool = False,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self._site_id = site_id
+        self._wall = wall_clock
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._condition = StoreCondition(writable=True)
+        self._last_failure = -RECOVERY_S
+        self._memory_only = False
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = _connect(str(path))
+            _prepare(self._db, self.path, site_id)
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.Error) and not _is_write_failure(exc):
+                raise
+            if self._opened_current():
+                self._failed(exc)  # a full disk under a current store: run on it, degraded
+            elif not memory_fallback:
+                raise
+            else:
+                log.error(
+                    "store %s cannot be opened (%s): running on memory until it can; "
+                    "history and alerts are copied into it then, nothing is kept across a restart",
+                    self.path, exc,
+                )  # fmt: skip
+                self._db = _connect(":memory:")
+                _prepare(self._db, self.path, site_id)
+                self._memory_only = True
+                self._failed(exc)
+
+    def _opened_current(self) -> bool:
+        """Whether the file store opened far enough to run on: connected, schema current."""
+        try:
+            found = _schema_version(self._db)
+        except (AttributeError, sqlite3.Error):
+            return False
+        return found is not None and found >= SCHEMA_VERSION
+
+    @property
+    def condition(self) -> StoreCondition:
+        with self._lock:
+            self._settle()
+            return self._condition
+
+    def _failed(self, exc: BaseException) -> None:
+        """Record a failed write (the caller holds the lock, or is __init__)."""
+        self._last_failure = self._clock()
+        previous = self._condition
+        if previous.writable:
+            log.error("store %s is not writable: %s", self.path, exc)
+        self._condition = StoreCondition(
+            writable=False,
+            since=previous.since if not previous.writable else self._wall(),
+            error=str(exc),
+            failed_writes=previous.failed_writes + 1,
+            memory_only=self._memory_only,
+        )
+
+    def _settle(self) -> None:
+        """Writable again once no write failed for RECOVERY_S (and the file is open)."""
+        if self._condition.writable or self._memory_only:
+            return
+        if self._clock() - self._last_failure >= RECOVERY_S:
+            log.warning(
+                "store %s is writable again (%d writes failed since %s)",
+                self.path, self._condition.failed_writes, self._condition.since,
+            )  # fmt: skip
+            self._condition = StoreCondition(writable=True)
+
+    def recover(self) -> bool:
+        """Open the file if the service is running on the in-memory stand-in and copy what was
+        kept there into it; True once the store is on its file. Call now and then."""
+        with self._lock:
+            if not self._memory_only:
+                return True
+            try:
+                db = _connect(str(self.path))
+                _prepare(db, self.path, self._site_id)
+                with db:
+                    for table, merge in _RECOVER:
+                        _copy_rows(self._db, db, table, merge)
+            except (OSError, sqlite3.Error) as exc:
+                if isinstance(exc, sqlite3.Error) and not _is_write_failure(exc):
+                    raise
+                self._failed(exc)
+                return False
+            self._db.close()
+            self._db = db
+            self._memory_only = False
+            log.warning("store %s opened: what was kept in memory is now in it", self.path)
+            return True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+        with self._lock:
+            try:
+                with self._db:
+                    yield self._db
+            except sqlite3.Error as exc:
+                if not _is_write_failure(exc):
+                    raise
+                self._failed(exc)
+                raise StoreWriteError(f"store {self.path}: {exc}") from exc
+            self._settle()
 
     def close(self) -> None:
         with self._lock:
@@ -523,13 +700,15 @@ class Store:
             ],
         )  # fmt: skip
 
-    def pending_messages(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
-        """Unsent messages that have not expired, oldest first."""
+    def pending_messages(self, limit: int = 100) -> list[OutboxMessage]:
+        """Messages neither acknowledged by the broker nor given up, oldest first. Whether one
+        has expired is the publisher's call, on the monotonic clock (a wall-clock step must
+        not drop alerts)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM outbox WHERE sent_at IS NULL"
-                " AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
-                (_iso(now), limit),
+                "SELECT * FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
             ).fetchall()
         return [
             OutboxMessage(
@@ -545,11 +724,48 @@ class Store:
             for row in rows
         ]
 
-    def mark_sent(self, seq: int, at: datetime) -> None:
+    def unsent_count(self) -> int:
+        """Messages waiting for the broker (the outbox backlog)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND expired_at IS NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def mark_sent(self, message_id: str, at: datetime) -> bool:
+        """Record the broker's PUBACK; False when the message is not in the store (yet)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE outbox SET sent_at = ? WHERE seq = ? AND sent_at IS NULL", (_iso(at), seq)
+            cursor = db.execute(
+                "UPDATE outbox SET sent_at = COALESCE(sent_at, ?) WHERE message_id = ?",
+                (_iso(at), message_id),
             )
+            return cursor.rowcount > 0
+
+    def mark_expired(self, message_id: str, at: datetime) -> bool:
+        """Give a message up (it expired undelivered); False when it is not in the store."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET expired_at = COALESCE(expired_at, ?)"
+                " WHERE message_id = ? AND sent_at IS NULL",
+                (_iso(at), message_id),
+            )
+            return cursor.rowcount > 0
+
+
+def _copy_rows(
+    src: sqlite3.Connection, dst: sqlite3.Connection, table: str, merge: str | None
+) -> None:
+    rows = src.execute(f"SELECT * FROM {table}").fetchall()
+    if not rows:
+        return
+    columns = [c for c in rows[0].keys() if c != "seq"]  # noqa: SIM118 (a Row iterates values)
+    if merge is None:
+        conflict = "OR REPLACE" if table.endswith("_live") else "OR IGNORE"
+        merge = (
+            f"INSERT {conflict} INTO {table} ({', '.join(columns)})"
+            f" VALUES ({', '.join(':' + c for c in columns)})"
+        )
+    dst.executemany(merge, [{c: row[c] for c in columns} for row in rows])
 
 
 def _live_sum(db: sqlite3.Connection, zones: list[str]) -> float | None:

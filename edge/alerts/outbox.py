@@ -10,53 +10,118 @@ the manager would only be ordered around by old news.
 from __future__ import annotations
 
 import logging
+import math
 import queue
+import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal
 
 from paho.mqtt.enums import MQTTErrorCode
 
+from edge.alerts.spool import WriteSpool
 from edge.mqtt import MqttLink
-from edge.store import Store
+from edge.store import OutboxMessage, Store, StoreWriteError
 
 log = logging.getLogger("lobbywatch.outbox")
 
+Outcome = Literal["sent", "expired"]
+
 
 class OutboxPublisher:
-    def __init__(self, store: Store, link: MqttLink, wall_clock: Callable[[], datetime]) -> None:
+    """Hands outbox messages to paho and records what became of them.
+
+    Messages come from the store's outbox and, while the store refuses writes, from the write
+    spool. A PUBACK is recorded in the store as soon as it arrives (the link wakes the notifier
+    for it): a kill right after delivery must not leave a delivered alert looking unsent, or
+    it is delivered again after the restart. Outcomes the store cannot take yet (a full disk,
+    a message still in the spool) are kept and recorded on a later pump.
+
+    Expiry is decided on the monotonic clock, from the time left when this process first saw
+    the message: a wall-clock step (NTP fixing a clock that was hours out) must not drop the
+    alerts waiting for the broker.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        link: MqttLink,
+        wall_clock: Callable[[], datetime],
+        spool: WriteSpool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.link = link
+        self.spool = spool
         self._wall = wall_clock
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self._handed: set[int] = set()  # outbox seqs given to paho in this process
+        self._clock = clock
+        self._inflight: dict[int, str] = {}  # paho mid -> message id
+        self._handed: set[str] = set()  # message ids given to paho in this process
+        self._deadline: dict[str, float] = {}  # message id -> monotonic expiry
+        self._outcomes: dict[str, tuple[Outcome, datetime]] = {}  # not yet in the store
+        self.expired = 0
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
+
+    def backlog(self) -> int:
+        """Messages not yet acknowledged by the broker: the store's and the spool's."""
+        spooled = len(self.spool.messages()) if self.spool is not None else 0
+        return self.store.unsent_count() + spooled
+
+    def idle(self) -> bool:
+        """Nothing left to hand or to hear back about."""
+        return not self._inflight and not self._outcomes and self._pending() == []
 
     def pump(self) -> int:
         """Record PUBACKs, then hand new messages to paho; returns how many were handed.
 
         Call from one thread only (it owns the in-flight table)."""
         self._record_acks()
-        now = self._wall()
+        self._record_outcomes()
+        now = self._clock()
         handed = 0
-        for message in self.store.pending_messages(now):
-            assert message.seq is not None
-            if message.seq in self._handed:
+        for message in self._pending():
+            if message.message_id in self._handed:
                 continue
-            remaining = None
-            if message.expires_at is not None:
-                remaining = int((message.expires_at - now).total_seconds())
+            remaining = self._remaining(message, now)
+            if remaining is not None and remaining <= 0:
+                self._expire(message)
+                continue
+            expiry_s = None if remaining is None else math.ceil(remaining)
             info = self.link.publish(
-                message.topic, message.payload, qos=message.qos, expiry_s=remaining
+                message.topic, message.payload, qos=message.qos, expiry_s=expiry_s
             )
             if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 break  # paho's queue is full: try again on the next pump
-            self._inflight[info.mid] = message.seq
-            self._handed.add(message.seq)
+            self._inflight[info.mid] = message.message_id
+            self._handed.add(message.message_id)
             handed += 1
         return handed
+
+    def _pending(self) -> list[OutboxMessage]:
+        stored = self.store.pending_messages()
+        spooled = self.spool.messages() if self.spool is not None else []
+        return [m for m in stored + spooled if m.message_id not in self._outcomes]
+
+    def _remaining(self, message: OutboxMessage, now: float) -> float | None:
+        """Seconds left before the message expires (None: it never does)."""
+        if message.expires_at is None:
+            return None
+        deadline = self._deadline.get(message.message_id)
+        if deadline is None:
+            left = (message.expires_at - self._wall()).total_seconds()
+            full = (message.expires_at - message.created_at).total_seconds()
+            deadline = now + min(max(left, 0.0), full)  # a clock set back adds no time
+            self._deadline[message.message_id] = deadline
+        return deadline - now
+
+    def _expire(self, message: OutboxMessage) -> None:
+        log.warning("alert message %s expired before the broker took it: not sent",
+                    message.message_id)  # fmt: skip
+        self.expired += 1
+        self._outcomes[message.message_id] = ("expired", self._wall())
 
     def _record_acks(self) -> None:
         while True:
@@ -64,10 +129,25 @@ class OutboxPublisher:
                 mid, ok = self.link.acked.get_nowait()
             except queue.Empty:
                 return
-            seq = self._inflight.pop(mid, None)
-            if seq is None:
+            message_id = self._inflight.pop(mid, None)
+            if message_id is None:
                 continue  # a state message (retained occupancy), not from the outbox
             if not ok:
                 # The broker refused it (an ACL, most likely): retrying cannot help; say so loudly.
-                log.error("broker refused outbox message %d; check the broker ACL", seq)
-            self.store.mark_sent(seq, self._wall())
+                log.error("broker refused outbox message %s; check the broker ACL", message_id)
+            self._outcomes[message_id] = ("sent", self._wall())
+
+    def _record_outcomes(self) -> None:
+        spooled = (
+            {m.message_id for m in self.spool.messages()} if self.spool is not None else set()
+        )
+        for message_id, (outcome, at) in list(self._outcomes.items()):
+            mark = self.store.mark_sent if outcome == "sent" else self.store.mark_expired
+            try:
+                recorded = mark(message_id, at)
+            except StoreWriteError:
+                return  # the store is failing: keep them all for the next pump
+            if recorded or message_id not in spooled:
+                del self._outcomes[message_id]
+                self._handed.discard(message_id)
+                self._deadline.pop(message_id, None)

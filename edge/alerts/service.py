@@ -7,6 +7,7 @@ nothing, and the outbox publisher delivers the message after the restart with th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -20,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.alerts.engine import AlertEvent, Cleared, Escalated, Raised, RuleEngine, new_alert_id
 from edge.alerts.messages import MessageCatalog
+from edge.alerts.spool import WriteSpool
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.config import AlertRuleConfig, LobbyConfig
+from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import Topics
 from edge.schedule import Schedule
 from edge.store import AlertRecord, OutboxMessage, Store
@@ -37,7 +40,8 @@ class AckPayload(BaseModel):
     """What a handheld publishes on alerts/<alert id>/ack."""
 
     model_config = ConfigDict(extra="ignore")
-    by: str = Field(min_length=1, max_length=64)
+    # No control characters: the name is shown to people and logged.
+    by: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
     status: Literal["accepted", "pass_done"]
 
 
@@ -82,6 +86,10 @@ class AlertService:
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.RLock()
+        # Decisions wait here while the store refuses writes; their messages still go out.
+        self.spool = WriteSpool(store)
+        # Whoever can publish on the broker can send acks: their warnings are rate-limited.
+        self._throttle = LogThrottle(log, clock=clock)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -113,6 +121,7 @@ class AlertService:
 
     def tick(self) -> None:
         """Time-driven work, about once a second: timers, camera health, acks, pass effects."""
+        self.spool.flush()
         with self._lock:
             for engine in self.engines.values():
                 self._step(engine)
@@ -127,20 +136,31 @@ class AlertService:
         try:
             ack = AckPayload.model_validate_json(payload)
         except ValidationError as exc:
-            log.warning(
-                "ignoring malformed ack for %s from %s: %s",
-                alert_id, source, exc.errors(include_url=False, include_input=False),
+            self._throttle.warning(
+                "malformed-ack", "ignoring malformed ack for %s from %s: %s",
+                shorten(alert_id), shorten(source),
+                shorten(exc.errors(include_url=False, include_input=False), 300),
             )  # fmt: skip
             return None
-        record = self.store.record_ack(alert_id, ack.by, ack.status, self._wall())
-        if record is None:
-            log.warning("ignoring ack for unknown alert %s from %s", alert_id, source)
+        known = self._lookup(alert_id)
+        if known is None:
+            self._throttle.warning(
+                "unknown-ack", "ignoring ack for unknown alert %s from %s",
+                shorten(alert_id), shorten(source),
+            )  # fmt: skip
             return None
-        log.info("alert %s: %s by %s", alert_id, ack.status, ack.by)
+        at = self._wall()
+        stored = self.spool.write(lambda store: store.record_ack(alert_id, ack.by, ack.status, at))
+        record = (self.store.alert(alert_id) if stored else None) or known
+        log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
         with self._lock:
             if record.rule in self.engines:
                 self.engines[record.rule].acknowledge(alert_id)
         return record
+
+    def _lookup(self, alert_id: str) -> AlertRecord | None:
+        """An alert from the store, or from the spool while the store could not take it."""
+        return self.spool.record(alert_id) or self.store.alert(alert_id)
 
     def _sync_acks(self) -> None:
         # Acks may also arrive through the store (the API's POST .../ack in another process).
@@ -152,7 +172,10 @@ class AlertService:
         now = self._wall()
         for alert in self.store.effects_due(now):
             count = self.board.total(alert.zones)
-            self.store.record_effect(alert.alert_id, count, now)
+            self.spool.write(
+                functools.partial(Store.record_effect, alert_id=alert.alert_id, count=count, at=now),
+                key=f"effect:{alert.alert_id}",
+            )
             log.info(
                 "alert %s: %s people %d s after the pass (were %s at ack)",
                 alert.alert_id, count, alert.effect_after_s, alert.count_at_ack,
@@ -178,12 +201,12 @@ class AlertService:
                 event.at, event.count, text, rule.effect_after_s,
             )  # fmt: skip
             payload = self._payload("raised", record, event.count, text, audience="lobby_manager")
-            self.store.insert_alert(
+            self._insert(
                 record, [self._message(self.topics.alerts, record, "raised", payload, event.at)]
             )
             log.warning("alert %s raised: %s", event.alert_id, text)
         elif isinstance(event, Escalated):
-            stored = self.store.alert(event.alert_id)
+            stored = self._lookup(event.alert_id)
             if stored is None:
                 return
             since = self._local_time(stored.since)
@@ -195,23 +218,22 @@ class AlertService:
             )
             boss = self._payload("escalated", stored, event.count, text, "supervisor", event.number)
             key = f"escalated:{event.number}"
-            self.store.escalate_alert(
-                event.alert_id, event.at,
-                [
-                    self._message(self.topics.alerts, stored, key, payload, event.at),
-                    self._message(self.topics.supervisor_alerts, stored, f"{key}:supervisor", boss, event.at),
-                ],
-            )  # fmt: skip
+            messages = [
+                self._message(self.topics.alerts, stored, key, payload, event.at),
+                self._message(self.topics.supervisor_alerts, stored, f"{key}:supervisor", boss, event.at),
+            ]  # fmt: skip
+            alert_id, at = event.alert_id, event.at
+            self.spool.write(lambda store: store.escalate_alert(alert_id, at, messages), messages)
             log.warning("alert %s escalated (%d): %s", event.alert_id, event.number, text)
         elif isinstance(event, Cleared):
-            stored = self.store.alert(event.alert_id)
+            stored = self._lookup(event.alert_id)
             if stored is None:
                 return
             text = self.catalog.render("cleared", count=event.count, zones=names)
             payload = self._payload("cleared", stored, event.count, text, "lobby_manager")
-            self.store.clear_alert(
-                event.alert_id, event.at, event.count,
-                [self._message(self.topics.alerts, stored, "cleared", payload, event.at)],
+            self._clear(
+                stored, event.at, event.count,
+                self._message(self.topics.alerts, stored, "cleared", payload, event.at),
             )  # fmt: skip
             log.info("alert %s cleared: %s", event.alert_id, text)
         self._wake()
@@ -245,27 +267,36 @@ class AlertService:
             watch.down_since_utc, utc, None, text, 0.0,
         )  # fmt: skip
         payload = self._payload("raised", record, None, text, audience="it")
-        self.store.insert_alert(
-            record, [self._message(self.topics.it_alerts, record, "raised", payload, utc)]
-        )
+        self._insert(record, [self._message(self.topics.it_alerts, record, "raised", payload, utc)])
         watch.alert_id = alert_id
         log.warning("camera %s: alert %s to IT: %s", camera_id, alert_id, text)
         self._wake()
 
     def _camera_back(self, camera_id: str, watch: _CameraWatch, utc: datetime) -> None:
         assert watch.alert_id is not None
-        stored = self.store.alert(watch.alert_id)
+        stored = self._lookup(watch.alert_id)
         watch.alert_id = None
         if stored is None:
             return
         text = self.catalog.render("camera_online", camera=camera_id)
         payload = self._payload("cleared", stored, None, text, audience="it")
-        self.store.clear_alert(
-            stored.alert_id, utc, None,
-            [self._message(self.topics.it_alerts, stored, "cleared", payload, utc)],
-        )  # fmt: skip
+        self._clear(
+            stored, utc, None, self._message(self.topics.it_alerts, stored, "cleared", payload, utc)
+        )
         log.info("camera %s back online: alert %s cleared", camera_id, stored.alert_id)
         self._wake()
+
+    # --- writes (through the spool: a full disk delays them, never stops an alert) ---------
+
+    def _insert(self, record: AlertRecord, messages: list[OutboxMessage]) -> None:
+        self.spool.write(lambda store: store.insert_alert(record, messages), messages, record=record)
+
+    def _clear(
+        self, stored: AlertRecord, at: datetime, count: float | None, message: OutboxMessage
+    ) -> None:
+        self.spool.write(
+            lambda store: store.clear_alert(stored.alert_id, at, count, [message]), [message]
+        )
 
     # --- payloads -------------------------------------------------------------------------
 
