@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -87,7 +88,8 @@ def create_app(
             if worker is not None:
                 worker.stop()
 
-    app = FastAPI(
+    app = LobbyApi(
+        [z.id for c in config.cameras for z in c.zones],
         title="lobbywatch supervisor API",
         version=VERSION,
         summary="Occupancy now and in the past, diversion alerts and device health.",
@@ -108,6 +110,35 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Accept"],
         )
     return app
+
+
+class LobbyApi(FastAPI):
+    """The app, whose OpenAPI document lists the site's zone ids as the values `zone` takes.
+
+    The routes are declared once for every site, so their `zone` parameter is any string; the
+    document is where a client (or a generated test) learns which ids exist, and that any other
+    one, the empty string too, is refused with a 422.
+    """
+
+    def __init__(self, zone_ids: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.zone_ids = zone_ids
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            _declare_zone_ids(super().openapi(), self.zone_ids)
+        return super().openapi()
+
+
+def _declare_zone_ids(schema: dict[str, Any], zone_ids: list[str]) -> None:
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] != "zone" or parameter["in"] != "query":
+                    continue
+                for variant in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                    if variant.get("type") == "array":
+                        variant["items"] = {"type": "string", "enum": zone_ids}
 
 
 def _open_rollup(

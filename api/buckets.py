@@ -43,7 +43,9 @@ DEFAULT_SPAN: dict[Bucket, timedelta] = {
     "1d": timedelta(days=30),
 }
 
-#: Times outside these years are refused: nothing was recorded then, and far dates overflow.
+#: Nothing was recorded before EARLIEST or after LATEST: a requested time outside is read as the
+#: nearer of the two, so any time the schema allows (years 1 to 9999) has an answer, and no
+#: arithmetic on it can overflow.
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
@@ -54,7 +56,7 @@ class RangeError(ValueError):
 
 @dataclass(frozen=True)
 class TimeRange:
-    """A validated [start, end) range, both UTC-aware."""
+    """A validated [start, end) range, both UTC-aware, start <= end (equal: nothing in it)."""
 
     start: datetime
     end: datetime
@@ -70,22 +72,32 @@ def resolve_range(
 ) -> TimeRange:
     """Fill defaults (end = now, start = end - default_span) and check the range.
 
-    Both times must be timezone-aware (the HTTP layer refuses naive ones), lie in 2000..2100,
-    start before end, and span at most max_span.
+    Both times must be timezone-aware (the HTTP layer refuses naive ones). Refused: a start
+    not before the end asked for (or now, when no end is given), and a range longer than
+    max_span. Times before 2000 or after 2100 are moved to those bounds first, so a range that
+    lies wholly outside them is empty. The checks compare datetimes and never add to them
+    before clamping: year 1 minus a day would overflow.
     """
-    end = (end or now).astimezone(timezone.utc)
-    start = (start or end - default_span).astimezone(timezone.utc)
-    for name, value in (("start", start), ("end", end)):
-        if not EARLIEST <= value <= LATEST:
-            raise RangeError(f"{name} must lie between 2000-01-01 and 2100-01-01 (UTC)")
-    if start >= end:
+    if start is not None and start >= (end if end is not None else now):
         raise RangeError("start must be before end")
+    end = _clamp(end if end is not None else now)
+    start = _clamp(start) if start is not None else max(end - default_span, EARLIEST)
     if end - start > max_span:
         raise RangeError(
             f"range of {_days(end - start)} is longer than the {_days(max_span)} allowed here;"
             " ask for a larger bucket or a shorter range"
         )
     return TimeRange(start, end)
+
+
+def _clamp(value: datetime) -> datetime:
+    """`value` in UTC, moved into [EARLIEST, LATEST] (compared before converting: converting
+    0001-01-01T00:00+01:00 to UTC overflows)."""
+    if value <= EARLIEST:
+        return EARLIEST
+    if value >= LATEST:
+        return LATEST
+    return value.astimezone(timezone.utc)
 
 
 def _days(span: timedelta) -> str:

@@ -71,11 +71,20 @@ def require(role: Role) -> Callable[..., Principal]:
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Manager = Annotated[Principal, Depends(require("manager"))]
 
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
+_RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until a try may succeed"}
+}
+
 #: Answers every protected route may give besides its own.
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing or wrong key"},
+    401: {"model": Problem, "description": "Missing or wrong key", "headers": _WWW_AUTHENTICATE},
     403: {"model": Problem, "description": "The key's role may not do this"},
-    429: {"model": Problem, "description": "Too many failed authentications (see Retry-After)"},
+    429: {
+        "model": Problem,
+        "description": "Too many failed authentications, from this address or from everywhere",
+        "headers": _RETRY_AFTER,
+    },
     503: {"model": Problem, "description": "No key configured, or the store is unavailable"},
 }
 

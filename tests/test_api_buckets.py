@@ -75,13 +75,41 @@ def test_floor_edge_of_a_day_is_the_local_midnight_before():
         (NOW, NOW - timedelta(hours=1), timedelta(days=1), "start must be before end"),
         (NOW, NOW, timedelta(days=1), "start must be before end"),
         (NOW - timedelta(days=8), NOW, MAX_SPAN["1m"], "longer than the 7 days allowed"),
-        (datetime(1999, 12, 31, tzinfo=UTC), NOW, timedelta(days=99999), "between 2000"),
-        (NOW, datetime(2200, 1, 1, tzinfo=UTC), timedelta(days=99999), "between 2000"),
+        (datetime(2200, 1, 1, tzinfo=UTC), None, timedelta(days=99999), "before end"),
+        (datetime(1, 1, 1, tzinfo=UTC), NOW, MAX_SPAN["1d"], "longer than"),  # from 2000
     ],
 )
 def test_bad_ranges_are_refused_with_a_clear_reason(start, end, span, message):
     with pytest.raises(RangeError, match=message):
         resolve_range(start, end, now=NOW, max_span=span, default_span=timedelta(hours=1))
+
+
+FAR_EAST = timezone(timedelta(hours=23, minutes=59))
+FAR_WEST = timezone(-timedelta(hours=23, minutes=59))
+Y2000 = datetime(2000, 1, 1, tzinfo=UTC)
+Y2100 = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # Any time the schema allows has an answer: outside 2000..2100 it is read as the bound
+        # (nothing was recorded there), never added to or converted first (year 1 overflows).
+        (None, datetime(1, 1, 1, tzinfo=UTC), (Y2000, Y2000)),
+        (None, datetime(1, 1, 1, tzinfo=FAR_EAST), (Y2000, Y2000)),
+        (None, Y2000, (Y2000, Y2000)),
+        (None, Y2000 + timedelta(days=1), (Y2000, Y2000 + timedelta(days=1))),
+        (datetime(1, 1, 1, tzinfo=FAR_EAST), datetime(1, 1, 2, tzinfo=UTC), (Y2000, Y2000)),
+        (datetime(1999, 12, 31, tzinfo=UTC), NOW, (Y2000, NOW)),
+        (NOW, datetime(9999, 12, 31, 23, 59, 59, tzinfo=FAR_WEST), (NOW, Y2100)),
+        (datetime(9999, 1, 1, tzinfo=UTC), datetime(9999, 2, 1, tzinfo=FAR_WEST), (Y2100, Y2100)),
+    ],
+)
+def test_times_outside_2000_to_2100_are_read_as_the_bound(start, end, expected):
+    got = resolve_range(
+        start, end, now=NOW, max_span=timedelta(days=99999), default_span=timedelta(days=30)
+    )
+    assert (got.start, got.end) == expected
 
 
 def test_a_missing_range_is_the_default_span_up_to_now():

@@ -132,8 +132,11 @@ BAD = [
     ({"bucket": "15m", "start": "2024-01-01T00:00:00Z", "end": "2024-05-01T00:00:00Z"}, "90 days"),
     ({"bucket": "2h"}, "bucket"),
     ({"zone": "vault"}, "unknown zone 'vault'"),
-    ({"start": "1900-01-01T00:00:00Z"}, "between 2000"),
+    ({"start": "1900-01-01T00:00:00Z"}, "longer than"),  # read as 2000: more than 400 days
     ({"start": "yesterday"}, "datetime"),
+    ({"end": "1715000000"}, "RFC 3339"),  # pydantic alone would read unix seconds
+    ({"end": "2024-05-06"}, "RFC 3339"),
+    ({"zone": ""}, "unknown zone ''"),
 ]
 
 

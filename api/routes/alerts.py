@@ -35,7 +35,18 @@ DEFAULT_SPAN = timedelta(days=30)
     "oldest first, optionally of one status. The summary counts them and gives the median "
     "seconds to acknowledge and the mean effect of the passes.",
     response_model=AlertsOut,
-    responses=CSV_RESPONSE,
+    responses={
+        200: {
+            **CSV_RESPONSE[200],
+            # Lets a client (and schemathesis's stateful tests) go from a listed alert to its ack.
+            "links": {
+                "AcknowledgeAlert": {
+                    "operationId": "acknowledge_alert",
+                    "parameters": {"alert_id": "$response.body#/alerts/0/alert_id"},
+                }
+            },
+        }
+    },
 )
 def list_alerts(
     request: Request,
@@ -57,10 +68,14 @@ def list_alerts(
 @router.post(
     "/alerts/{alert_id}/ack",
     summary="Acknowledge an alert (manager or admin)",
+    operation_id="acknowledge_alert",
     description="For a manager without a handheld. The first 'accepted' and the first "
     "'pass_done' count, repeats change nothing; 'pass_done' without 'accepted' counts as both. "
     "Recorded as acknowledged by the key's id.",
-    responses={404: {"model": Problem, "description": "No such alert"}},
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON"},
+        404: {"model": Problem, "description": "No such alert"},
+    },
 )
 def acknowledge(
     context: Context,

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from api.buckets import RangeError, TimeRange, resolve_range
 from api.csv_export import CSV_MEDIA_TYPE
 from api.deps import ApiContext, invalid
 
+#: RFC 3339 date-time, the schema's `format: date-time`; seconds may be left out, as ISO 8601
+#: allows and clients already do (2024-05-06T10:04Z).
+_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _iso_only(value: object) -> object:
+    """Refuse what pydantic would read as a time but the schema's `date-time` is not: a bare
+    number (`end=5`, read as unix seconds), a date alone, a time without an offset."""
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value):
+        raise ValueError(
+            "expected a datetime in RFC 3339 form with a timezone offset "
+            "(2024-05-06T09:00:00+02:00 or 2024-05-06T07:00:00Z)"
+        )
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+
 StartParam = Annotated[
-    AwareDatetime | None,
-    Query(description="Range start, ISO 8601 with an offset (2024-05-06T09:00:00+02:00 or Z)"),
+    IsoDatetime | None,
+    Query(
+        description="Range start, ISO 8601 with an offset (2024-05-06T09:00:00+02:00 or Z). "
+        "Nothing is recorded before 2000 or after 2100: a time outside is read as that bound"
+    ),
 ]
 EndParam = Annotated[
-    AwareDatetime | None, Query(description="Range end (exclusive), ISO 8601 with an offset")
+    IsoDatetime | None, Query(description="Range end (exclusive), ISO 8601 with an offset")
 ]
 FormatParam = Annotated[
     Literal["json", "csv"] | None,
