@@ -156,15 +156,23 @@ def handheld(
 
     The password comes from LOBBYWATCH_HANDHELD_PASSWORD when --username is given.
     """
-    from edge.handheld import Handheld, format_alert
+    from pydantic import SecretStr
+
+    from edge.handheld import Handheld, LinkStatus, format_alert
 
     cfg = _load(config)
     _setup_logging("WARNING")
     mqtt_config = cfg.mqtt
     if username is not None:
         password = os.environ.get("LOBBYWATCH_HANDHELD_PASSWORD")
+        # model_copy does not validate: the password must already be a SecretStr, or reading
+        # it fails (--username crashed with AttributeError before).
         mqtt_config = mqtt_config.model_copy(
-            update={"username": username, "password": password, "password_file": None}
+            update={
+                "username": username,
+                "password": None if password is None else SecretStr(password),
+                "password_file": None,
+            }
         )
     shown: list[dict[str, object]] = []
 
@@ -172,10 +180,24 @@ def handheld(
         shown.append(alert)
         typer.echo(format_alert(len(shown), alert))
 
+    broker = f"{mqtt_config.host}:{mqtt_config.port}"
+
+    def show_link(link: LinkStatus) -> None:
+        # Said on every change, so a wrong port or a refused login is never a silent wait.
+        if link.connected:
+            typer.echo(f"connected to the broker at {broker}: waiting for alerts")
+        else:
+            typer.echo(
+                f"NOT CONNECTED to the broker at {broker}: {link.reason}; retrying"
+                f" (every {mqtt_config.reconnect_min_s:g}-{mqtt_config.reconnect_max_s:g} s)"
+            )
+
     topics = ("alerts", "supervisor/alerts") if supervisor else ("alerts",)
-    client = Handheld(mqtt_config, cfg.site.id, name, topics=topics, on_alert=show)
+    client = Handheld(
+        mqtt_config, cfg.site.id, name, topics=topics, on_alert=show, on_status=show_link
+    )
+    typer.echo(f"handheld {name}: site {cfg.site.id}, connecting to {broker} (a N, d N, q)")
     client.start()
-    typer.echo(f"handheld {name}: waiting for alerts of site {cfg.site.id} (a N, d N, q)")
     try:
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
