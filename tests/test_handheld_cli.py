@@ -124,7 +124,7 @@ def test_the_handheld_says_it_is_not_connected_and_why(
         terminal = handheld("127.0.0.1", broker.port, password="a-wrong-password")
         reason = "refused the login"
     try:
-        terminal.expect("connecting to")
+        terminal.expect("connecting to", timeout=30)  # a cold start imports a lot
         line = terminal.expect("NOT CONNECTED", timeout=5)
         assert reason in line and "retrying" in line, line
         assert not [s for s in terminal.seen if "waiting for alerts" in s]
@@ -144,6 +144,7 @@ def test_the_handheld_says_when_it_connects_after_all(
 ) -> None:
     port = free_port()
     terminal = handheld("127.0.0.1", port)
+    terminal.expect("connecting to", timeout=30)
     assert "connection refused" in terminal.expect("NOT CONNECTED")
     broker = password_broker(tmp_path / "broker", port=port).start()
     try:
