@@ -11,7 +11,7 @@
 #   add-device SITE [--generate FILE] [--owner USER:GROUP]
 #                         the device of site SITE (username = site id); password from stdin,
 #                         or a random one written to FILE (mode 0640)
-#   add-handheld NAME --site SITE     a lobby manager's handheld: user NAME@SITE
+#   add-handheld NAME --site SITE     one handheld (phone, tablet): user NAME@SITE, one connection
 #   add-monitor NAME (--site SITE | --all-sites)
 #                         read-only user (supervisor desk, IT dashboard): NAME@SITE or NAME@all
 #   remove USER | list | rebuild-acl
