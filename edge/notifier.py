@@ -74,8 +74,9 @@ class Notifier:
                 wall_clock=wall_clock,
             )
             self.outbox = OutboxPublisher(
-                store, self.link, wall_clock, spool=self.alerts.spool, clock=clock
-            )
+                store, self.link, wall_clock, spool=self.alerts.spool, clock=clock,
+                born=self.alerts.born,
+            )  # fmt: skip
             self.state = StatePublisher(config, board, self.link, clock)
             board.subscribe(self.state.on_board_update)
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,10 @@ SCHEMA_VERSION = 3
 #: a full disk some writes still fit (a live row overwritten in place, a WAL page reused) while
 #: history, which needs new pages, does not, and health must not flap between the two.
 RECOVERY_S = 30.0
+#: Space the store keeps beside it (`<store>.reserve`) and gives up when a full disk would stop
+#: it opening: SQLite needs its -wal and -shm files to open at all, and a clean stop deletes
+#: them, so without this a restart on a full disk could not read its own store.
+RESERVE_BYTES = 512 * 1024
 
 # Changes to an existing store, applied in order when a device updates: schema version they
 # bring the store to, and the columns they add (table, column, definition); a table the old
@@ -352,11 +357,13 @@ class Store:
         self._condition = StoreCondition(writable=True)
         self._last_failure = -RECOVERY_S
         self._memory_only = False
+        self._reserve = None if str(path) == ":memory:" else self.path.with_name(
+            self.path.name + ".reserve"
+        )
         try:
-            if str(path) != ":memory:":
+            if self._reserve is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(str(path))
-            _prepare(self._db, self.path, site_id)
+            self._open_file()
         except (OSError, sqlite3.Error) as exc:
             if isinstance(exc, sqlite3.Error) and not _is_write_failure(exc):
                 raise
@@ -374,6 +381,37 @@ class Store:
                 _prepare(self._db, self.path, site_id)
                 self._memory_only = True
                 self._failed(exc)
+
+        self._keep_reserve()
+
+    def _open_file(self) -> None:
+        try:
+            self._db = _connect(str(self.path))
+            _prepare(self._db, self.path, self._site_id)
+        except sqlite3.Error as exc:
+            if not (_is_write_failure(exc) and self._release_reserve()):
+                raise
+            self._db = _connect(str(self.path))
+            _prepare(self._db, self.path, self._site_id)
+            self._failed(exc)  # it opened, but the disk is full all the same
+            log.error("store %s opened on its reserve space: the disk is full", self.path)
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None or not self._reserve.exists():
+            return False
+        self._reserve.unlink()
+        return True
+
+    def _keep_reserve(self) -> None:
+        """Set the reserve aside again where there is room (quietly: where there is none, the
+        store's own writes already say so)."""
+        if self._reserve is None or self._reserve.exists() or self._memory_only:
+            return
+        try:
+            with self._reserve.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+        except OSError:
+            self._reserve.unlink(missing_ok=True)
 
     def _opened_current(self) -> bool:
         """Whether the file store opened far enough to run on: connected, schema current."""
@@ -413,6 +451,7 @@ class Store:
                 self.path, self._condition.failed_writes, self._condition.since,
             )  # fmt: skip
             self._condition = StoreCondition(writable=True)
+            self._keep_reserve()
 
     def recover(self) -> bool:
         """Open the file if the service is running on the in-memory stand-in and copy what was
@@ -434,6 +473,7 @@ class Store:
             self._db.close()
             self._db = db
             self._memory_only = False
+            self._keep_reserve()
             log.warning("store %s opened: what was kept in memory is now in it", self.path)
             return True
 

@@ -70,3 +70,47 @@ def mall_sequence(
         shutil.copy(frames / f"seq_{i:06d}.jpg", target / f"seq_{i:06d}.jpg")
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
     return str(target / "seq_%06d.jpg")
+
+
+class SmallDisk:
+    """A real, small file system (tmpfs) that a test can fill up and free again."""
+
+    def __init__(self, path: Path, size: str = "3m") -> None:
+        import subprocess
+
+        path.mkdir(parents=True, exist_ok=True)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+        self.path = path
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        """Take every free byte."""
+        with self._filler.open("ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        import subprocess
+
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MiB tmpfs at tmp_path/disk (skips where tmpfs cannot be mounted: not root)."""
+    disk = SmallDisk(tmp_path / "disk")
+    yield disk
+    disk.unmount()

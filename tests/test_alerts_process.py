@@ -7,21 +7,17 @@ detector, so these are the situations an installed device meets, not simulations
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import load_config
 from edge.handheld import Handheld
 from tests.mqtt_broker import Broker
+from tests.processes import Device, Watcher
 from tests.waiting import wait_for
 
 SITE = "branch-9"
@@ -44,30 +40,6 @@ alerts:
   rules:
     - {{id: hall-full, zones: [floor], raise_at: 5, clear_at: 1, raise_after_s: 0, escalate_after_s: null}}
 """
-
-
-class Device:
-    """`lobbywatch run` in a subprocess."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.config_path = config_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = config_path.parent / "service.log"
-
-    def start(self) -> Device:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config_path)],
-                stdout=log, stderr=log, env=os.environ.copy(),
-            )  # fmt: skip
-        return self
-
-    def signal(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(20)
-        self.proc = None
-        return code
 
 
 @pytest.fixture
@@ -121,41 +93,15 @@ def test_killed_after_writing_the_outbox_the_alert_arrives_once_after_restart(se
     assert rows
 
 
-class Watcher:
-    """A plain MQTT client that records every message under the site."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(f"lobbywatch/{SITE}/#", qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, _c, _u, msg) -> None:
-        with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-    def last(self, suffix: str) -> bytes | None:
-        with self.lock:
-            found = [p for t, p, _ in self.messages if t == f"lobbywatch/{SITE}/{suffix}"]
-        return found[-1] if found else None
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def test_last_will_retained_state_and_clean_stop(setup):
     broker, device, _config = setup
     broker.start()
     device.start()
-    early = Watcher(broker.port)
+    early = Watcher(broker.port, SITE)
     wait_for(lambda: early.last("zone/floor/occupancy"), what="occupancy published")
     time.sleep(1.0)
 
-    late = Watcher(broker.port)  # connects after everything was published: sees retained state
+    late = Watcher(broker.port, SITE)  # connects after everything was published: sees retained state
     try:
         occupancy = json.loads(wait_for(lambda: late.last("zone/floor/occupancy")))
         assert occupancy["zone"] == "floor" and occupancy["camera"] == "hall"

@@ -37,9 +37,10 @@ class OutboxPublisher:
     it is delivered again after the restart. Outcomes the store cannot take yet (a full disk,
     a message still in the spool) are kept and recorded on a later pump.
 
-    Expiry is decided on the monotonic clock, from the time left when this process first saw
-    the message: a wall-clock step (NTP fixing a clock that was hours out) must not drop the
-    alerts waiting for the broker.
+    Expiry is decided on the monotonic clock, from when the message was made (`born`, kept by
+    the alert service) or, for one a previous process made, from the time its wall clock said
+    was left when this process first saw it: a wall-clock step (NTP fixing a clock that was
+    hours out) must not drop the alerts waiting for the broker.
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class OutboxPublisher:
         wall_clock: Callable[[], datetime],
         spool: WriteSpool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        born: dict[str, float] | None = None,
     ) -> None:
         self.store = store
+        self._born = born if born is not None else {}
         self.link = link
         self.spool = spool
         self._wall = wall_clock
@@ -66,9 +69,10 @@ class OutboxPublisher:
         return len(self._inflight)
 
     def backlog(self) -> int:
-        """Messages not yet acknowledged by the broker: the store's and the spool's."""
+        """Messages not yet acknowledged by the broker: the store's and the spool's, less those
+        whose PUBACK (or expiry) came and waits to be recorded."""
         spooled = len(self.spool.messages()) if self.spool is not None else 0
-        return self.store.unsent_count() + spooled
+        return max(0, self.store.unsent_count() + spooled - len(self._outcomes))
 
     def idle(self) -> bool:
         """Nothing left to hand or to hear back about."""
@@ -111,9 +115,13 @@ class OutboxPublisher:
             return None
         deadline = self._deadline.get(message.message_id)
         if deadline is None:
-            left = (message.expires_at - self._wall()).total_seconds()
             full = (message.expires_at - message.created_at).total_seconds()
-            deadline = now + min(max(left, 0.0), full)  # a clock set back adds no time
+            born = self._born.get(message.message_id)
+            if born is not None:
+                deadline = born + full
+            else:  # made before a restart: only the wall clock knows its age
+                left = (message.expires_at - self._wall()).total_seconds()
+                deadline = now + min(max(left, 0.0), full)  # a clock set back adds no time
             self._deadline[message.message_id] = deadline
         return deadline - now
 
@@ -151,3 +159,4 @@ class OutboxPublisher:
                 del self._outcomes[message_id]
                 self._handed.discard(message_id)
                 self._deadline.pop(message_id, None)
+                self._born.pop(message_id, None)

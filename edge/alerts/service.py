@@ -88,6 +88,9 @@ class AlertService:
         self._lock = threading.RLock()
         # Decisions wait here while the store refuses writes; their messages still go out.
         self.spool = WriteSpool(store)
+        # When each message was made, on the monotonic clock: its expiry counts from here, not
+        # from a wall clock that NTP may step (the outbox publisher reads and prunes it).
+        self.born: dict[str, float] = {}
         # Whoever can publish on the broker can send acks: their warnings are rate-limited.
         self._throttle = LogThrottle(log, clock=clock)
 
@@ -330,6 +333,7 @@ class AlertService:
         self, topic: str, record: AlertRecord, key: str, payload: dict[str, Any], at: datetime
     ) -> OutboxMessage:
         message_id = f"{record.alert_id}:{key}"
+        self.born[message_id] = self._clock()
         payload = {**payload, "message_id": message_id}
         expiry = timedelta(seconds=self.config.mqtt.alert_expiry_s)
         return OutboxMessage(
