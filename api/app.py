@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.auth import Authenticator, FailureLimiter, load_keys
+from api.clients import ClientAddress
 from api.db import StoreAccess, StoreUnavailable
 from api.deps import ApiContext
 from api.metrics import StoreCollector, make_registry
@@ -71,6 +72,7 @@ def create_app(
         store=store,
         rollup=rollup,
         auth=Authenticator(keys, limiter),
+        clients=ClientAddress(config.api.trusted_proxies),
         clock=clock,
         tz=tz,
         registry=make_registry(collector),

@@ -74,58 +74,119 @@ def load_keys(configs: Sequence[ApiKeyConfig], environ: Mapping[str, str]) -> li
     return keys
 
 
-class FailureLimiter:
-    """Counts failed authentications per client address over a sliding minute.
+#: Failed authentications a minute from all addresses together past which every request that
+#: needs a key is refused, at least. One client fails at most `limit` times (10 by default)
+#: before its own address is refused, so no single client, typing a key wrong or retrying with
+#: a revoked one, can reach it; 100 leaves room for several such clients at once, and bounds
+#: guessing from any number of addresses (a spoofed X-Forwarded-For behind a trusted proxy, a
+#: botnet) to 100 keys a minute: nothing against the 256-bit keys `new-key` makes, and a slow
+#: start against a weak one kept in the environment.
+GLOBAL_FLOOR_PER_MIN = 100
+#: The global budget is also at least this many times the per-address limit, for sites that
+#: raise that limit (a proxy or NAT that puts many clients behind one address).
+GLOBAL_PER_ADDRESS_FACTOR = 10
 
-    At `limit` failures within the last 60 s the address is refused (even with a right key, or
-    a guesser would learn which key is right) until the oldest failure is a minute old. At most
-    `max_clients` addresses are tracked, the least recently failing forgotten first, so a flood
-    of addresses cannot exhaust memory.
+
+def global_limit_for(limit: int) -> int:
+    return max(GLOBAL_FLOOR_PER_MIN, GLOBAL_PER_ADDRESS_FACTOR * limit)
+
+
+class FailureLimiter:
+    """Counts failed authentications over a sliding minute, per client address and in all.
+
+    At `limit` failures from one address within the last 60 s the address is refused (even
+    with a right key, or a guesser would learn which key is right) until its oldest failure is
+    a minute old. At `global_limit` failures from all addresses together, every address is
+    refused in the same way, except those that presented a right key within the last
+    KNOWN_S: a flood of guesses from elsewhere does not lock out the dashboard that was already
+    working (its own address stays under the per-address limit). At most `max_clients`
+    addresses are tracked, the least recently seen forgotten first, so a flood of addresses
+    cannot exhaust memory.
     """
 
     WINDOW_S = 60.0
+    KNOWN_S = 600.0
 
     def __init__(
-        self, limit: int, monotonic: Callable[[], float], max_clients: int = 10_000
+        self,
+        limit: int,
+        monotonic: Callable[[], float],
+        max_clients: int = 10_000,
+        global_limit: int | None = None,
     ) -> None:
         self.limit = limit
+        self.global_limit = global_limit if global_limit is not None else global_limit_for(limit)
         self.monotonic = monotonic
         self.max_clients = max_clients
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._all_failures: deque[float] = deque()
+        self._known: OrderedDict[str, float] = OrderedDict()  # address -> last right key
         self._lock = threading.Lock()
         self.failures_total = 0  # since start, for the metrics
 
     def retry_after(self, client: str) -> int | None:
         """Whole seconds until `client` may try again, or None when it may try now."""
         with self._lock:
+            now = self.monotonic()
             failures = self._recent(client)
-            if failures is None or len(failures) < self.limit:
-                return None
-            return max(1, math.ceil(failures[0] + self.WINDOW_S - self.monotonic()))
+            if failures is not None and len(failures) >= self.limit:
+                return self._seconds_until(failures[0], now)
+            _expire(self._all_failures, now - self.WINDOW_S)
+            if len(self._all_failures) >= self.global_limit and not self._is_known(client, now):
+                return self._seconds_until(self._all_failures[0], now)
+            return None
 
     def record_failure(self, client: str) -> None:
         with self._lock:
+            now = self.monotonic()
             self.failures_total += 1
             failures = self._recent(client) or deque()
-            failures.append(self.monotonic())
+            failures.append(now)
             while len(failures) > self.limit:
                 failures.popleft()
             self._failures[client] = failures
             self._failures.move_to_end(client)
             while len(self._failures) > self.max_clients:
                 self._failures.popitem(last=False)
+            _expire(self._all_failures, now - self.WINDOW_S)
+            self._all_failures.append(now)
+            while len(self._all_failures) > self.global_limit:
+                self._all_failures.popleft()
+            if len(self._all_failures) == self.global_limit:
+                log.warning(
+                    "%d failed authentications within a minute from all addresses: refusing "
+                    "every key but from addresses that used a right key lately",
+                    self.global_limit,
+                )
+
+    def record_success(self, client: str) -> None:
+        with self._lock:
+            self._known[client] = self.monotonic()
+            self._known.move_to_end(client)
+            while len(self._known) > self.max_clients:
+                self._known.popitem(last=False)
+
+    def _is_known(self, client: str, now: float) -> bool:
+        seen = self._known.get(client)
+        return seen is not None and now - seen < self.KNOWN_S
+
+    def _seconds_until(self, oldest: float, now: float) -> int:
+        return max(1, math.ceil(oldest + self.WINDOW_S - now))
 
     def _recent(self, client: str) -> deque[float] | None:
         failures = self._failures.get(client)
         if failures is None:
             return None
-        horizon = self.monotonic() - self.WINDOW_S
-        while failures and failures[0] <= horizon:
-            failures.popleft()
+        _expire(failures, self.monotonic() - self.WINDOW_S)
         if not failures:
             del self._failures[client]
             return None
         return failures
+
+
+def _expire(failures: deque[float], horizon: float) -> None:
+    while failures and failures[0] <= horizon:
+        failures.popleft()
 
 
 class AuthError(Exception):
@@ -146,8 +207,8 @@ class Authenticator:
     def authenticate(self, token: str | None, client: str, role: Role) -> Principal:
         """The principal behind `token` if it may act as `role`; raises AuthError otherwise.
 
-        503 when no key is configured (there is no open mode), 429 while the client is over its
-        failure limit, 401 for a missing or wrong key, 403 for a key whose role is too low.
+        503 when no key is configured (there is no open mode), 429 while the client, or every
+        client together, is over its failure limit, 401 for a missing or wrong key, 403 for a key whose role is too low.
         """
         if not self.keys:
             raise AuthError(503, HOW_TO_CONFIGURE)
@@ -165,6 +226,7 @@ class Authenticator:
             self.limiter.record_failure(client)
             log.warning("failed authentication from %s", client)
             raise AuthError(401, "invalid key", {"WWW-Authenticate": "Bearer"})
+        self.limiter.record_success(client)
         if not principal.may(role):
             raise AuthError(403, f"key {principal.key_id!r} is a {principal.role}; needs {role}")
         return principal

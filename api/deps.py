@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
 from api.auth import Authenticator, AuthError, Principal, Role
+from api.clients import ClientAddress
 from api.db import StoreAccess
 from api.rollup import Rollup
 from api.schemas import Problem
@@ -32,6 +33,7 @@ class ApiContext:
     store: StoreAccess
     rollup: Rollup | None
     auth: Authenticator
+    clients: ClientAddress  # who is asking, given the peer and X-Forwarded-For
     clock: Callable[[], datetime]  # UTC wall time, for records and staleness
     tz: ZoneInfo  # the site's time zone
     registry: CollectorRegistry
@@ -58,7 +60,10 @@ def require(role: Role) -> Callable[..., Principal]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         context = get_context(request)
-        client = request.client.host if request.client else "unknown"
+        client = context.clients.of(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+        )
         token = credentials.credentials if credentials is not None else None
         try:
             return context.auth.authenticate(token, client, role)

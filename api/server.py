@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from api.app import create_app
 from edge.config import LobbyConfig
@@ -19,10 +20,20 @@ def serve(config: LobbyConfig, host: str | None = None, port: int | None = None)
         stream=sys.stderr,
     )
     app = create_app(config)
-    uvicorn.run(
-        app,
-        host=host or config.api.host,
-        port=port or config.api.port,
-        log_config=None,  # keep the logging set up above; access lines carry no headers
-        server_header=False,
-    )
+    uvicorn.run(app, **uvicorn_options(config, host, port))
+
+
+def uvicorn_options(config: LobbyConfig, host: str | None, port: int | None) -> dict[str, Any]:
+    """uvicorn's settings for `config`. uvicorn by default believes X-Forwarded-For from
+    127.0.0.1 (and $FORWARDED_ALLOW_IPS): any local client, or anyone through a local proxy
+    that passes the header on, could then pick the address its failed keys are counted under.
+    Here it reads the header only with api.trusted_proxies configured, from exactly those."""
+    proxies = list(config.api.trusted_proxies)
+    return {
+        "host": host or config.api.host,
+        "port": port or config.api.port,
+        "log_config": None,  # keep the logging set up above; access lines carry no headers
+        "server_header": False,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies,
+    }

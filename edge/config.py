@@ -469,6 +469,23 @@ class ApiConfig(_Strict):
     failed_auth_limit_per_min: int = Field(
         10, ge=1, le=10000, description="Failed authentications per client address per minute"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; "
+        "none by default: the client is the connection's peer, whatever the headers say",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, proxies: list[str]) -> list[str]:
+        import ipaddress  # here, not at the top, to keep this section's change in one place
+
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {proxy!r} is not an IP address or CIDR") from None
+        return proxies
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ApiConfig:

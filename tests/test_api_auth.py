@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import hash_key
-from edge.config import parse_config
+from api.auth import FailureLimiter, hash_key
+from api.clients import ClientAddress
+from api.server import uvicorn_options
+from edge.config import ConfigError, LobbyConfig, parse_config
+from tests.test_api_cli import free_port
 from tests.test_api_support import (
     KEYS,
     T0,
@@ -151,3 +160,147 @@ def test_the_api_serves_no_images(client):
         for media_type in response.get("content", {})
     }
     assert media <= {"application/json", "text/csv", "text/plain"}
+
+
+# --- Who the client is: X-Forwarded-For only from trusted proxies (issue 10) ---------------
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "forwarded_for", "client"),
+    [
+        ([], "127.0.0.1", ["6.6.6.6"], "127.0.0.1"),  # no proxy configured: the header is a claim
+        ([], "10.0.0.9", [], "10.0.0.9"),
+        (["127.0.0.1"], "10.0.0.9", ["6.6.6.6"], "10.0.0.9"),  # not from the proxy
+        (["127.0.0.1"], "127.0.0.1", ["10.1.2.3"], "10.1.2.3"),
+        (["127.0.0.1"], "127.0.0.1", [], "127.0.0.1"),
+        (["127.0.0.1"], "127.0.0.1", [" , "], "127.0.0.1"),
+        # the client wrote the left part; the proxy appended the address it saw
+        (["127.0.0.1"], "127.0.0.1", ["6.6.6.6, 10.1.2.3"], "10.1.2.3"),
+        (["127.0.0.1"], "127.0.0.1", ["6.6.6.6", "10.1.2.3"], "10.1.2.3"),
+        (["127.0.0.1", "10.0.0.0/8"], "127.0.0.1", ["6.6.6.6, 10.1.2.3"], "6.6.6.6"),
+        (["127.0.0.1", "10.0.0.0/8"], "127.0.0.1", ["10.1.2.3"], "10.1.2.3"),  # only proxies
+        (["127.0.0.1"], "127.0.0.1", ["10.1.2.3:5678"], "10.1.2.3"),  # a port is not a client
+        (["::1"], "::1", ["[2001:db8::7]:443"], "2001:db8::7"),
+        (["::1"], "::1", ["2001:db8::7"], "2001:db8::7"),
+        (["127.0.0.1"], "testclient", ["6.6.6.6"], "testclient"),
+        (["127.0.0.1"], None, ["6.6.6.6"], "unknown"),
+    ],
+)
+def test_the_client_is_the_peer_unless_a_trusted_proxy_forwards_it(
+    trusted, peer, forwarded_for, client
+):
+    assert ClientAddress(trusted).of(peer, forwarded_for) == client
+
+
+@pytest.mark.parametrize(
+    ("proxies", "proxy_headers", "allowed"),
+    [([], False, []), (["127.0.0.1", "10.0.0.0/8"], True, ["127.0.0.1", "10.0.0.0/8"])],
+)
+def test_uvicorn_reads_forwarded_headers_only_from_the_configured_proxies(
+    tmp_path, proxies, proxy_headers, allowed
+):
+    options = uvicorn_options(site_config(tmp_path, proxies=proxies), None, None)
+    assert (options["proxy_headers"], options["forwarded_allow_ips"]) == (proxy_headers, allowed)
+
+
+def test_a_trusted_proxy_must_be_an_address_or_a_network(tmp_path):
+    with pytest.raises(ConfigError, match="not an IP address or CIDR"):
+        site_config(tmp_path, proxies=["proxy.lan"])
+
+
+def test_past_the_global_budget_every_address_is_refused_but_one_that_used_a_right_key():
+    clock = Monotonic()
+    limiter = FailureLimiter(10, clock)
+    assert limiter.global_limit == 100  # a typo or ten never reaches it
+    limiter.record_success("10.0.0.1")
+    for i in range(100):
+        assert limiter.retry_after(f"6.6.{i // 256}.{i % 256}") is None
+        limiter.record_failure(f"6.6.{i // 256}.{i % 256}")
+    assert limiter.retry_after("10.9.9.9") == 60  # never failed, still refused
+    assert limiter.retry_after("10.0.0.1") is None  # the dashboard that was working
+    clock.now += 30
+    assert limiter.retry_after("10.9.9.9") == 30
+    clock.now += 31
+    assert limiter.retry_after("10.9.9.9") is None
+    clock.now += FailureLimiter.KNOWN_S
+    for i in range(100):
+        limiter.record_failure(f"7.7.{i // 256}.{i % 256}")
+    assert limiter.retry_after("10.0.0.1") is not None  # known only for KNOWN_S
+
+
+def test_a_higher_per_address_limit_raises_the_global_budget_with_it():
+    assert FailureLimiter(50, Monotonic()).global_limit == 500
+
+
+def test_the_app_itself_ignores_forwarded_addresses_from_an_untrusted_peer(tmp_path):
+    """Whatever the server in front does with the header (TestClient does nothing)."""
+    app = create_app(site_config(tmp_path), monotonic=Monotonic(), rollup_every_s=None)
+    client = TestClient(app, client=("127.0.0.1", 5000))
+    assert statuses(client, guesses(20, rotating)) == [401] * 10 + [429] * 10
+
+
+# --- The attack, on a real uvicorn server on loopback ---------------------------------------
+
+
+@contextmanager
+def served(config: LobbyConfig) -> Iterator[str]:
+    """The app under uvicorn with the options `lobbywatch api` uses, on a free loopback port,
+    in a thread; the failure window's clock stands still."""
+    port = free_port()
+    app = create_app(config, monotonic=Monotonic(), rollup_every_s=None)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, "127.0.0.1", port)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def statuses(client: httpx.Client | TestClient, headers: Iterable[dict[str, str]]) -> list[int]:
+    return [client.get("/v1/zones", headers=h).status_code for h in headers]
+
+
+def guesses(n: int, forwarded: Callable[[int], str]) -> Iterator[dict[str, str]]:
+    for i in range(n):
+        yield {"Authorization": f"Bearer guess-{i}", "X-Forwarded-For": forwarded(i)}
+
+
+def rotating(i: int) -> str:
+    return f"198.51.{i // 256}.{i % 256}"
+
+
+def test_a_new_forwarded_address_per_guess_does_not_get_past_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own default must not matter
+    with served(site_config(tmp_path)) as base, httpx.Client(base_url=base) as client:
+        got = statuses(client, guesses(600, rotating))
+        assert got == [401] * 10 + [429] * 590  # counted by the socket's address
+        refused = client.get("/v1/zones", headers={**auth("viewer"), "X-Forwarded-For": "9.9.9.9"})
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+        other = httpx.HTTPTransport(local_address="127.0.0.2")  # another peer: not locked out
+        with httpx.Client(base_url=base, transport=other) as elsewhere:
+            assert elsewhere.get("/v1/zones", headers=auth("viewer")).status_code == 200
+
+
+def test_behind_a_trusted_proxy_addresses_are_the_forwarded_ones_and_the_global_limit_holds(
+    tmp_path,
+):
+    config = site_config(tmp_path, proxies=["127.0.0.1"])
+    with served(config) as base, httpx.Client(base_url=base) as client:
+        dashboard = {**auth("viewer"), "X-Forwarded-For": "10.0.0.50"}
+        assert client.get("/v1/zones", headers=dashboard).status_code == 200
+        # per forwarded address: one address locked out, the next one not
+        assert statuses(client, guesses(11, lambda i: "10.0.0.66")) == [401] * 10 + [429]
+        assert statuses(client, guesses(1, lambda i: "10.0.0.67")) == [401]
+        # 600 guesses from as many forwarded addresses: the global budget of 100 a minute
+        got = statuses(client, guesses(600, rotating))
+        assert got == [401] * 89 + [429] * 511  # 11 of the 100 were spent above
+        fresh = {**auth("viewer"), "X-Forwarded-For": "10.0.0.99"}
+        refused = client.get("/v1/zones", headers=fresh)
+        assert refused.status_code == 429 and "Retry-After" in refused.headers
+        assert client.get("/v1/zones", headers=dashboard).status_code == 200

@@ -47,6 +47,7 @@ api:
   keys: {keys}
   cors_origins: {cors}
   failed_auth_limit_per_min: {limit}
+  trusted_proxies: {proxies}
 """
 
 
@@ -58,6 +59,7 @@ def site_config(
     cors: list[str] | None = None,
     limit: int = 10,
     mqtt: bool = True,
+    proxies: list[str] | None = None,
 ) -> LobbyConfig:
     key_list = (
         "["
@@ -73,6 +75,7 @@ def site_config(
         cors=cors or [],
         limit=limit,
         mqtt=str(mqtt).lower(),
+        proxies=[str(p) for p in proxies or []],
     )
     return parse_config(text, base_dir=tmp_path, environ={})
 
