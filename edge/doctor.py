@@ -20,11 +20,13 @@ import os
 import platform
 import shutil
 import socket
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
@@ -41,6 +43,7 @@ from edge.config import (
     MqttConfig,
     load_config,
 )
+from edge.device_state import DeviceState, read_state, state_path
 
 GIB = 1 << 30
 # Below these the history database (WAL) and model caches run out within weeks.
@@ -209,6 +212,10 @@ class Probes:
     disk_usage: Callable[[Path], DiskUsage] = _disk_usage
     clock_synchronized: Callable[[], bool | None] = kernel_clock_synchronized
     wall_time: Callable[[], float] = time.time
+    running_service: Callable[[Path], DeviceState | None] = field(
+        default=lambda store: _running_service(store)
+    )
+    store_write: Callable[[Path], str | None] = field(default=lambda store: _store_write(store))
 
 
 # --- platform and providers ------------------------------------------------------------------
@@ -442,11 +449,17 @@ def check_camera(camera: CameraConfig, probes: Probes) -> CheckResult:
 # --- broker ------------------------------------------------------------------------------
 
 
-def check_broker(mqtt: MqttConfig, site_id: str, probes: Probes) -> list[CheckResult]:
+def check_broker(
+    mqtt: MqttConfig, site_id: str, probes: Probes, running: DeviceState | None = None
+) -> list[CheckResult]:
     if not mqtt.enabled:
         return [ok("broker", "MQTT disabled (mqtt.enabled: false): no alerts leave the device")]
     results: list[CheckResult] = []
     where = f"{'mqtts' if mqtt.tls.enabled else 'mqtt'}://{mqtt.host}:{mqtt.port}"
+    if running is not None and running.section("broker"):
+        # The broker binds client ids to usernames: connecting with the device's account would
+        # take the running service's connection and session. Ask the service instead.
+        return [_broker_of_service(where, running.section("broker"))]
     if mqtt.username is None:
         results.append(
             warn(
@@ -540,6 +553,18 @@ def check_broker(mqtt: MqttConfig, site_id: str, probes: Probes) -> list[CheckRe
     return [*results, ok("broker", f"{where}: connected as {mqtt.username}{note}")]
 
 
+def _broker_of_service(where: str, broker: dict[str, Any]) -> CheckResult:
+    state, since, reason = broker.get("state"), broker.get("since"), broker.get("reason")
+    if state == "connected":
+        return ok("broker", f"{where}: the running service is connected (since {since})")
+    return fail(
+        "broker",
+        f"{where}: the running service is {state} since {since}: {reason}",
+        "is mosquitto running (systemctl status mosquitto)? check mqtt.host, mqtt.port and the "
+        "credentials; the service retries by itself and keeps alerts in its outbox meanwhile",
+    )
+
+
 def _mode(path: Path) -> int | None:
     try:
         return path.stat().st_mode & 0o777
@@ -556,7 +581,62 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-# --- disk and clock ----------------------------------------------------------------------
+# --- store, disk and clock --------------------------------------------------------------
+
+
+def _running_service(store: Path) -> DeviceState | None:
+    state = read_state(state_path(store), datetime.now(timezone.utc))
+    return state if state is not None and state.current else None
+
+
+def _store_write(store: Path) -> str | None:
+    """None when the store takes a real write (a probe row in meta); else why not."""
+    try:
+        db = sqlite3.connect(str(store), timeout=2.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('doctor_probe_at', ?)",
+            (datetime.now(timezone.utc).isoformat(),),
+        )
+        db.execute("COMMIT")
+        return None
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        db.close()
+
+
+def check_store(path: Path, probes: Probes, running: DeviceState | None) -> CheckResult:
+    """Whether the history store takes writes: as the running service finds (its writes are
+    the real test), or by a write of doctor's own when no service runs."""
+    fix = (
+        "free space on the store's disk (it resumes by itself; until then history is kept in "
+        "memory and lost on a restart), or check the file's owner and mode"
+    )
+    if running is not None:
+        store = running.section("store")
+        if store.get("writable", True):
+            return ok("store", f"{path}: the running service writes it")
+        kept = (
+            f"{store.get('unsaved_history_rows', 0)} history rows and "
+            f"{store.get('unsaved_alert_writes', 0)} alert writes kept in memory"
+        )
+        return fail(
+            "store",
+            f"{path}: the running service cannot write it since {store.get('since')}: "
+            f"{store.get('error')} ({kept})",
+            fix,
+        )
+    if not probes.path_exists(path):
+        return ok("store", f"no store yet at {path} (the service makes it)")
+    error = probes.store_write(path)
+    if error is None:
+        return ok("store", f"{path}: writable")
+    return fail("store", f"{path}: not writable: {error}", fix)
+
 
 
 def check_disk(path: Path, probes: Probes) -> CheckResult:
@@ -617,7 +697,9 @@ def run_checks(config: LobbyConfig, probes: Probes | None = None) -> list[CheckR
     results.append(check_providers(info, config.detector, ort_list, probes.openvino_devices()))
     results.extend(check_model(config.detector))
     results.extend(check_camera(camera, probes) for camera in config.cameras)
-    results.extend(check_broker(config.mqtt, config.site.id, probes))
+    running = probes.running_service(config.storage.path)
+    results.extend(check_broker(config.mqtt, config.site.id, probes, running))
+    results.append(check_store(config.storage.path, probes, running))
     results.append(check_disk(config.storage.path, probes))
     results.append(check_clock(probes))
     return results

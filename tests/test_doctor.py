@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from edge.config import LobbyConfig, parse_config
+from edge.device_state import DeviceState
 from edge.doctor import (
     GIB,
     BrokerProbe,
@@ -28,12 +30,14 @@ from edge.doctor import (
     check_model,
     check_platform,
     check_providers,
+    check_store,
     exit_code,
     read_platform,
     register,
     render,
     run_checks,
 )
+from edge.store import Store
 
 NOW_2026 = 1_790_000_000.0  # 2026-09-21
 
@@ -327,6 +331,7 @@ def test_all_checks_pass_on_a_healthy_device(
         "model",  # person-detection-retail-0013, fused with it
         "camera lobby",
         "broker",
+        "store",
         "disk",
         "clock",
     ]
@@ -452,3 +457,51 @@ def test_doctor_json_output_end_to_end(
     assert by_check["broker"]["status"] == "ok"
     assert by_check["model"]["status"] == "ok"
     assert real_broker.device_passwords[site] not in result.output
+
+
+def service_state(**sections: Any) -> DeviceState:
+    return DeviceState({"running": True, **sections}, datetime.now(timezone.utc), current=True)
+
+
+def test_with_the_service_running_the_broker_check_asks_it_instead_of_taking_its_session(
+    tmp_path: Path,
+) -> None:
+    # The broker binds client ids to usernames: doctor connecting as the device would knock
+    # the running service off the broker.
+    cfg = config("mqtt: {host: 127.0.0.1, username: branch-042}\n")
+
+    def never(m: Any, s: str) -> BrokerProbe:
+        raise AssertionError("must not connect while the service runs")
+
+    down = service_state(broker={"state": "disconnected", "since": "2026-12-01T10:00:00+00:00",
+                                 "reason": "connection refused"})  # fmt: skip
+    (result,) = check_broker(cfg.mqtt, cfg.site.id, Probes(mqtt=never), down)
+    assert result.status is Status.FAIL and "connection refused" in result.summary
+    up = service_state(broker={"state": "connected", "since": "2026-12-01T10:00:00+00:00"})
+    (result,) = check_broker(cfg.mqtt, cfg.site.id, Probes(mqtt=never), up)
+    assert result.status is Status.OK and "running service is connected" in result.summary
+
+
+def test_store_check_reports_a_failing_store_of_the_running_service(tmp_path: Path) -> None:
+    failing = service_state(store={"writable": False, "since": "2026-12-01T10:00:00+00:00",
+                                   "error": "database or disk is full",
+                                   "unsaved_history_rows": 12, "unsaved_alert_writes": 1})  # fmt: skip
+    result = check_store(tmp_path / "lw.db", Probes(), failing)
+    assert result.status is Status.FAIL
+    assert "database or disk is full" in result.summary and "12 history rows" in result.summary
+    fine = service_state(store={"writable": True})
+    assert check_store(tmp_path / "lw.db", Probes(), fine).status is Status.OK
+
+
+def test_store_check_writes_for_real_without_a_running_service(small_disk: Any) -> None:
+    path = small_disk.path / "lw.db"
+    assert check_store(path, Probes(), None).status is Status.OK  # none yet
+    Store(path, site_id="b1").close()
+    assert check_store(path, Probes(), None).status is Status.OK
+    store = Store(path, site_id="b1")  # holds the -wal/-shm as a running store would
+    small_disk.fill()
+    try:
+        result = check_store(path, Probes(), None)
+    finally:
+        store.close()
+    assert result.status is Status.FAIL and "full" in result.summary
