@@ -249,7 +249,9 @@ class MqttLink:
             return self._state
 
     def start(self) -> None:
-        log.info("connecting to %s as %s", self.url, self.client_id)
+        # A broker from deploy/mosquitto keys the session by the username, not this client id.
+        who = f"user {self.config.username}" if self.config.username else self.client_id
+        log.info("connecting to %s as %s", self.url, who)
         connect_persistent(self.client, self.config)
 
     def stop(self, timeout: float = 3.0, *, clean: bool = True) -> None:
