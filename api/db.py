@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.store import Store
+from edge.store import Store, probe_write
 
 log = logging.getLogger("lobbywatch.api")
 
@@ -76,32 +76,12 @@ class StoreAccess:
             return {str(key): str(value) for key, value in rows}
 
     def check_writable(self) -> str | None:
-        """None when the store takes a write; otherwise why not.
-
-        A real write (a probe row in `meta`, committed): a full disk lets a transaction begin
-        and refuses only what needs space, so anything less says a full disk is writable. A
-        lock held by the pipeline for longer than the timeout means the store is busy, which
-        is reported but is not a failure.
-        """
+        """None when the store takes a write (a real one: see edge.store.probe_write)."""
         try:
             self.store()
-            db = sqlite3.connect(str(self.path), timeout=1.0, isolation_level=None)
-        except (StoreUnavailable, sqlite3.Error) as exc:
+        except StoreUnavailable as exc:
             return str(exc)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('health_probe_at', ?)",
-                (datetime.now(timezone.utc).isoformat(),),
-            )
-            db.execute("COMMIT")
-            return None
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                return None
-            return f"store is not writable: {exc}"
-        finally:
-            db.close()
+        return probe_write(self.path, "health_probe_at", datetime.now(timezone.utc))
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -44,6 +43,7 @@ from edge.config import (
     load_config,
 )
 from edge.device_state import DeviceState, read_state, state_path
+from edge.store import probe_write
 
 GIB = 1 << 30
 # Below these the history database (WAL) and model caches run out within weeks.
@@ -215,7 +215,9 @@ class Probes:
     running_service: Callable[[Path], DeviceState | None] = field(
         default=lambda store: _running_service(store)
     )
-    store_write: Callable[[Path], str | None] = field(default=lambda store: _store_write(store))
+    store_write: Callable[[Path], str | None] = field(
+        default=lambda store: probe_write(store, "doctor_probe_at", datetime.now(timezone.utc))
+    )
 
 
 # --- platform and providers ------------------------------------------------------------------
@@ -587,26 +589,6 @@ def _is_loopback(host: str) -> bool:
 def _running_service(store: Path) -> DeviceState | None:
     state = read_state(state_path(store), datetime.now(timezone.utc))
     return state if state is not None and state.current else None
-
-
-def _store_write(store: Path) -> str | None:
-    """None when the store takes a real write (a probe row in meta); else why not."""
-    try:
-        db = sqlite3.connect(str(store), timeout=2.0, isolation_level=None)
-    except sqlite3.Error as exc:
-        return str(exc)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('doctor_probe_at', ?)",
-            (datetime.now(timezone.utc).isoformat(),),
-        )
-        db.execute("COMMIT")
-        return None
-    except sqlite3.Error as exc:
-        return str(exc)
-    finally:
-        db.close()
 
 
 def check_store(path: Path, probes: Probes, running: DeviceState | None) -> CheckResult:

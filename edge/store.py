@@ -792,6 +792,30 @@ class Store:
             return cursor.rowcount > 0
 
 
+def probe_write(path: Path, key: str, at: datetime) -> str | None:
+    """None when the store at `path` takes a real write (row `key` in meta); otherwise why not.
+
+    For a process that does not hold the store (the API, doctor): only a committed write tells,
+    since a full disk lets a transaction begin and refuses only what needs space. A lock held
+    past the timeout means the store is busy (the pipeline writing), not failing.
+    """
+    try:
+        db = sqlite3.connect(str(path), timeout=1.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _iso(at)))
+        db.execute("COMMIT")
+        return None
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None
+        return f"store is not writable: {exc}"
+    finally:
+        db.close()
+
+
 def _copy_rows(
     src: sqlite3.Connection, dst: sqlite3.Connection, table: str, merge: str | None
 ) -> None:
