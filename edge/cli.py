@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from edge.capture import CaptureError
-from edge.config import ConfigError, LobbyConfig, load_config
+from edge.config import ConfigError, LobbyConfig, read_config
 from models.cli import app as models_app
 from models.manifest import ModelError
 
@@ -32,9 +32,18 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(path: Path) -> LobbyConfig:
+def _load(path: Path, *, runnable: bool = False) -> LobbyConfig:
+    """The config, or its errors on stderr and exit 1. runnable: also refuse a config that cannot
+    run on this machine (edge/tools/preflight.py), as `run` would fail on it."""
     try:
-        return load_config(path)
+        config, source = read_config(path)
+        if runnable:
+            from edge.tools.preflight import check_runnable
+
+            problems = check_runnable(config, source)
+            if problems:
+                raise ConfigError(str(path), problems)
+        return config
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -55,9 +64,18 @@ def _setup_logging(level: str) -> None:
 @app.command("validate-config")
 def validate_config(
     file: Annotated[Path, typer.Argument(help="Config file to check")],
+    schema_only: Annotated[
+        bool,
+        typer.Option(
+            "--schema-only",
+            help="Check the file alone, not the models, files and environment variables it "
+            "needs on this machine (for a config prepared for another device).",
+        ),
+    ] = False,
 ) -> None:
-    """Check a config file; prints every error with its path and line, exits 0 or 1."""
-    config = _load(file)
+    """Check a config file and what it needs here; prints every error with its path and line,
+    exits 0 or 1."""
+    config = _load(file, runnable=not schema_only)
     zones = sum(len(c.zones) for c in config.cameras)
     typer.echo(
         f"{file}: OK (site {config.site.id}, {len(config.cameras)} camera(s), {zones} zone(s))"
@@ -69,7 +87,7 @@ def run(config: ConfigOption = Path(DEFAULT_CONFIG)) -> None:
     """Run the service: count people per zone on every camera and keep the history."""
     from edge.service import Service
 
-    cfg = _load(config)
+    cfg = _load(config, runnable=True)
     _setup_logging(cfg.logging.level)
     service = Service(cfg, config_path=config)
     service.install_signal_handlers()

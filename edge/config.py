@@ -9,14 +9,18 @@ containers and tests need not edit files.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import stat
+import types
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -25,11 +29,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from edge.capture.settings import SourceKind, classify_source
+from edge.capture.settings import SourceKind, classify_source, redact_url
 
 ENV_PREFIX = "LOBBYWATCH_"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -49,7 +55,63 @@ ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "s
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: "1e999" or .inf would make a duration endless or a threshold unreachable;
+    # no field has a use for a non-finite number.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
+        # Lax mode reads `port: true` as 1. Strict mode would refuse it, but also the strings
+        # that ${VAR} substitution produces ("8883"), so only booleans are refused here.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _bool_for_number(field.annotation, value):
+            raise ValueError("must be a number, not true/false")
+        # A NUL ("\0" in YAML) is in no name, address or path; the OS refuses it in a path.
+        if _has_nul(value):
+            raise ValueError("contains a NUL character")
+        return value
+
+
+def _bool_for_number(annotation: Any, value: Any) -> bool:
+    """Whether `value` holds a boolean, at any depth, where `annotation` wants an int or float."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _bool_for_number(args[0], value)
+    if origin in (Union, types.UnionType):
+        if isinstance(value, bool):
+            return bool not in args and any(_wants_number(a) for a in args)
+        return any(_bool_for_number(a, value) for a in args)
+    if isinstance(value, bool):
+        return _wants_number(annotation)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)) and args:
+        if origin is tuple and args[-1] is not Ellipsis:
+            return any(_bool_for_number(a, v) for a, v in zip(args, value, strict=False))
+        return any(_bool_for_number(args[0], v) for v in value)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_bool_for_number(args[1], v) for v in value.values())
+    return False
+
+
+def _has_nul(value: Any) -> bool:
+    """A NUL in a string or a list of them (a mapping is a section: it checks its own fields)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _wants_number(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation in (int, float)
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest of `choices` to a misspelt `word`, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class SiteConfig(_Strict):
@@ -116,7 +178,8 @@ class CameraConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, source: str) -> str:
-        classify_source(source)  # raises ValueError with what is wrong, credentials masked
+        if classify_source(source) is SourceKind.STREAM:  # raises ValueError, credentials masked
+            _check_stream_address(source)
         return source
 
     @model_validator(mode="after")
@@ -510,20 +573,51 @@ class LobbyConfig(_Strict):
         # Zone ids are site-wide: history, alerts and the API address a zone without its camera.
         zone_ids = [z.id for c in self.cameras for z in c.zones]
         _unique(zone_ids, "zone")
-        for rule in self.alerts.rules:
-            unknown = sorted(set(rule.zones) - set(zone_ids))
-            if unknown:
-                raise ValueError(
-                    f"alert rule {rule.id!r} watches unknown zone(s): {', '.join(unknown)}"
-                )
+        _unknown_zone_errors(self.alerts.rules, zone_ids)
         return self
 
     def camera(self, camera_id: str) -> CameraConfig:
         for camera in self.cameras:
             if camera.id == camera_id:
                 return camera
-        known = ", ".join(c.id for c in self.cameras)
-        raise KeyError(f"no camera {camera_id!r} in the config (cameras: {known})")
+        ids = [c.id for c in self.cameras]
+        raise KeyError(
+            f"no camera {camera_id!r} in the config{suggest(camera_id, ids)} "
+            f"(cameras: {', '.join(ids)})"
+        )
+
+
+def _check_stream_address(source: str) -> None:
+    """A stream URL needs a host and, if it gives one, a port in 1..65535 (urlsplit says why)."""
+    try:
+        parts = urlsplit(source.strip())
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", a malformed IPv6 address...
+        raise ValueError(f"bad stream address {redact_url(source)!r}: {exc}") from None
+    if not parts.hostname:
+        raise ValueError(f"stream address {redact_url(source)!r} has no host")
+    if port == 0:
+        raise ValueError(f"bad stream address {redact_url(source)!r}: port 0")
+
+
+def _unknown_zone_errors(rules: Sequence[AlertRuleConfig], zone_ids: list[str]) -> None:
+    """Raise one error per unknown zone in a rule, located at that item of `zones` (its line)."""
+    errors = [
+        InitErrorDetails(
+            type=PydanticCustomError(
+                "unknown_zone",
+                f"alert rule {rule.id!r} watches unknown zone {zone!r}{suggest(zone, zone_ids)}"
+                f" (zones: {', '.join(zone_ids)})",
+            ),
+            loc=("alerts", "rules", r, "zones", z),
+            input=zone,
+        )
+        for r, rule in enumerate(rules)
+        for z, zone in enumerate(rule.zones)
+        if zone not in zone_ids
+    ]
+    if errors:
+        raise ValidationError.from_exception_data("LobbyConfig", errors)
 
 
 def _unique(ids: list[str], what: str) -> None:
@@ -558,7 +652,8 @@ class ConfigIssue:
             where += f" (from environment {self.env_var})"
         elif self.line is not None:
             where += f" (line {self.line})"
-        return f"{where}: {self.message}"
+        # One line whatever the file holds: a key or value may contain a newline or escape code.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in f"{where}: {self.message}")
 
 
 class ConfigError(Exception):
@@ -571,6 +666,33 @@ class ConfigError(Exception):
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+# Bounds on what the loader accepts. A site config is a few KiB, a few thousand values and under
+# ten levels deep; these are far above that and far below what exhausts the loader (a 50 000-deep
+# list overflows the stack, nine lines of nested aliases expand to a billion values).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a loaded config came from: the file, each path's line, the paths the environment set.
+
+    Kept beside the config so checks made after loading (edge/tools/preflight.py) point at the
+    same lines as the schema's errors.
+    """
+
+    name: str
+    lines: Mapping[tuple[str, ...], int]
+    env_paths: Mapping[tuple[str, ...], str]
+
+    def issue(self, loc: Sequence[str | int], message: str) -> ConfigIssue:
+        path = tuple(str(part) for part in loc)
+        env_var = next((v for p, v in self.env_paths.items() if _overlaps(path, p)), None)
+        # A default (a section not in the file) has no line; the first line would mislead.
+        line = _nearest_line(self.lines, path) if path[:1] in self.lines or not path else None
+        return ConfigIssue(".".join(path), message, line, env_var)
+
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> LobbyConfig:
     """Read, override from the environment, and validate a config file.
@@ -579,40 +701,198 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> L
     (storage, file and sequence sources) are taken relative to the config file's directory, so a
     config works whatever directory the service starts in.
     """
+    return read_config(path, environ)[0]
+
+
+def read_config(
+    path: Path | str, environ: Mapping[str, str] | None = None
+) -> tuple[LobbyConfig, ConfigSource]:
+    """load_config, also returning where each value came from (for later checks' messages)."""
     environ = os.environ if environ is None else environ
     path = Path(path)
+    text = _read_text(path)
+    return _parse(text, source=str(path), base_dir=path.parent, environ=environ)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text. Refuses a device or pipe (reading /dev/zero never ends), a file over
+    MAX_CONFIG_BYTES and bytes that are not UTF-8, each as a ConfigError."""
+
+    def error(message: str, line: int | None = None) -> ConfigError:
+        return ConfigError(str(path), [ConfigIssue("", message, line)])
+
     try:
-        text = path.read_text(encoding="utf-8")
+        # stat before open: opening a FIFO blocks until someone writes to it.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise error("not a regular file (a device, directory or pipe is not a config)")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(
-            str(path), [ConfigIssue("", f"cannot read file: {exc.strerror}")]
-        ) from None
-    return parse_config(text, source=str(path), base_dir=path.parent, environ=environ)
+        raise error(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise error(f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a site config")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        raise error(message, line) from None
 
 
 def parse_config(
     text: str, *, source: str = "<config>", base_dir: Path = Path("."), environ: Mapping[str, str]
 ) -> LobbyConfig:
+    return _parse(text, source=source, base_dir=base_dir, environ=environ)[0]
+
+
+def _parse(
+    text: str, *, source: str, base_dir: Path, environ: Mapping[str, str]
+) -> tuple[LobbyConfig, ConfigSource]:
+    if len(text) > MAX_CONFIG_BYTES:
+        limit = f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a site config"
+        raise ConfigError(source, [ConfigIssue("", limit)])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _load_yaml(text)
+    except _YamlLimitError as exc:
+        raise ConfigError(source, [ConfigIssue(exc.path, exc.message, exc.line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError(source, [ConfigIssue("", f"not valid YAML: {exc}", line)]) from None
+        issue = ConfigIssue("", f"not valid YAML: {_one_line(exc)}", line)
+        raise ConfigError(source, [issue]) from None
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigIssue("", "the file must be a YAML mapping of sections")])
     lines = _line_index(node)
     issues: list[ConfigIssue] = []
     data = _expand_env_refs(data, environ, issues)
     env_paths = _apply_env_overrides(data, environ, issues)
+    located = ConfigSource(source, lines, env_paths)
     if issues:
         raise ConfigError(source, issues)
     try:
         config = LobbyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _issues_from(exc, lines, env_paths)) from None
-    return _resolve_paths(config, base_dir)
+        raise ConfigError(source, _issues_from(exc, located)) from None
+    return _resolve_paths(config, base_dir), located
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for lines) and its data, within MAX_DEPTH and MAX_NODES."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        # The constructor turns some scalars into values and can fail with a plain ValueError
+        # (a date such as 2026-02-30, an integer of more than 4300 digits).
+        try:
+            data = loader.construct_document(node) if node is not None else None
+        except (ValueError, OverflowError) as exc:
+            raise yaml.YAMLError(str(exc)) from None
+        return node, data
+    finally:
+        loader.dispose()
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """A YAML error without PyYAML's quoted source lines and carets, on one line."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        text = " ".join(part for part in (exc.context, exc.problem) if part)
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+class _YamlLimitError(yaml.YAMLError):
+    """A document the loader refuses although it may be well-formed YAML."""
+
+    def __init__(self, path: Sequence[str], message: str, mark: Any) -> None:
+        self.path = ".".join(path[:8]) + (f"... ({len(path)} levels)" if len(path) > 8 else "")
+        self.message = message
+        self.line: int | None = mark.line + 1 if mark is not None else None
+        super().__init__(message)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses, while composing and before anything is expanded: nesting deeper
+    than MAX_DEPTH, more than MAX_NODES values counting every alias expansion (billion laughs),
+    an alias inside its own anchor (a cycle), and a key given twice in a mapping (YAML says
+    keys are unique; PyYAML silently keeps the last).
+
+    Aliases stay allowed (`<<: *defaults` is a fair way to share settings between cameras)
+    because what they can cost is bounded here.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0  # values so far, each alias counted as the size of what it expands to
+        self._path: list[str] = []  # key or index of each node being composed, root first
+        self._anchors: list[str | None] = []  # anchor of each node being composed
+        self._heights: list[int] = []  # height so far of each node being composed
+        self._extent: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        path = [*self._path, _segment(parent, index)] if parent is not None else []
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._anchors:
+                raise _YamlLimitError(
+                    path, f"alias *{event.anchor} refers to itself (a cycle)", event.start_mark
+                )
+            # An undefined alias is left to the composer, which reports it.
+            nodes, height = self._extent.get(event.anchor or "", (1, 1))
+            self._count(path, nodes, len(self._anchors) + height, event.start_mark)
+            self._grow(height)
+            return super().compose_node(parent, index)
+        self._count(path, 1, len(self._anchors) + 1, event.start_mark)
+        before = self._nodes
+        self._path, outer_path = path, self._path
+        self._anchors.append(getattr(event, "anchor", None))
+        self._heights.append(0)
+        node = super().compose_node(parent, index)
+        anchor, height = self._anchors.pop(), self._heights.pop() + 1
+        self._path = outer_path
+        if anchor is not None:
+            self._extent[anchor] = (self._nodes - before + 1, height)
+        self._grow(height)
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, path)
+        return node
+
+    def _count(self, path: list[str], nodes: int, depth: int, mark: Any) -> None:
+        self._nodes += nodes
+        if depth > MAX_DEPTH:
+            raise _YamlLimitError(path, f"nested deeper than {MAX_DEPTH} levels", mark)
+        if self._nodes > MAX_NODES:
+            raise _YamlLimitError(
+                path, f"more than {MAX_NODES} values once aliases are expanded", mark
+            )
+
+    def _grow(self, child_height: int) -> None:
+        if self._heights:
+            self._heights[-1] = max(self._heights[-1], child_height)
+
+
+def _segment(parent: yaml.Node, index: Any) -> str:
+    """How a child of `parent` appears in a dotted path: its key, its index, or '<key>'."""
+    if isinstance(index, yaml.ScalarNode):
+        return str(index.value)
+    if isinstance(index, int) and isinstance(parent, yaml.SequenceNode):
+        return str(index)
+    return "<key>"
+
+
+def _check_unique_keys(node: yaml.MappingNode, path: list[str]) -> None:
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        name = (key.tag, key.value)
+        if name in first:
+            raise _YamlLimitError(
+                [*path, str(key.value)],
+                f"duplicate key (first on line {first[name]}; YAML keys must be unique)",
+                key.start_mark,
+            )
+        first[name] = key.start_mark.line + 1
 
 
 def _line_index(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
@@ -667,9 +947,9 @@ def _apply_env_overrides(
             continue  # LOBBYWATCH_MODELS, LOBBYWATCH_CONFIG... are settings, not overrides
         keys = [k.lower() for k in var[len(ENV_PREFIX) :].split("__")]
         try:
-            value = yaml.safe_load(environ[var]) if environ[var] != "" else ""
+            value = _load_yaml(environ[var])[1] if environ[var] != "" else ""
         except yaml.YAMLError:
-            value = environ[var]
+            value = environ[var]  # not YAML (or over the bounds): validated as the string it is
         try:
             path = _set_path(data, keys, value)
         except LookupError as exc:
@@ -702,26 +982,46 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> tuple[str, .
     return tuple(path)
 
 
+def env_spelling(item_id: str) -> str:
+    """How an id is written in a variable name: `-` and `.` as `_` (a shell name has neither).
+
+    `waiting-full` -> `waiting_full`, so LOBBYWATCH_ALERTS__RULES__WAITING_FULL__RAISE_AT.
+    """
+    return re.sub(r"[-.]", "_", item_id.lower())
+
+
 def _list_index(items: list[Any], key: str) -> int:
+    """The list item a variable's key names: an index, or an id (see env_spelling).
+
+    A key with `-` or `.` (possible with `env`, not with a shell) must match an id exactly; any
+    other key matches the ids whose env_spelling it is. Two matches are an error, never a guess.
+    """
     if key.isdigit() and int(key) < len(items):
         return int(key)
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and str(item.get("id", "")).lower() == key:
-            return i
-    raise LookupError(f"no list item with index or id {key!r}")
+    ids = [str(item.get("id", "")) if isinstance(item, dict) else "" for item in items]
+    literal = "-" in key or "." in key
+    found = [i for i, v in enumerate(ids) if (v.lower() if literal else env_spelling(v)) == key]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise LookupError(
+            f"{key!r} matches the ids {', '.join(ids[i] for i in found)}: "
+            f"address the item by index (0..{len(items) - 1})"
+        )
+    spelled = [env_spelling(v).upper() for v in ids if v]
+    raise LookupError(
+        f"no list item with index or id {key!r}{suggest(key.upper(), spelled)}"
+        f" (ids as written in a variable: {', '.join(spelled) or 'none'})"
+    )
 
 
-def _issues_from(
-    exc: ValidationError, lines: dict[tuple[str, ...], int], env_paths: dict[tuple[str, ...], str]
-) -> list[ConfigIssue]:
+def _issues_from(exc: ValidationError, source: ConfigSource) -> list[ConfigIssue]:
     issues = []
     for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see the documented config)"
-        env_var = next((v for p, v in env_paths.items() if _overlaps(loc, p)), None)
-        issues.append(ConfigIssue(".".join(loc), message, _nearest_line(lines, loc), env_var))
+        issues.append(source.issue(error["loc"], message))
     return issues
 
 
@@ -730,7 +1030,7 @@ def _overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a[:n] == b[:n]
 
 
-def _nearest_line(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+def _nearest_line(lines: Mapping[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
     for cut in range(len(loc), -1, -1):
         if loc[:cut] in lines:
             return lines[loc[:cut]]

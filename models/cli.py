@@ -21,6 +21,7 @@ from models.store import (
     default_dest_dir,
     exported_models,
     resolve_model,
+    search_dirs,
     verify,
 )
 
@@ -105,24 +106,45 @@ def fetch(
 def verify_models(
     name: Annotated[
         str | None,
-        typer.Argument(help="Model name or file; default: every model that is present."),
+        typer.Argument(help="Model name or file; default: the models the config needs."),
     ] = None,
     models_dir: ModelsDir = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Site config: verify the models it uses (detector.model and the fused ones). "
+            "Without it and without NAME, every model in the manifest is needed.",
+        ),
+    ] = None,
 ) -> None:
-    """Check the sha256 of present model files; exit 1 if any differs or NAME is missing."""
+    """Check the sha256 of model files; exit 1 if a needed model is missing or any file differs.
+
+    Exported models that are present are verified too, but are never needed.
+    """
     failed = False
     with _user_errors():
         manifest = load_manifest()
-        names = [name] if name is not None else manifest.names
+        if name is not None:
+            needed = [name]
+        elif config is not None:
+            needed = _config_models(config)
+        else:
+            needed = list(manifest.names)
+        names = list(dict.fromkeys(needed))
         if name is None:
-            names += [e.name for _, e in exported_models(models_dir)]
+            names += [e.name for _, e in exported_models(models_dir) if e.name not in names]
         for each in names:
             try:
                 resolved = resolve_model(each, models_dir=models_dir, manifest=manifest)
             except ModelNotFoundError:
                 if name is not None:
                     raise
-                typer.echo(f"{each}: not present")
+                dirs = ", ".join(str(d) for d in search_dirs(models_dir))
+                typer.echo(f"{each}: MISSING")
+                typer.echo(f"error: {each} not found in {dirs}", err=True)
+                failed = failed or each in needed
                 continue
             problems = verify(resolved)
             for problem in problems:
@@ -134,6 +156,18 @@ def verify_models(
             typer.echo(f"{resolved.name}: {status} ({resolved.path})")
     if failed:
         raise typer.Exit(1)
+
+
+def _config_models(path: Path) -> list[str]:
+    """The models a site config runs: the main detector's, then the fused ones."""
+    from edge.config import ConfigError, load_config  # edge imports this module: import late
+
+    try:
+        detector = load_config(path).detector
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    return [detector.model, *(m.model for m in detector.fusion.models)]
 
 
 @app.command()

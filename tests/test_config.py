@@ -196,7 +196,8 @@ def test_env_references_in_strings_expand_with_defaults():
     assert any("CAM_URL is not set" in e for e in errors_of(missing))
 
 
-def test_validate_config_command_exit_codes(tmp_path):
+def test_validate_config_command_exit_codes(tmp_path, models_dir, monkeypatch):
+    monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))  # it also checks the models
     runner = CliRunner()
     good = tmp_path / "good.yaml"
     good.write_text(BASE)

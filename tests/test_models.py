@@ -551,12 +551,15 @@ def test_cli_list_shows_every_model_licence_and_location(models_env: Path) -> No
 def test_cli_verify_and_path_on_a_good_file(models_env: Path) -> None:
     target = _link_real_yolox(models_env)
 
-    verified = runner.invoke(app, ["verify"])
+    verified = runner.invoke(app, ["verify", "yolox_nano"])
+    everything = runner.invoke(app, ["verify"])  # every manifest model is needed without --config
     located = runner.invoke(app, ["path", "yolox_nano"])
 
     assert verified.exit_code == 0, verified.output
     assert "yolox_nano: ok" in verified.stdout
-    assert "yolov8n_int8_dynamic: not present" in verified.stdout
+    assert everything.exit_code == 1
+    assert "yolox_nano: ok" in everything.stdout
+    assert "yolov8n_int8_dynamic: MISSING" in everything.stdout
     assert located.exit_code == 0
     assert located.stdout.strip() == str(target)
 
