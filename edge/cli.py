@@ -13,6 +13,7 @@ import typer
 
 from edge.capture import CaptureError
 from edge.config import ConfigError, LobbyConfig, read_config
+from edge.logsafe import SafeFormatter
 from models.cli import app as models_app
 from models.manifest import ModelError
 
@@ -54,11 +55,10 @@ USER_ERRORS = (CaptureError, ModelError, KeyError, FileNotFoundError, ValueError
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Escaped: text from the broker (an ack's name, an alert id) must not forge log lines.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 @app.command("validate-config")

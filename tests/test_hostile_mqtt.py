@@ -171,3 +171,16 @@ def test_acks_from_the_broker_cannot_forge_flood_or_bloat_the_log(rig, broker, c
         assert "\n" not in text and len(text) < 1500
         assert "hacked" not in text or "\\n" in text
     assert datetime.now(timezone.utc) > rig.store.alert(alert["alert_id"]).raised_at
+
+
+def test_the_command_line_log_escapes_every_line():
+    import subprocess
+    import sys
+
+    code = (
+        "from edge.cli import _setup_logging; import logging; _setup_logging('INFO'); "
+        "logging.getLogger('lobbywatch.alerts').warning('ack by %s', 'mgr\\nFORGED INFO line')"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("ack by mgr\\nFORGED INFO line")
