@@ -165,10 +165,16 @@ def make_client(config: MqttConfig, client_id: str) -> Client:
         min_delay=max(1, round(config.reconnect_min_s)), max_delay=round(config.reconnect_max_s)
     )
     # A bug in a callback must not end paho's network thread (and with it every alert): paho
-    # then logs it (as ERROR, through this logger) and goes on.
+    # then reports it through on_log and goes on. Only that is logged: paho's other errors
+    # ("Client is not connected" on every retry) repeat what the link says once, with a reason.
     client.suppress_exceptions = True
-    client.enable_logger(logging.getLogger("lobbywatch.mqtt.paho"))
+    client.on_log = _paho_log
     return client
+
+
+def _paho_log(_client: mqtt.Client, _userdata: Any, _level: int, text: str) -> None:
+    if text.startswith("Caught exception"):
+        log.error("paho: %s", text)
 
 
 def connect_persistent(client: mqtt.Client, config: MqttConfig) -> None:

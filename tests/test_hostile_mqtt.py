@@ -184,3 +184,26 @@ def test_the_command_line_log_escapes_every_line():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("ack by mgr\\nFORGED INFO line")
+
+
+def test_a_failing_callback_is_logged_and_does_not_end_the_network_thread(broker, caplog):
+    from edge.config import MqttConfig
+    from edge.mqtt import make_client
+
+    client = make_client(MqttConfig(host="127.0.0.1", port=broker.port), "probe")
+    calls = []
+
+    def broken(*_args):
+        calls.append(1)
+        raise RuntimeError("bug in a callback")
+
+    client.on_connect = broken
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        wait_for(lambda: calls, what="callback called")
+        wait_for(lambda: "Caught exception in on_connect" in caplog.text, what="logged")
+        assert client._thread is not None and client._thread.is_alive()
+    finally:
+        client.disconnect()
+        client.loop_stop()
