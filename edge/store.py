@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edge.types import CameraStatus, ZoneReading
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lobbywatch.store")
 
 SCHEMA_VERSION = 3
 
