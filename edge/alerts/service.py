@@ -174,10 +174,13 @@ class AlertService:
     def _measure_effects(self) -> None:
         now = self._wall()
         for alert in self.store.effects_due(now):
+            key = f"effect:{alert.alert_id}"
+            if self.spool.waiting(key):
+                continue  # measured already; the store has not taken it yet
             count = self.board.total(alert.zones)
             self.spool.write(
                 functools.partial(Store.record_effect, alert_id=alert.alert_id, count=count, at=now),
-                key=f"effect:{alert.alert_id}",
+                key=key,
             )
             log.info(
                 "alert %s: %s people %d s after the pass (were %s at ack)",

@@ -50,8 +50,7 @@ class WriteSpool:
     ) -> bool:
         """Make the write now if nothing waits before it and the store takes it; else keep it.
         True when it is in the store. `record` is the alert the write creates (so it can be
-        looked up before it is stored); `key` makes a repeated write of the same thing a no-op
-        while one is waiting."""
+        looked up before it is stored); `key` names the write for `waiting`."""
         with self._lock:
             if not self._pending:
                 try:
@@ -60,8 +59,6 @@ class WriteSpool:
                 except StoreWriteError as exc:
                     log.error("alert writes kept in memory until the store takes writes again "
                               "(%s); their messages are published meanwhile", exc)  # fmt: skip
-            elif key is not None and any(p.key == key for p in self._pending):
-                return False
             self._pending.append(_Pending(write, tuple(messages), record, key))
             if len(self._pending) > self._limit:
                 del self._pending[0]
@@ -82,6 +79,11 @@ class WriteSpool:
             if written and not self._pending:
                 log.warning("the %d alert writes kept in memory are in the store", written)
             return len(self._pending)
+
+    def waiting(self, key: str) -> bool:
+        """Whether a write made with this key waits here."""
+        with self._lock:
+            return any(p.key == key for p in self._pending)
 
     def __len__(self) -> int:
         with self._lock:
