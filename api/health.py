@@ -6,7 +6,7 @@ not decide readiness: occupancy and history work without it. Liveness is the pro
 
 What only the running pipeline knows (whether its writes succeed, the broker's state and why,
 the outbox backlog, what it keeps in memory, its API child) comes from its state file
-(edge/device_state.py), which a full disk does not stop. Without a running pipeline the API
+(edge/runtime/device_state.py), which a full disk does not stop. Without a running pipeline the API
 tries a real write of its own: a check that writes nothing says a full disk is writable.
 """
 
@@ -27,7 +27,7 @@ from api.schemas import (
     HealthOut,
 )
 from edge.config import LobbyConfig
-from edge.device_state import DeviceState, read_state, state_path
+from edge.runtime.device_state import DeviceState, read_state, state_path
 
 #: Below either, the disk is "nearly full": history writes would soon fail.
 MIN_FREE_BYTES = 200 * 1024 * 1024

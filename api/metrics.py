@@ -21,7 +21,7 @@ from api.db import StoreAccess
 from api.live import camera_states, zone_states
 from api.schemas import AlertStatus
 from edge.config import LobbyConfig
-from edge.device_state import read_state, state_path
+from edge.runtime.device_state import read_state, state_path
 from edge.store import ALERT_STATUS_SQL
 
 CAMERA_STATES = ("online", "stale", "offline", "unknown")

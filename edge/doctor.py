@@ -42,7 +42,7 @@ from edge.config import (
     MqttConfig,
     load_config,
 )
-from edge.device_state import DeviceState, read_state, state_path
+from edge.runtime.device_state import DeviceState, read_state, state_path
 from edge.store import probe_write
 
 GIB = 1 << 30

@@ -28,10 +28,10 @@ from edge.capture import Camera, CaptureSettings
 from edge.child import ChildProcess, ChildState
 from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
-from edge.device_state import StateFile, state_path
 from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, build_detector
+from edge.runtime.device_state import StateFile, state_path
 from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
 from edge.types import CameraStatus, ZoneReading
 
@@ -385,7 +385,7 @@ class Service:
         )
 
     def snapshot(self, store: Store, notifier: Notifier, *, running: bool = True) -> dict[str, Any]:
-        """The device state file's content (edge/device_state.py): what only this process
+        """The device state file's content (edge/runtime/device_state.py): what only this process
         knows, for the API's health and metrics and for doctor."""
         condition = store.condition
         delivery = notifier.status()

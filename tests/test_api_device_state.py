@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from edge.device_state import SIZE, StateFile, read_state, state_path
+from edge.runtime.device_state import SIZE, StateFile, read_state, state_path
 from tests.test_api_support import T0, Clock, auth, client_for, site_config, write_live
 
 NOW = T0 + timedelta(hours=10)

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from edge.config import load_config
-from edge.device_state import read_state, state_path
 from edge.handheld import Handheld
+from edge.runtime.device_state import read_state, state_path
 from tests.mqtt_broker import Broker, free_port
 from tests.processes import Device
 from tests.test_full_disk import CONFIG, SITE

@@ -15,7 +15,6 @@ import typer
 from typer.testing import CliRunner
 
 from edge.config import LobbyConfig, parse_config
-from edge.device_state import DeviceState
 from edge.doctor import (
     GIB,
     BrokerProbe,
@@ -37,6 +36,7 @@ from edge.doctor import (
     render,
     run_checks,
 )
+from edge.runtime.device_state import DeviceState
 from edge.store import Store
 
 NOW_2026 = 1_790_000_000.0  # 2026-09-21

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from edge.config import load_config
-from edge.device_state import read_state, state_path
 from edge.handheld import Handheld
+from edge.runtime.device_state import read_state, state_path
 from edge.store import RECOVERY_S, CameraLive, HistoryRow, Store, StoreWriteError
 from edge.types import CameraStatus
 from tests.mqtt_broker import Broker
