@@ -152,6 +152,97 @@ class IgnoreMaskConfig(_Strict):
     reason: str = Field("", description="Why, e.g. 'mannequins in the shop window'")
 
 
+class PerspectiveConfig(_Strict):
+    """Person-box plausibility from the camera's own perspective (edge/counting/perspective.py).
+
+    Defaults follow from the detectors and from people, not from any scene: see Plausibility.
+    """
+
+    enabled: bool = Field(True, description="Drop boxes of implausible size or shape for a person")
+    min_height: float = Field(
+        0.035, gt=0, lt=0.5, description="Shortest person box, as a fraction of the frame height"
+    )
+    min_aspect: float = Field(0.1, gt=0, lt=1, description="Thinnest person box, width / height")
+    max_aspect: float = Field(1.5, gt=0.5, le=10, description="Widest person box, width / height")
+    min_height_ratio: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Shortest box, as a fraction of the learned person height there",
+    )
+    max_height_ratio: float = Field(
+        2.0,
+        gt=1,
+        le=20,
+        description="Tallest box, as a multiple of the learned person height there",
+    )
+    learn_confidence: float = Field(
+        0.6, ge=0, le=1, description="Score at or above which a box teaches the person height"
+    )
+    min_samples: int = Field(
+        200, ge=10, le=100_000, description="Distinct confident boxes before the height is used"
+    )
+    max_samples: int = Field(
+        2000, ge=10, le=100_000, description="Most recent distinct boxes the height is fitted on"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PerspectiveConfig:
+        if self.min_aspect >= self.max_aspect:
+            raise ValueError("min_aspect must be less than max_aspect")
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must not exceed max_samples")
+        return self
+
+
+class OverlayConfig(_Strict):
+    """Burnt-in clock, camera name and logo found and masked (edge/counting/overlays.py)."""
+
+    enabled: bool = Field(True, description="Find text overlays and drop boxes lying on them")
+    band: float = Field(
+        0.15,
+        gt=0,
+        le=0.5,
+        description="Height searched along the top and bottom, fraction of frame",
+    )
+    bright: int = Field(180, ge=1, le=255, description="Least brightness of a text stroke, 0-255")
+    contrast: int = Field(
+        100, ge=1, le=255, description="How much darker its outline is within 2 px, 0-255"
+    )
+    persistence: float = Field(
+        0.7, gt=0, le=1, description="Fraction of recent frames a spot must show text"
+    )
+    window_frames: int = Field(
+        200, ge=1, le=100_000, description="Processed frames the persistence averages over"
+    )
+    min_frames: int = Field(10, ge=1, le=10_000, description="Processed frames before any mask")
+    max_text_height: float = Field(
+        0.07, gt=0, le=0.5, description="Tallest line of text, as a fraction of the frame height"
+    )
+    cover: float = Field(
+        0.5, gt=0, le=1, description="Fraction of a box on an overlay that drops the box"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> OverlayConfig:
+        if self.max_text_height > self.band:
+            raise ValueError("max_text_height must not exceed band")
+        if self.contrast > self.bright:
+            raise ValueError("contrast must not exceed bright")
+        return self
+
+
+class SceneConfig(_Strict):
+    """What the pipeline learns about one camera's view; kept in perspective-<camera>.json
+    beside the database."""
+
+    perspective: PerspectiveConfig = Field(default_factory=PerspectiveConfig)
+    overlays: OverlayConfig = Field(default_factory=OverlayConfig)
+    save_every_s: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds between saves of what was learned"
+    )
+
+
 class CameraConfig(_Strict):
     id: Id
     name: str = ""
@@ -173,6 +264,9 @@ class CameraConfig(_Strict):
     ignore: list[IgnoreMaskConfig] = Field(default_factory=list)
     calibration: Path | None = Field(
         None, description="Per-zone count correction written by `lobbywatch calibrate`"
+    )
+    scene: SceneConfig = Field(
+        default_factory=SceneConfig, description="Box plausibility and text overlays, learned"
     )
 
     @field_validator("source")

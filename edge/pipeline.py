@@ -1,7 +1,8 @@
 """One camera's path from frame to zone occupancy: detect, place in zones, smooth.
 
 No threads, files or clocks here: the service and the offline replay drive it, each with the
-time base that fits (monotonic seconds live, source time in a replay).
+time base that fits (monotonic seconds live, source time in a replay). What it learns of the
+camera's scene goes to a SceneFile the caller hands in (none in a replay: it learns afresh).
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ from pathlib import Path
 
 from edge import calibration
 from edge.calibration import ZoneCalibration
-from edge.config import CameraConfig, DetectorConfig, FusionModelConfig, OccupancyConfig
+from edge.config import (
+    CameraConfig,
+    DetectorConfig,
+    FusionModelConfig,
+    OccupancyConfig,
+    SceneConfig,
+)
+from edge.counting.overlays import OverlaySettings
+from edge.counting.perspective import Plausibility
+from edge.counting.scene import Scene
 from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
 from edge.detect.fusion import FusedDetector
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
+from edge.storage.scene_file import SceneFile
 from edge.types import Detections, Frame
 from edge.zones import Zone, assign_zones, snap_to_border, tally
 from models.store import resolve_model
@@ -39,6 +50,37 @@ class FrameResult:
     detections: Detections
     zone_of: tuple[str | None, ...]  # the zone each detection counts in, None for none
     inference_s: float
+    dropped: int = 0  # boxes the scene ruled out: no person's size or shape there, or on text
+
+
+def build_scene(config: SceneConfig) -> Scene:
+    p, o = config.perspective, config.overlays
+    return Scene(
+        Plausibility(
+            min_height=p.min_height,
+            min_aspect=p.min_aspect,
+            max_aspect=p.max_aspect,
+            min_height_ratio=p.min_height_ratio,
+            max_height_ratio=p.max_height_ratio,
+            learn_confidence=p.learn_confidence,
+            min_samples=p.min_samples,
+            max_samples=p.max_samples,
+        )
+        if p.enabled
+        else None,
+        OverlaySettings(
+            band=o.band,
+            bright=o.bright,
+            contrast=o.contrast,
+            persistence=o.persistence,
+            window_frames=o.window_frames,
+            min_frames=o.min_frames,
+            max_text_height=o.max_text_height,
+            cover=o.cover,
+        )
+        if o.enabled
+        else None,
+    )
 
 
 class CameraPipeline:
@@ -48,6 +90,7 @@ class CameraPipeline:
         detector: Detector,
         occupancy: OccupancyConfig,
         calibrations: Mapping[str, ZoneCalibration] | None = None,
+        scene_file: SceneFile | None = None,
     ) -> None:
         self.camera_id = camera.id
         self.detector = detector
@@ -64,6 +107,13 @@ class CameraPipeline:
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
+        self.scene = build_scene(camera.scene)
+        self._scene_file = scene_file if self.scene.enabled else None
+        self._scene_every_s = camera.scene.save_every_s
+        self._scene_saved_at: float | None = None
+        state = self._scene_file.load() if self._scene_file else None
+        if state is not None:
+            self.scene.load(state)
 
     @property
     def holds_people(self) -> bool:
@@ -79,6 +129,13 @@ class CameraPipeline:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         inference_s = time.perf_counter() - started
+        dropped = 0
+        if self.scene.enabled:
+            keep = self.scene.update(frame.image, detections)
+            dropped = int(len(keep) - keep.sum())
+            if dropped:
+                detections = detections[keep]
+            self._maybe_save_scene(now)
         anchors = detections.anchors(frame.width, frame.height)
         zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
         detected = tally(zone_of, self.zone_ids)
@@ -88,8 +145,40 @@ class CameraPipeline:
         raw = {z: self.calibrations[z].apply(n) for z, n in present.items()}
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
         return FrameResult(
-            self.camera_id, frame.index, raw, detected, occupancy, detections, zone_of, inference_s
+            self.camera_id,
+            frame.index,
+            raw,
+            detected,
+            occupancy,
+            detections,
+            zone_of,
+            inference_s,
+            dropped,
         )
+
+    def _maybe_save_scene(self, now: float) -> None:
+        if self._scene_file is None:
+            return
+        if self._scene_saved_at is None:
+            self._scene_saved_at = now
+        elif now - self._scene_saved_at >= self._scene_every_s:
+            self.save_scene()
+            self._scene_saved_at = now
+
+    def save_scene(self) -> None:
+        """Keep what was learned of the scene now (also called at shutdown)."""
+        if self._scene_file is not None:
+            self._scene_file.save(self.scene.to_dict())
+
+    def reset_scene(self) -> None:
+        """Forget the learned scene, here and on disk (the camera was moved or re-aimed)."""
+        self.scene.reset()
+        if self._scene_file is not None:
+            self._scene_file.remove()
+
+    def describe_scene(self) -> str:
+        """What was learned, for the status line and doctor."""
+        return f"camera {self.camera_id}: {self.scene.describe()}"
 
     def mark_unknown(self) -> None:
         """The camera is not online: forget the window so stale counts are never reported."""
