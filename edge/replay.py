@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
-from edge.calibration import ZoneCalibration, fit_zone
+import numpy as np
+
+from edge.calibration import (
+    CalibrationFrame,
+    HeadPoints,
+    ZoneCalibration,
+    fit_camera,
+    head_units,
+    heads_per_zone,
+)
 from edge.capture import Camera, decimation_stride
+from edge.capture.sources import first_sequence_number
 from edge.config import LobbyConfig
 from edge.detect import Detector
 from edge.pipeline import CameraPipeline, FrameResult, build_detector
@@ -132,14 +144,45 @@ def read_hand_counts(path: Path) -> dict[int, dict[str, float]]:
     return counts
 
 
+def frame_indices(keys: Iterable[str], source: str) -> dict[str, int]:
+    """Source frame index (0-based) of each labelled frame key: a number, or a file name of the
+    image sequence `source` (cam1_000001.jpg of "frames/cam1_%06d.jpg" is its first frame when
+    numbering starts at 1)."""
+    pattern = re.fullmatch(r"(.*?)%0?(\d*)d(.*)", os.path.basename(source))
+    first = first_sequence_number(source) if pattern and "%" in source else None
+    result = {}
+    for key in keys:
+        if key.isdigit():
+            result[key] = int(key)
+            continue
+        match = pattern and re.fullmatch(
+            re.escape(pattern[1]) + r"(\d+)" + re.escape(pattern[3]), os.path.basename(key)
+        )
+        if not match or first is None:
+            raise ValueError(
+                f"frame {key!r}: neither a frame number nor a file of the image sequence {source!r}"
+            )
+        result[key] = int(match[1]) - first
+    return result
+
+
 def calibrate_camera(
     config: LobbyConfig,
-    hand_counts: dict[int, dict[str, float]],
+    hand_counts: dict[int, dict[str, float]] | None = None,
     camera_id: str | None = None,
     *,
+    heads: Mapping[str, HeadPoints] | None = None,
+    source: str | None = None,
+    stills: bool = False,
+    metric: Literal["mae", "mape"] = "mae",
     detector: Detector | None = None,
 ) -> dict[str, ZoneCalibration]:
-    """Fit each zone's correction to the hand-counted frames of one camera's source.
+    """Choose each zone's correction on the labelled frames of one camera's source.
+
+    Labels are per-zone hand counts, or hand-clicked head points (preferred: they are counted in
+    each zone here, and kept with the frame for fits that need them, see CalibrationFrame).
+    source: read these frames instead of the camera's (the JPEGs `lobbywatch snapshot` wrote).
+    stills: the frames are unrelated (snapshots seconds apart, a data set): no presence hold.
 
     Every frame is read (skipping nothing, so frame numbers mean the same as in `count`). The
     correction applies to the per-frame count with people held through misses, which needs the
@@ -148,7 +191,19 @@ def calibrate_camera(
     otherwise only the counted ones.
     """
     camera_config = config.camera(camera_id) if camera_id else config.cameras[0]
+    if source is not None:
+        camera_config = camera_config.model_copy(update={"source": source})
+    if (hand_counts is None) == (heads is None):
+        raise ValueError("give hand counts or head points, one of them")
     zone_ids = {z.id for z in camera_config.zones}
+    head_frames: dict[int, HeadPoints] = {}
+    units = "pixels"
+    if heads is not None:
+        indices = frame_indices(heads, camera_config.source)
+        head_frames = {indices[k]: h for k, h in heads.items()}
+        units = head_units(heads)
+        hand_counts = {i: {} for i in head_frames}
+    assert hand_counts is not None
     unknown = {z for per_frame in hand_counts.values() for z in per_frame} - zone_ids
     if unknown:
         raise ValueError(
@@ -158,16 +213,15 @@ def calibrate_camera(
         update={"fps": 240.0, "source_fps": camera_config.source_fps or 240.0}
     )
     camera = Camera(capture_settings(every_frame, realtime=False, loop=False))
+    occupancy = config.occupancy.model_copy(update={"hold_frames": 0}) if stills else None
     pipeline = CameraPipeline(
         camera_config,
         detector or build_detector(config.detector),
-        config.occupancy,
+        occupancy or config.occupancy,
         calibrations={},
     )
-    detected: dict[str, list[int]] = {z: [] for z in zone_ids}
-    truth: dict[str, list[float]] = {z: [] for z in zone_ids}
+    labelled: list[CalibrationFrame] = []
     last = max(hand_counts)
-    seen: set[int] = set()
     hold = pipeline.holds_people
     stride = 0
     for frame in camera.iter_frames():
@@ -176,14 +230,24 @@ def calibrate_camera(
         if frame.index in hand_counts or (hold and frame.index % stride == 0):
             result = pipeline.process(frame, _source_time(frame, camera))
         if frame.index in hand_counts:
-            seen.add(frame.index)
-            for zone, count in hand_counts[frame.index].items():
-                detected[zone].append(result.raw[zone])  # uncalibrated here: calibrations={}
-                truth[zone].append(count)
+            # uncalibrated here: calibrations={}
+            truth, xy = dict(hand_counts[frame.index]), None
+            if frame.index in head_frames:
+                height, width = frame.image.shape[:2]
+                xy = head_frames[frame.index].xy
+                if units == "pixels":
+                    xy = xy / np.array([width, height], dtype=np.float64)
+                truth = {
+                    z: float(n)
+                    for z, n in heads_per_zone(xy, pipeline.zones, pipeline.ignore).items()
+                }
+            labelled.append(
+                CalibrationFrame(frame.index, dict(result.raw), truth, result.detections, xy)
+            )
         if frame.index >= last:
             camera.stop()
             break
-    missing = sorted(set(hand_counts) - seen)
+    missing = sorted(set(hand_counts) - {f.index for f in labelled})
     if missing:
         raise ValueError(f"frames not in the source: {missing[:10]}")
-    return {z: fit_zone(detected[z], truth[z]) for z in zone_ids if detected[z]}
+    return fit_camera(labelled, metric=metric)
