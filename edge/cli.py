@@ -129,34 +129,122 @@ def count(
 
 @app.command()
 def calibrate(
-    counts: Annotated[
-        Path,
-        typer.Option(help="CSV of hand counts: frame,zone,count (frame: 0-based in the source)"),
-    ],
     out: Annotated[
         Path, typer.Option(help="Calibration file to write (set cameras[].calibration to it)")
     ],
+    counts: Annotated[
+        Path | None,
+        typer.Option(help="CSV of hand counts: frame,zone,count (frame: 0-based in the source)"),
+    ] = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON of hand-clicked heads (preferred): {frame: {count, heads_xy: [[x, y]..]}},"
+            " frame a 0-based number or an image file name, x/y pixels or 0-1; counted per zone"
+        ),
+    ] = None,
     config: ConfigOption = Path(DEFAULT_CONFIG),
     camera: Annotated[str | None, typer.Option(help="Camera id (default: the first)")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Read these frames instead of the camera's, e.g. DIR/lobby_%06d.jpg"),
+    ] = None,
+    stills: Annotated[
+        bool,
+        typer.Option(help="Frames are unrelated stills (snapshots): no presence hold across them"),
+    ] = False,
+    metric: Annotated[
+        str, typer.Option(help="Error the choice minimises: mae (people) or mape (percent)")
+    ] = "mae",
 ) -> None:
-    """Fit a per-zone count correction to a few hand-counted frames of a camera's source."""
-    from edge.calibration import save
+    """Choose a per-zone count correction by cross-validation on hand-labelled frames.
+
+    Writes model `none` (no correction) when nothing beats the detector's own count."""
+    from edge.calibration import read_head_points, save
     from edge.replay import calibrate_camera, read_hand_counts
 
+    if (counts is None) == (heads is None):
+        typer.echo("error: give --counts or --heads (one of them)", err=True)
+        raise typer.Exit(1)
+    if metric not in ("mae", "mape"):
+        typer.echo("error: --metric is mae or mape", err=True)
+        raise typer.Exit(1)
     cfg = _load(config)
     _setup_logging("WARNING")
     try:
-        fitted = calibrate_camera(cfg, read_hand_counts(counts), camera)
+        fitted = calibrate_camera(
+            cfg,
+            read_hand_counts(counts) if counts else None,
+            camera,
+            heads=read_head_points(heads) if heads else None,
+            source=source,
+            stills=stills,
+            metric="mae" if metric == "mae" else "mape",
+        )
     except (*USER_ERRORS, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     save(out, fitted)
     for zone, c in sorted(fitted.items()):
-        typer.echo(
-            f"{zone}: true ~= {c.scale:.3f} x detected {c.offset:+.2f} on {c.frames} frame(s);"
-            f" MAE on them {c.mae_before:.2f} -> {c.mae_after:.2f}"
-        )
+        if c.refused:
+            typer.echo(f"{zone}: NO CORRECTION on {c.frames} frame(s): {c.reason}")
+        else:
+            typer.echo(
+                f"{zone}: {c.model}, true ~= {c.scale:.3f} x detected {c.offset:+.2f}"
+                f" on {c.frames} frame(s) ({c.reason})"
+            )
+        if c.cv_mae is not None and c.cv_mae_ci is not None:
+            mape = (
+                f", MAPE {c.cv_mape:.1f}% ({c.cv_mape_ci[0]:.1f}-{c.cv_mape_ci[1]:.1f}%)"
+                if c.cv_mape is not None and c.cv_mape_ci is not None
+                else ""
+            )
+            typer.echo(
+                f"  expected error on new frames: MAE {c.cv_mae:.2f}"
+                f" (95% {c.cv_mae_ci[0]:.2f}-{c.cv_mae_ci[1]:.2f}){mape};"
+                f" MAE on the labelled frames {c.mae_before:.2f} -> {c.mae_after:.2f}"
+            )
+        if c.candidates:
+            typer.echo(
+                "  candidates, CV MAE: " + ", ".join(f"{m} {v:.2f}" for m, v in c.candidates)
+            )
+        if c.warning:
+            typer.echo(f"  warning: {c.warning}")
     typer.echo(f"written to {out}; set cameras[].calibration to use it")
+
+
+@app.command()
+def snapshot(
+    out: Annotated[Path, typer.Option(help="Folder for the JPEGs (the only place they go)")],
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    camera: Annotated[str | None, typer.Option(help="Camera id (default: the first)")] = None,
+    count: Annotated[int, typer.Option(min=1, max=1000, help="Frames to save")] = 30,
+    every: Annotated[float, typer.Option(min=0.02, help="Seconds between saved frames")] = 10.0,
+) -> None:
+    """Save a few frames of a camera as JPEGs to count by hand, for `lobbywatch calibrate`."""
+    from edge.tools.snapshot import take_snapshots
+
+    cfg = _load(config)
+    _setup_logging("WARNING")
+    try:
+        shots = take_snapshots(cfg, out, count, every, camera)
+    except (*USER_ERRORS, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not shots.written:
+        typer.echo("error: the camera gave no frame", err=True)
+        raise typer.Exit(1)
+    first, last = shots.written[0].name, shots.written[-1].name
+    typer.echo(
+        f"{len(shots.written)} frame(s) of {shots.camera_id} in {out} ({first} .. {last}).\n"
+        "They show people: keep them on this machine and delete them once counted.\n"
+        "Label them (head points preferred), frame = the file name or its number:\n"
+        '  heads.json  {"' + first + '": {"count": 2, "heads_xy": [[x, y], [x, y]]}, ...}'
+        "  (x, y in pixels of the image)\n"
+        "  or counts.csv  frame,zone,count  with one row per zone of each frame\n"
+        f"then: lobbywatch calibrate --config {config} --camera {shots.camera_id}"
+        f" --source '{shots.pattern}' --stills --heads heads.json --out calibration.yaml"
+    )
 
 
 @app.command()
