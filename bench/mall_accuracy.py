@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -23,49 +22,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.accuracy import (  # noqa: E402
+    detection_quality,
+    load_heads,
+    metrics,
+    set_overrides,
+)
 
 
 def load_truth(data_dir: Path) -> tuple[list[int], list[list[list[float]]]]:
     """Ground-truth people and head points per frame, index 0 = seq_000001.jpg."""
-    heads = json.loads((data_dir / "mall" / "gt_heads.json").read_text())
-    names = sorted(heads)
-    return [int(heads[n]["count"]) for n in names], [heads[n]["heads_xy"] for n in names]
-
-
-def match_heads(boxes: list[list[float]], heads: list[list[float]]) -> int:
-    """How many annotated heads are matched one-to-one to a predicted person box.
-
-    A head matches a box when it lies inside the box's upper half (with 15% slack around it);
-    the assignment minimises the distance from each head to where the box's head would be.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    if not boxes or not heads:
-        return 0
-    big = 1e6
-    cost = [[big] * len(boxes) for _ in heads]
-    for i, (hx, hy) in enumerate(heads):
-        for j, (x1, y1, x2, y2) in enumerate(boxes):
-            w, h = x2 - x1, y2 - y1
-            if x1 - 0.15 * w <= hx <= x2 + 0.15 * w and y1 - 0.15 * h <= hy <= y1 + 0.5 * h:
-                cost[i][j] = ((hx - (x1 + x2) / 2) / w) ** 2 + ((hy - (y1 + 0.12 * h)) / h) ** 2
-    rows, cols = linear_sum_assignment(cost)
-    return sum(1 for r, c in zip(rows, cols, strict=True) if cost[r][c] < big)
-
-
-def detection_quality(
-    lines: list[dict], heads: list[list[list[float]]], zone: str
-) -> dict[str, float]:
-    predicted = matched = annotated = 0
-    for rec in lines:
-        boxes = [b[:4] for b in rec["boxes"] if b[5] == zone]
-        predicted += len(boxes)
-        annotated += len(heads[rec["frame"]])
-        matched += match_heads(boxes, heads[rec["frame"]])
-    return {
-        "precision": matched / predicted if predicted else 0.0,
-        "recall": matched / annotated if annotated else 0.0,
-    }
+    heads = load_heads(data_dir / "mall" / "gt_heads.json")
+    return [count for count, _ in heads.values()], [points for _, points in heads.values()]
 
 
 def plot(
@@ -94,23 +64,8 @@ def plot(
     fig.savefig(path)
 
 
-def metrics(pred: list[float], truth: list[int]) -> dict[str, float]:
-    errors = [p - t for p, t in zip(pred, truth, strict=True)]
-    n = len(errors)
-    return {
-        "frames": n,
-        "mae": sum(abs(e) for e in errors) / n,
-        "bias": sum(errors) / n,
-        "mape_pct": 100 * sum(abs(e) / t for e, t in zip(errors, truth, strict=True) if t) / n,
-        "rmse": math.sqrt(sum(e * e for e in errors) / n),
-    }
-
-
 def env_overrides(sets: list[str], every: int, camera: str) -> dict[str, str]:
-    env = {}
-    for item in sets:
-        key, _, value = item.partition("=")
-        env["LOBBYWATCH_" + key.upper().replace(".", "__")] = value
+    env = set_overrides(sets)
     if every > 1:
         # Decimate through the product's own setting: source 2 fps, process 2/every fps.
         env[f"LOBBYWATCH_CAMERAS__{camera.upper()}__SOURCE_FPS"] = "2"
