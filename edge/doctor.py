@@ -43,6 +43,7 @@ from edge.config import (
     load_config,
 )
 from edge.runtime.device_state import DeviceState, read_state, state_path
+from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import probe_write
 
 GIB = 1 << 30
@@ -448,6 +449,22 @@ def check_camera(camera: CameraConfig, probes: Probes) -> CheckResult:
     )
 
 
+def check_scene(camera: CameraConfig, storage_dir: Path) -> CheckResult:
+    """What the service learned of this camera's view (perspective, text overlays), as saved."""
+    from edge.pipeline import build_scene  # the pipeline pulls in the detectors: only here
+
+    name = f"scene {camera.id}"
+    scene = build_scene(camera.scene)
+    if not scene.enabled:
+        return ok(name, "scene learning off")
+    path = scene_path(storage_dir, camera.id)
+    state = SceneFile(path).load()
+    if state is None:
+        return ok(name, f"nothing learned yet ({path} absent or unreadable): limits only")
+    scene.load(state)
+    return ok(name, scene.describe(), [f"kept in {path}; delete it to relearn"])
+
+
 # --- broker ------------------------------------------------------------------------------
 
 
@@ -679,6 +696,7 @@ def run_checks(config: LobbyConfig, probes: Probes | None = None) -> list[CheckR
     results.append(check_providers(info, config.detector, ort_list, probes.openvino_devices()))
     results.extend(check_model(config.detector))
     results.extend(check_camera(camera, probes) for camera in config.cameras)
+    results.extend(check_scene(c, config.storage.path.parent) for c in config.cameras)
     running = probes.running_service(config.storage.path)
     results.extend(check_broker(config.mqtt, config.site.id, probes, running))
     results.append(check_store(config.storage.path, probes, running))

@@ -32,6 +32,7 @@ from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, build_detector
 from edge.runtime.device_state import StateFile, state_path
+from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
 from edge.types import CameraStatus, ZoneReading
 
@@ -145,6 +146,7 @@ class CameraWorker:
         finally:
             self.camera.stop(timeout=2.0)  # a reader hung in OpenCV must not hold up shutdown
             self._write_unknown_on_exit()
+            self.pipeline.save_scene()  # what it learned of the view since the last save
 
     def _loop(self) -> None:
         last_tick = self.clock()
@@ -308,7 +310,10 @@ class Service:
                 detector = self._detector_factory()
                 log.info("camera %s: detector on %s", camera_config.id, detector.provider)
                 settings = capture_settings(camera_config, realtime=True, loop=camera_config.loop)
-                pipeline = CameraPipeline(camera_config, detector, config.occupancy)
+                scene_file = SceneFile(scene_path(config.storage.path.parent, camera_config.id))
+                pipeline = CameraPipeline(
+                    camera_config, detector, config.occupancy, scene_file=scene_file
+                )
                 worker = CameraWorker(
                     camera_config, Camera(settings), pipeline, store, config.storage.interval_s,
                     board=board,
@@ -362,6 +367,9 @@ class Service:
                 next_state = now + STATE_EVERY_S
             if now >= next_status:
                 lines = [status_line(w.camera_id, w.state) for w in self.workers]
+                lines += [
+                    w.pipeline.describe_scene() for w in self.workers if w.pipeline.scene.enabled
+                ]
                 lines.append(device_line(store.condition, notifier.status(), self._unsaved()))
                 if self.api is not None and not self.api.state.ok:
                     lines.append(self.api.state.describe())

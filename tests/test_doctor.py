@@ -330,6 +330,7 @@ def test_all_checks_pass_on_a_healthy_device(
         "model",  # yolox_nano
         "model",  # person-detection-retail-0013, fused with it
         "camera lobby",
+        "scene lobby",  # nothing learned yet: limits only
         "broker",
         "store",
         "disk",
