@@ -200,7 +200,7 @@ class OverlayConfig(_Strict):
 
     enabled: bool = Field(True, description="Find text overlays and drop boxes lying on them")
     band: float = Field(
-        0.15,
+        0.1,
         gt=0,
         le=0.5,
         description="Height searched along the top and bottom, fraction of frame",

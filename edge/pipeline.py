@@ -127,7 +127,8 @@ class CameraPipeline:
     def process(self, frame: Frame, now: float) -> FrameResult:
         """Count people in one frame; `now` is the frame's time in seconds on a steady clock."""
         started = time.perf_counter()
-        detections = self.detector.detect(frame.image)
+        # Known text overlays are painted out first: the detector never boxes a clock digit.
+        detections = self.detector.detect(self.scene.for_detector(frame.image))
         inference_s = time.perf_counter() - started
         dropped = 0
         if self.scene.enabled:

@@ -9,11 +9,13 @@ people. What sets such text apart from the scene:
 - persistence: the text is there in every frame, never occluded, never lit differently. A clock's
   digits change, but each character cell holds a stroke in nearly every frame, so the test is
   made on cells (about 1% of the frame height), not pixels;
-- shape: a line of text is thin. Regions taller than max_text_height are not overlays, so a
-  static high-contrast part of the scene (a sign, a window frame) is never masked wholesale.
+- shape: a line of text is thin and long. Regions taller than max_text_height, shorter than
+  2% of the frame, or not at least twice as wide as tall, are not overlays, so a static high-contrast part of the scene (a sign,
+  a window frame, a railing post) is never masked wholesale.
 
 Cells seen as text in at least `persistence` of recent frames (an exponential average over
-`window_frames`) form the mask, once `min_frames` frames were seen. Detections whose box lies
+`window_frames`), joined into lines, give the regions, once `min_frames` frames were seen; the
+mask is their rectangles. Detections whose box lies
 mostly (`cover`) inside it are dropped; a person's box is many times a glyph's height, so a
 person standing in front of or beside the text keeps almost all of their box outside it.
 """
@@ -36,7 +38,8 @@ STATE_VERSION = 1
 
 @dataclass(frozen=True)
 class OverlaySettings:
-    """band: fraction of the frame height searched along the top and the bottom edge.
+    """band: fraction of the frame height searched along the top and the bottom edge (recorders
+    put their text in the outer tenth: a clock, or a date line and a time line, of 2-5% each).
     bright: a text stroke's brightest channel (0-255; white and yellow both pass, on any
     exposure a recorder burns them near full scale). contrast: how much darker the outline is,
     within 2 px. persistence: fraction of recent frames a cell must hold text. window_frames:
@@ -44,7 +47,7 @@ class OverlaySettings:
     text, as a fraction of the frame height (recorder fonts are 2-5%). cover: fraction of a box
     inside the mask that drops it."""
 
-    band: float = 0.15
+    band: float = 0.1
     bright: int = 180
     contrast: int = 100
     persistence: float = 0.7
@@ -170,9 +173,17 @@ class OverlayDetector:
                 if window is None:
                     continue
                 rs, cs = window
-                if rs.stop - rs.start > tallest or (labels[window] == index).sum() < 2:
+                rows, cols = rs.stop - rs.start, cs.stop - cs.start
+                # A line of text is thin and long: two characters at least, each about as wide
+                # as the line is tall, and 2% of the frame high (two cells) to be readable. A
+                # lone blob or a one-cell line is an edge of the scene that never moved.
+                if (
+                    not 2 <= rows <= tallest
+                    or cols < 2 * rows
+                    or (labels[window] == index).sum() < 4
+                ):
                     continue
-                mask[window] |= labels[window] == index
+                mask[window] = True  # the line's rectangle: the gaps between glyphs are text too
                 regions.append(
                     Region(
                         cs.start * self._cell / width,
@@ -204,6 +215,22 @@ class OverlayDetector:
 
     def keep(self, xyxy: FloatArray, width: int, height: int) -> BoolArray:
         return np.asarray(self.covered(xyxy, width, height) < self.settings.cover)
+
+    def paint(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """The frame with each overlay's rectangle filled with its own median colour (the
+        background behind the glyphs), for the detector: text it never sees yields no boxes,
+        and no text candidates compete with the people for its detection slots. The input is
+        not changed; without overlays it is returned as is."""
+        height, width = image.shape[:2]
+        if not self.regions or self._size != (width, height):
+            return image
+        out: npt.NDArray[np.uint8] = image.copy()
+        for r in self.regions:  # a few text lines, not boxes
+            x1, x2 = int(r.x1 * width), int(np.ceil(r.x2 * width))
+            y1, y2 = int(r.y1 * height), int(np.ceil(r.y2 * height))
+            patch = out[max(0, y1 - 1) : y2 + 1, max(0, x1 - 1) : x2 + 1]
+            patch[:] = np.median(patch.reshape(-1, patch.shape[2]), axis=0).astype(np.uint8)
+        return out
 
     def describe(self) -> str:
         if self.frames < self.settings.min_frames:

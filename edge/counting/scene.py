@@ -32,6 +32,10 @@ class Scene:
     def enabled(self) -> bool:
         return self.perspective is not None or self.overlays is not None
 
+    def for_detector(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """The frame the detector should see: with the known text overlays painted out."""
+        return self.overlays.paint(image) if self.overlays is not None else image
+
     def update(self, image: npt.NDArray[np.uint8], detections: Detections) -> BoolArray:
         """Which detections of this frame can be people; then learn from the frame."""
         height, width = image.shape[:2]
