@@ -247,6 +247,41 @@ def snapshot(
     )
 
 
+scene_app = typer.Typer(help="What each camera learned of its scene (perspective, overlays).")
+app.add_typer(scene_app, name="scene")
+
+
+@scene_app.command("reset")
+def scene_reset(
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    camera: Annotated[str | None, typer.Option(help="Camera id (default: every camera)")] = None,
+) -> None:
+    """Forget what a camera learned of its scene; it learns afresh from the next start."""
+    from datetime import datetime, timezone
+
+    from edge.runtime.device_state import read_state, state_path
+    from edge.storage.scene_file import scene_path
+
+    cfg = _load(config)
+    ids = [c.id for c in cfg.cameras]
+    if camera is not None and camera not in ids:
+        typer.echo(f"error: no camera {camera!r} in {config} (cameras: {', '.join(ids)})", err=True)
+        raise typer.Exit(1)
+    running = read_state(state_path(cfg.storage.path), datetime.now(timezone.utc))
+    if running is not None and running.current:
+        # It holds what it learned in memory and would save it again within minutes.
+        typer.echo("error: the service is running: stop it first (systemctl stop lobbywatch)",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1)
+    for camera_id in [camera] if camera is not None else ids:
+        path = scene_path(cfg.storage.path.parent, camera_id)
+        if path.exists():
+            path.unlink()
+            typer.echo(f"camera {camera_id}: forgot its scene ({path} removed)")
+        else:
+            typer.echo(f"camera {camera_id}: nothing learned yet")
+
+
 @app.command()
 def handheld(
     config: ConfigOption = Path(DEFAULT_CONFIG),
