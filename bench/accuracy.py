@@ -7,8 +7,10 @@ MAE, bias, MAPE and of a matched head.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,17 @@ def set_overrides(sets: list[str]) -> dict[str, str]:
         key, _, value = item.partition("=")
         env["LOBBYWATCH_" + key.upper().replace(".", "__")] = value
     return env
+
+
+def add_scene_arguments(parser: argparse.ArgumentParser, repo: Path) -> None:
+    """The options every accuracy benchmark takes: config overrides and the data directory."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override, e.g. detector.confidence=0.2 (repeatable)",
+    )
+    parser.add_argument(
+        "--data", default=os.environ.get("LOBBYWATCH_DATA", str(repo.parent / "shared" / "data"))
+    )

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.accuracy import (  # noqa: E402
+    add_scene_arguments,
     detection_quality,
     load_heads,
     metrics,
@@ -81,16 +82,7 @@ def main() -> int:
     parser.add_argument("--camera", default="mall")
     parser.add_argument("--zone", default="floor")
     parser.add_argument("--every", type=int, default=1, help="process every Nth frame")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="config override, e.g. detector.confidence=0.2 (repeatable)",
-    )
-    parser.add_argument(
-        "--data", default=os.environ.get("LOBBYWATCH_DATA", str(REPO.parent / "shared" / "data"))
-    )
+    add_scene_arguments(parser, REPO)
     parser.add_argument("--out", help="keep the JSON lines here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", help="write predicted vs true count over the sequence (PNG)")

@@ -49,7 +49,13 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.accuracy import detection_quality, load_heads, metrics, set_overrides  # noqa: E402
+from bench.accuracy import (  # noqa: E402
+    add_scene_arguments,
+    detection_quality,
+    load_heads,
+    metrics,
+    set_overrides,
+)
 from edge.config import CameraConfig, LobbyConfig, ZoneConfig, load_config  # noqa: E402
 from edge.detect import Detector  # noqa: E402
 from edge.pipeline import CameraPipeline, build_detector  # noqa: E402
@@ -394,16 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         "--limit", type=int, default=None, metavar="N",
         help="at most N images per scene, evenly spread (quick checks)",
     )  # fmt: skip
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="config override, e.g. detector.confidence=0.2 (repeatable)",
-    )
-    parser.add_argument(
-        "--data", default=os.environ.get("LOBBYWATCH_DATA", str(REPO.parent / "shared" / "data"))
-    )
+    add_scene_arguments(parser, REPO)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument("--out", help="also write the JSON report (with per-frame counts) here")
     args = parser.parse_args(argv)

@@ -54,32 +54,11 @@ class FrameResult:
 
 
 def build_scene(config: SceneConfig) -> Scene:
+    """The config's fields are the settings' fields, less the switch."""
     p, o = config.perspective, config.overlays
     return Scene(
-        Plausibility(
-            min_height=p.min_height,
-            min_aspect=p.min_aspect,
-            max_aspect=p.max_aspect,
-            min_height_ratio=p.min_height_ratio,
-            max_height_ratio=p.max_height_ratio,
-            learn_confidence=p.learn_confidence,
-            min_samples=p.min_samples,
-            max_samples=p.max_samples,
-        )
-        if p.enabled
-        else None,
-        OverlaySettings(
-            band=o.band,
-            bright=o.bright,
-            contrast=o.contrast,
-            persistence=o.persistence,
-            window_frames=o.window_frames,
-            min_frames=o.min_frames,
-            max_text_height=o.max_text_height,
-            cover=o.cover,
-        )
-        if o.enabled
-        else None,
+        Plausibility(**p.model_dump(exclude={"enabled"})) if p.enabled else None,
+        OverlaySettings(**o.model_dump(exclude={"enabled"})) if o.enabled else None,
     )
 
 
