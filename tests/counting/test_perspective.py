@@ -149,3 +149,15 @@ def test_describe_says_what_was_learned_in_pixels():
     text = learned().describe(H)
     assert text.startswith("perspective: learned from ")
     assert "px high" in text
+
+
+def test_the_config_defaults_are_the_settings_defaults():
+    # The pipeline builds the settings from the config's fields; the two sets of defaults
+    # must not drift apart.
+    from edge.config import SceneConfig
+    from edge.counting.overlays import OverlaySettings
+    from edge.counting.perspective import Plausibility
+
+    config = SceneConfig()
+    assert Plausibility(**config.perspective.model_dump(exclude={"enabled"})) == Plausibility()
+    assert OverlaySettings(**config.overlays.model_dump(exclude={"enabled"})) == OverlaySettings()
