@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 from edge.detect import (
     DetectorSettings,
+    Normalization,
     ProviderNotAvailableError,
     TilingSettings,
     select_providers,
 )
 from edge.detect.decode import (
+    decode_boxes,
     decode_ssd,
     decode_ultralytics,
     decode_yolox,
@@ -33,6 +35,8 @@ from edge.detect.decode import (
 )
 from edge.detect.letterbox import PAD_VALUE, compute_letterbox, letterbox_into
 from edge.detect.onnx import provider_options
+from edge.detect.openvino_yolox import frame_input_size
+from edge.detect.tensor import fill_tensor
 from edge.detect.tiling import Window, detect_tiled, merge_passes, tile_windows
 from edge.types import Detections
 
@@ -91,6 +95,35 @@ def _dets(boxes: list[list[int]] | list[list[float]], scores: list[float]) -> De
             },
             "not available for openvino_ssd",
         ),
+        (
+            {"family": "openvino_boxes", "model_path": Path("m.onnx"), "input_size": (448, 256)},
+            "must be a .xml file",
+        ),
+        (
+            {
+                "family": "openvino_boxes",
+                "model_path": Path("m.xml"),
+                "input_size": (448, 256),
+                "provider": "tensorrt",
+            },
+            "not available for openvino_boxes",
+        ),
+        (
+            {
+                "family": "openvino_ssd",
+                "model_path": Path("m.xml"),
+                "input_size": (544, 320),
+                "person_class_id": 1,
+                "normalization": Normalization("rgb"),
+            },
+            "defines its own input",
+        ),
+        ({"frame_sized": True, "provider": "cuda"}, "cannot reshape a model"),
+        ({"frame_sized": 1}, "frame_sized must be true or false"),
+        (
+            {"family": "ultralytics", "model_path": Path("m.onnx"), "frame_sized": True},
+            "frame_sized is for the yolox family",
+        ),
     ],
 )
 def test_bad_detector_settings_raise_value_error_naming_the_field(
@@ -116,6 +149,31 @@ def test_bad_tiling_settings_raise_value_error_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         TilingSettings(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"channels": "hsv"}, "channels must be 'bgr' or 'rgb'"),
+        ({"mean": (1.0, 2.0)}, "mean must be three numbers"),
+        ({"mean": (0.0, math.nan, 0.0)}, "mean must be three numbers"),
+        ({"std": (1.0, True, 1.0)}, "std must be three numbers"),
+        ({"std": (58.0, 0.0, 57.0)}, "std must be > 0"),
+    ],
+)
+def test_bad_normalization_raises_value_error_naming_the_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Normalization(**changes)
+
+
+def test_each_family_keeps_its_own_input_unless_the_settings_give_one() -> None:
+    imagenet = Normalization("rgb", [123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
+    assert imagenet.mean == (123.675, 116.28, 103.53)  # lists from YAML become tuples
+    assert _settings().pixels == Normalization("bgr")
+    assert _settings(normalization=imagenet).pixels == imagenet
+    assert _settings(family="ultralytics").pixels == Normalization("rgb", std=(255.0,) * 3)
 
 
 def test_valid_settings_keep_their_values_and_accept_a_str_path() -> None:
@@ -234,6 +292,65 @@ def test_letterbox_into_pads_with_grey_at_the_side_the_family_expects(
     assert (np.delete(canvas, rows, axis=0) == PAD_VALUE).all()
 
 
+# --- input tensor --------------------------------------------------------------------------
+
+
+def _canvas() -> npt.NDArray[np.uint8]:
+    rng = np.random.default_rng(7)
+    return rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
+
+
+def test_the_family_inputs_are_bit_for_bit_what_the_detectors_always_fed() -> None:
+    canvas = _canvas()
+    chw = canvas.transpose(2, 0, 1).astype(np.float32)
+    yolox = np.empty((1, 3, 64, 96), dtype=np.float32)
+    fill_tensor(canvas, yolox, _settings().pixels)
+    assert np.array_equal(yolox[0], chw)  # BGR, 0-255
+    ultralytics = np.empty_like(yolox)
+    fill_tensor(canvas, ultralytics, _settings(family="ultralytics").pixels)
+    assert np.array_equal(ultralytics[0], chw[::-1] * np.float32(1.0 / 255.0))
+
+
+def test_an_imagenet_normalization_swaps_to_rgb_and_standardizes_each_channel() -> None:
+    canvas = _canvas()
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    tensor = np.empty((1, 3, 64, 96), dtype=np.float32)
+    fill_tensor(canvas, tensor, Normalization("rgb", mean, std))
+    rgb = canvas[:, :, ::-1].astype(np.float64) / 255.0
+    expected = (rgb - np.array(mean) / 255.0) / (np.array(std) / 255.0)
+    np.testing.assert_allclose(tensor[0], expected.transpose(2, 0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("image", "longest", "expected"),
+    [
+        ((640, 480), 1088, (640, 480)),  # Mall: already multiples of 32
+        ((360, 640), 1088, (384, 640)),  # BRT portrait: padded, not letterboxed into landscape
+        ((810, 1080), 1088, (832, 1088)),  # bus.jpg
+        ((1280, 720), 1088, (1088, 640)),  # longer side capped, then rounded up
+        ((1920, 1080), 1088, (1088, 640)),
+        ((1080, 1920), 1088, (640, 1088)),
+        ((10, 5), 1088, (32, 32)),
+    ],
+)
+def test_a_frame_sized_input_is_the_image_rounded_up_to_32_its_longer_side_capped(
+    image: tuple[int, int], longest: int, expected: tuple[int, int]
+) -> None:
+    assert frame_input_size(image, longest) == expected
+
+
+@given(st.integers(1, 4000), st.integers(1, 4000), st.sampled_from([416, 640, 1088]))
+def test_a_frame_sized_input_holds_the_image_with_under_32_pixels_of_padding(
+    width: int, height: int, longest: int
+) -> None:
+    w, h = frame_input_size((width, height), longest)
+    assert w % 32 == 0 and h % 32 == 0
+    assert max(w, h) <= math.ceil(longest / 32) * 32
+    scale = min(1.0, longest / max(width, height))
+    assert 0 <= w - max(1, round(width * scale)) < 32
+    assert 0 <= h - max(1, round(height * scale)) < 32
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 
@@ -288,6 +405,24 @@ def test_ssd_rows_keep_valid_confident_person_rows_in_normalized_coordinates() -
     )
     found = decode_ssd(raw, person_class_id=1, confidence=0.25)
     np.testing.assert_allclose(found.xyxy, [[0.1, 0.2, 0.3, 0.8]])
+
+
+def test_boxes_output_keeps_confident_person_labels_in_input_pixels() -> None:
+    boxes = np.array(
+        [
+            [10, 20, 50, 120, 0.9],  # person
+            [60, 20, 90, 120, 0.2],  # person, below the threshold
+            [0, 0, 200, 100, 0.95],  # vehicle
+            [100, 30, 130, 90, 0.5],  # bike
+        ],
+        dtype=np.float32,
+    )
+    labels = np.array([1, 1, 0, 2], dtype=np.int64)
+    found = decode_boxes(boxes, labels, person_class_id=1, confidence=0.3)
+    assert found.xyxy.tolist() == [[10, 20, 50, 120]]
+    assert found.scores.tolist() == pytest.approx([0.9])
+    with pytest.raises(ValueError, match="5 boxes but 4 labels"):
+        decode_boxes(np.vstack([boxes, boxes[:1]]), labels, 1, 0.3)
 
 
 def test_to_detections_clips_drops_outside_boxes_and_suppresses_overlaps() -> None:

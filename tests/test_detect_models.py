@@ -20,7 +20,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
+from edge.detect import Detector, DetectorSettings, Normalization, TilingSettings, create_detector
+from edge.detect.openvino_yolox import OpenVinoYoloxDetector
 from edge.detect.settings import Family
 from edge.types import Detections
 
@@ -34,6 +35,10 @@ YOLO_MODELS: dict[str, tuple[str, Family, tuple[int, int]]] = {
     "yolo11n_320": ("agpl/yolo11n_int8_dynamic_320.onnx", "ultralytics", (320, 320)),
 }
 SSD_MODEL = "person-detection-retail-0013/FP32/person-detection-retail-0013.xml"
+BOXES_MODEL = "person-vehicle-bike-detection-2004/FP16/person-vehicle-bike-detection-2004.xml"
+BYTETRACK_MODEL = "bytetrack_nano_mot17/bytetrack_nano.onnx"
+# ByteTrack's YOLOX input (its preproc): RGB / 255, then ImageNet mean and std; in pixel units.
+IMAGENET = Normalization("rgb", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 
 
 def _model(models_dir: Path, relative: str) -> Path:
@@ -63,11 +68,15 @@ def _yolo(models_dir: Path, name: str, **changes: Any) -> Detector:
     return create_detector(settings)
 
 
-def _ssd(models_dir: Path, **changes: Any) -> Detector:
+def _need_openvino(what: str) -> None:
     try:
         import openvino  # noqa: F401
     except ImportError as exc:  # absent, or installed without its native libraries
-        pytest.skip(f"family openvino_ssd needs the openvino package: {exc}")
+        pytest.skip(f"{what} needs the openvino package: {exc}")
+
+
+def _ssd(models_dir: Path, **changes: Any) -> Detector:
+    _need_openvino("family openvino_ssd")
     values: dict[str, Any] = {"input_size": (544, 320), "person_class_id": 1, "threads": 2}
     values.update(changes)
     settings = DetectorSettings(
@@ -246,3 +255,129 @@ def test_openvino_ssd_tiled_counts_a_mall_frame(
 def test_openvino_ssd_input_size_must_match_the_model(models_dir: Path) -> None:
     with pytest.raises(ValueError, match="544x320"):
         _ssd(models_dir, input_size=(320, 320))
+
+
+# --- person-vehicle-bike-detection-2004 (openvino_boxes) -----------------------------------
+
+
+def _boxes(models_dir: Path, **changes: Any) -> Detector:
+    _need_openvino("family openvino_boxes")
+    values: dict[str, Any] = {"input_size": (448, 256), "person_class_id": 1, "threads": 2}
+    values.update(changes)
+    settings = DetectorSettings(
+        model_path=_model(models_dir, BOXES_MODEL), family="openvino_boxes", **values
+    )
+    return create_detector(settings)
+
+
+def test_person_vehicle_bike_finds_the_bus_people_in_source_pixels_and_not_the_bus(
+    models_dir: Path, bus: npt.NDArray[np.uint8]
+) -> None:
+    found = _boxes(models_dir, confidence=0.3).detect(bus)
+    assert len(found) == 3  # the bus itself is label 0, a vehicle: never a person
+    _assert_bus_people(found, bus)
+    assert set(found.class_id.tolist()) == {1}
+    # The man cut off at the left edge scores 0.22.
+    low = _boxes(models_dir, confidence=0.2).detect(bus)
+    assert len(low) == 4 and _matches(low, BUS_CUT_OFF) == 1
+
+
+def test_person_vehicle_bike_finds_both_men_in_zidane(
+    models_dir: Path, zidane: npt.NDArray[np.uint8]
+) -> None:
+    detector = _boxes(models_dir, confidence=0.45)
+    found = detector.detect(zidane)
+    # Below 0.42 it adds a third, full-height box left of Zidane that holds no head.
+    assert len(found) == 2
+    _assert_well_formed(found, zidane)
+    for x, y in ZIDANE_HEADS:
+        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
+        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
+        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+    assert detector.provider.startswith("OpenVINO:")
+
+
+def test_person_vehicle_bike_input_size_must_match_the_model(models_dir: Path) -> None:
+    with pytest.raises(ValueError, match="448x256"):
+        _boxes(models_dir, input_size=(544, 320))
+
+
+def test_an_ssd_model_is_not_taken_for_a_boxes_model(models_dir: Path) -> None:
+    _need_openvino("family openvino_boxes")
+    settings = DetectorSettings(
+        _model(models_dir, SSD_MODEL), "openvino_boxes", (544, 320), person_class_id=1
+    )
+    with pytest.raises(ValueError, match="outputs boxes and labels"):
+        create_detector(settings)
+
+
+# --- ByteTrack's YOLOX-Nano (yolox, its own normalization) ---------------------------------
+
+
+def _bytetrack(models_dir: Path, **changes: Any) -> Detector:
+    _need_openvino("a frame-sized YOLOX")
+    values: dict[str, Any] = {
+        "input_size": (1088, 608),
+        "normalization": IMAGENET,
+        "frame_sized": True,
+        "threads": 2,
+    }
+    values.update(changes)
+    settings = DetectorSettings(_model(models_dir, BYTETRACK_MODEL), "yolox", **values)
+    return create_detector(settings)
+
+
+def test_bytetrack_at_the_photos_own_size_finds_all_four_bus_people(
+    models_dir: Path, bus: npt.NDArray[np.uint8]
+) -> None:
+    detector = _bytetrack(models_dir, confidence=0.3)
+    found = detector.detect(bus)
+    assert len(found) == 4
+    _assert_bus_people(found, bus)
+    assert _matches(found, BUS_CUT_OFF) == 1  # scored 0.45: full bodies, cut or not
+    assert isinstance(detector, OpenVinoYoloxDetector)
+    assert detector.input_sizes == [(832, 1088)]  # 810x1080 rounded up to 32, not 1088x608
+    assert detector.provider.startswith("OpenVINO:")
+
+
+def test_bytetrack_finds_both_men_in_zidane_at_0_3(
+    models_dir: Path, zidane: npt.NDArray[np.uint8]
+) -> None:
+    # Below 0.25 it boxes Zidane twice (a second box over his and the space to his left).
+    found = _bytetrack(models_dir, confidence=0.3).detect(zidane)
+    assert len(found) == 2
+    _assert_well_formed(found, zidane)  # full bodies reach past the bottom edge: clipped
+    for x, y in ZIDANE_HEADS:
+        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
+        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
+        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+
+
+def test_bytetrack_on_onnx_runtime_at_its_static_size_takes_the_same_normalization(
+    models_dir: Path, bus: npt.NDArray[np.uint8]
+) -> None:
+    # ONNX Runtime refuses any other shape than the file's 1088x608: letterboxed into it.
+    found = _bytetrack(models_dir, confidence=0.3, frame_sized=False).detect(bus)
+    assert len(found) == 4
+    _assert_bus_people(found, bus)
+
+
+def test_bytetrack_fed_as_a_plain_yolox_sees_people_everywhere(
+    models_dir: Path, bus: npt.NDArray[np.uint8]
+) -> None:
+    # Why the manifest says how to normalize: BGR 0-255 gives no error, only nonsense.
+    found = _bytetrack(models_dir, confidence=0.3, normalization=None).detect(bus)
+    assert len(found) >= 10  # measured 18, against 4 people
+
+
+def test_bytetrack_compiles_once_per_frame_size_and_tiles_reuse_the_frames(
+    models_dir: Path, mall_frame: npt.NDArray[np.uint8]
+) -> None:
+    detector = _bytetrack(models_dir, confidence=0.3, tiling=TilingSettings())
+    assert isinstance(detector, OpenVinoYoloxDetector)
+    portrait = np.ascontiguousarray(mall_frame[:, :360])  # 360x480, as a portrait camera
+    for image in (mall_frame, portrait, mall_frame):
+        _assert_well_formed(detector.detect(image), image)
+    assert detector.input_sizes == [(640, 480), (384, 480)]
+    found = detector.detect(mall_frame)
+    assert 15 <= len(found) <= 29 + 3  # 29 people by ground truth

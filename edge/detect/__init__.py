@@ -1,8 +1,10 @@
 """Person detection: frames in, person boxes in source-frame pixels out.
 
 create_detector(settings) picks the implementation for the model family. ONNX Runtime is the
-runtime for the YOLO families; OpenVINO (optional extra) for Intel's SSD models and for Ultralytics
-models exported to OpenVINO IR (.xml), imported only when such a model is asked for.
+runtime for the YOLO families; OpenVINO for Intel's IR models (openvino_ssd, openvino_boxes), for
+Ultralytics models exported to OpenVINO IR (.xml) and for a YOLOX run at the frame's own size
+(frame_sized: OpenVINO reshapes a static ONNX file, ONNX Runtime cannot), imported only when such
+a model is asked for.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from edge.detect.onnx import (
     ProviderNotAvailableError,
     select_providers,
 )
-from edge.detect.settings import Detector, DetectorSettings, TilingSettings
+from edge.detect.settings import Detector, DetectorSettings, Normalization, TilingSettings
 
 __all__ = [
     "Detector",
     "DetectorSettings",
+    "Normalization",
     "OnnxDetector",
     "ProviderNotAvailableError",
     "TilingSettings",
@@ -31,6 +34,14 @@ def create_detector(settings: DetectorSettings) -> Detector:
         from edge.detect.openvino import OpenVinoSsdDetector
 
         return OpenVinoSsdDetector(settings)
+    if settings.family == "openvino_boxes":
+        from edge.detect.openvino import OpenVinoBoxesDetector
+
+        return OpenVinoBoxesDetector(settings)
+    if settings.frame_sized:
+        from edge.detect.openvino_yolox import OpenVinoYoloxDetector
+
+        return OpenVinoYoloxDetector(settings)
     if settings.runs_on_openvino:
         from edge.detect.openvino_ultralytics import OpenVinoUltralyticsDetector
 

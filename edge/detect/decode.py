@@ -88,6 +88,19 @@ def decode_ssd(raw: FloatArray, person_class_id: int, confidence: float) -> Cand
     return Candidates(raw[keep, 3:7].astype(np.float32), raw[keep, 2].astype(np.float32))
 
 
+def decode_boxes(
+    boxes: FloatArray, labels: npt.NDArray[np.integer], person_class_id: int, confidence: float
+) -> Candidates:
+    """`boxes` (N, 5) [x1, y1, x2, y2, conf] and `labels` (N,) -> person boxes, in the
+    coordinates of `boxes` (model-input pixels for person-vehicle-bike-detection-2004)."""
+    _check_columns(boxes, 5, "boxes output (N, 5)")
+    labels = labels.reshape(-1)
+    if len(labels) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels")
+    keep = (labels == person_class_id) & (boxes[:, 4] >= confidence)
+    return Candidates(boxes[keep, :4].astype(np.float32), boxes[keep, 4].astype(np.float32))
+
+
 def to_detections(
     xyxy: FloatArray,
     scores: FloatArray,

@@ -8,6 +8,8 @@ The two families differ only in how the input is built and how the output is rea
 | ultralytics | RGB      | 0-1   | centred   | (1, 4 + classes, cells) boxes |
 
 Both pad with grey 114; feeding a model differently from its training shifts boxes or costs recall.
+A model trained otherwise than its family (ByteTrack's YOLOX: RGB, ImageNet mean and std) gives
+its own normalization (DetectorSettings.normalization, from the manifest's `preprocess`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edge.detect.decode import (
 )
 from edge.detect.letterbox import letterbox_into
 from edge.detect.settings import DetectorSettings
+from edge.detect.tensor import fill_tensor
 from edge.detect.tiling import detect_tiled
 from edge.types import Detections, FloatArray
 
@@ -137,7 +140,7 @@ class OnnxDetector:
     def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
         """One model call on the whole of `image`: person boxes in its pixels, after NMS."""
         box = letterbox_into(image, self._canvas, centred=not self._yolox)
-        self._fill_tensor()
+        fill_tensor(self._canvas, self._tensor, self._settings.pixels)
         raw: FloatArray = self._session.run(None, {self._input_name: self._tensor})[0]
         found = self._decode(raw)
         s = self._settings
@@ -145,14 +148,6 @@ class OnnxDetector:
         return to_detections(
             box.to_source(found.xyxy), found.scores, size, s.nms_iou, s.person_class_id
         )
-
-    def _fill_tensor(self) -> None:
-        chw = self._canvas.transpose(2, 0, 1)
-        if self._yolox:
-            np.copyto(self._tensor[0], chw)  # BGR, 0-255
-        else:
-            np.copyto(self._tensor[0], chw[::-1])  # BGR -> RGB
-            self._tensor *= np.float32(1.0 / 255.0)
 
     def _decode(self, raw: FloatArray) -> Candidates:
         s = self._settings

@@ -1,8 +1,15 @@
-"""OpenVINO detector for SSD-style Intel models (person-detection-retail-0013) on Intel NUCs.
+"""OpenVINO detectors for Intel's Open Model Zoo person models, on Intel NUCs.
 
-The `openvino` package is an optional extra, imported here only, so a Jetson install without it
-runs every other family. Input: BGR 0-255, the frame resized to the model input without keeping
-the aspect ratio (how these models were trained). Output: SSD rows with normalized boxes.
+The `openvino` package is imported here only, so an install without its native libraries runs
+every other family. Input: BGR 0-255, the frame resized to the model input without keeping the
+aspect ratio (how these models were trained). Output, by family:
+
+| family         | e.g.                               | output                                    |
+|----------------|------------------------------------|-------------------------------------------|
+| openvino_ssd   | person-detection-retail-0013       | (1, 1, N, 7) [image, label, conf, x1, y1, |
+|                |                                    | x2, y2], normalized to the image          |
+| openvino_boxes | person-vehicle-bike-detection-2004 | `boxes` (N, 5) [x1, y1, x2, y2, conf] in  |
+|                |                                    | input pixels, `labels` (N,)               |
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detect.decode import decode_ssd, to_detections
+from edge.detect.decode import decode_boxes, decode_ssd, to_detections
 from edge.detect.settings import DetectorSettings
 from edge.detect.tiling import detect_tiled
 from edge.types import Detections, FloatArray
@@ -33,9 +40,9 @@ def openvino_device(provider: str, environ: Mapping[str, str] | None = None) -> 
     return env.get(DEVICE_ENV, "").strip() or "AUTO"
 
 
-def compile_ir(settings: DetectorSettings, device: str) -> Any:
-    """Read and compile an OpenVINO IR model: file checked, input size checked against the
-    settings, model cache and thread count applied. openvino is imported only here."""
+def read_model(settings: DetectorSettings) -> tuple[Any, Any]:
+    """(core, model) for settings.model_path (an IR .xml, or an ONNX file, which OpenVINO reads
+    as well): file checked, model cache applied. openvino is imported only here."""
     if not settings.model_path.is_file():
         raise FileNotFoundError(f"model file not found: {settings.model_path}")
     try:
@@ -48,12 +55,19 @@ def compile_ir(settings: DetectorSettings, device: str) -> Any:
     if settings.cache_dir is not None:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         core.set_property({"CACHE_DIR": str(settings.cache_dir)})
-    model = core.read_model(str(settings.model_path))
+    return core, core.read_model(str(settings.model_path))
+
+
+def compile_options(settings: DetectorSettings) -> dict[str, Any]:
+    """compile_model's config: the thread count when one is set."""
+    return {"INFERENCE_NUM_THREADS": settings.threads} if settings.threads > 0 else {}
+
+
+def compile_ir(settings: DetectorSettings, device: str) -> Any:
+    """Read and compile an OpenVINO IR model, its input size checked against the settings."""
+    core, model = read_model(settings)
     _check_input_shape(list(model.inputs[0].get_partial_shape()), settings)
-    config: dict[str, Any] = {}
-    if settings.threads > 0:
-        config["INFERENCE_NUM_THREADS"] = settings.threads
-    return core.compile_model(model, device, config)
+    return core.compile_model(model, device, compile_options(settings))
 
 
 class IrDetector:
@@ -103,6 +117,42 @@ class OpenVinoSsdDetector(IrDetector):
         found = decode_ssd(raw.reshape(-1, raw.shape[-1]), s.person_class_id, s.confidence)
         width, height = image.shape[1], image.shape[0]
         scale = np.array([width, height, width, height], dtype=np.float32)
+        return to_detections(
+            found.xyxy * scale, found.scores, (width, height), s.nms_iou, s.person_class_id
+        )
+
+
+class OpenVinoBoxesDetector(IrDetector):
+    """Person detector for an OpenVINO IR with `boxes` and `labels` outputs
+    (person-vehicle-bike-detection-2004: labels 0 vehicle, 1 person, 2 bike)."""
+
+    OUTPUTS = ("boxes", "labels")
+
+    def __init__(self, settings: DetectorSettings):
+        if settings.family != "openvino_boxes":
+            raise ValueError(f"OpenVinoBoxesDetector runs openvino_boxes, not {settings.family!r}")
+        super().__init__(settings)
+        names = {name for out in self._compiled.outputs for name in out.get_names()}
+        missing = [n for n in self.OUTPUTS if n not in names]
+        if missing:
+            raise ValueError(
+                f"{settings.model_path}: an openvino_boxes model has outputs "
+                f"{' and '.join(self.OUTPUTS)}; this one lacks {', '.join(missing)} "
+                f"(it has {', '.join(sorted(names)) or 'none'})"
+            )
+
+    def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
+        """One model call on the whole of `image`: person boxes in its pixels, after NMS."""
+        s = self._settings
+        resized = cv2.resize(image, s.input_size, interpolation=cv2.INTER_LINEAR)
+        np.copyto(self._tensor[0], resized.transpose(2, 0, 1))
+        self._request.infer({0: self._tensor})
+        boxes: FloatArray = self._request.get_tensor("boxes").data
+        labels = self._request.get_tensor("labels").data
+        found = decode_boxes(boxes, labels, s.person_class_id, s.confidence)
+        width, height = image.shape[1], image.shape[0]
+        sx, sy = width / s.input_size[0], height / s.input_size[1]
+        scale = np.array([sx, sy, sx, sy], dtype=np.float32)
         return to_detections(
             found.xyxy * scale, found.scores, (width, height), s.nms_iou, s.person_class_id
         )

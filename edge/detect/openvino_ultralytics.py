@@ -19,6 +19,7 @@ from edge.detect.decode import decode_ultralytics, to_detections
 from edge.detect.letterbox import letterbox_into
 from edge.detect.openvino import IrDetector
 from edge.detect.settings import DetectorSettings
+from edge.detect.tensor import fill_tensor
 from edge.types import Detections, FloatArray
 
 
@@ -54,9 +55,7 @@ class OpenVinoUltralyticsDetector(IrDetector):
         )
 
     def _infer(self) -> FloatArray:
-        chw = self._canvas.transpose(2, 0, 1)
-        np.copyto(self._tensor[0], chw[::-1])  # BGR -> RGB
-        self._tensor *= np.float32(1.0 / 255.0)
+        fill_tensor(self._canvas, self._tensor, self._settings.pixels)
         self._request.infer({0: self._tensor})
         out: FloatArray = np.asarray(self._request.get_output_tensor(0).data, dtype=np.float32)
         return out

@@ -7,6 +7,7 @@ model file is checked when a detector is created from these settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, get_args
@@ -16,11 +17,14 @@ import numpy.typing as npt
 
 from edge.types import Detections
 
-Family = Literal["yolox", "ultralytics", "openvino_ssd"]
+Family = Literal["yolox", "ultralytics", "openvino_ssd", "openvino_boxes"]
 Provider = Literal["auto", "tensorrt", "cuda", "openvino", "cpu"]
+Channels = Literal["bgr", "rgb"]
 
 FAMILIES: tuple[str, ...] = get_args(Family)
 PROVIDERS: tuple[str, ...] = get_args(Provider)
+# The Intel IR families take BGR 0-255 as the IR itself defines it; the detector only resizes.
+_OPENVINO_FAMILIES = ("openvino_ssd", "openvino_boxes")
 
 # The YOLO heads predict on grids of stride 8, 16 and 32: an input side that is not a multiple
 # of 32 gives a grid the exported graph does not have.
@@ -31,6 +35,51 @@ _MODEL_SUFFIX: dict[str, tuple[str, ...]] = {
     "yolox": (".onnx",),
     "ultralytics": (".onnx", ".xml"),
     "openvino_ssd": (".xml",),
+    "openvino_boxes": (".xml",),
+}
+
+
+def _is_finite(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How the input tensor is made from pixels: (pixel - mean) / std per channel.
+
+    pixel: 0-255, channels in `channels` order; mean and std are in pixel units, in that same
+    order (OpenVINO's mean_values / scale_values convention). A model fed differently from its
+    training sees shifted colours and loses recall without any error, so a model whose training
+    differs from its family's (ByteTrack's YOLOX: RGB, ImageNet mean and std) says so here.
+    """
+
+    channels: Channels = "bgr"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # YAML and JSON give lists
+                object.__setattr__(self, name, tuple(value))
+        if self.channels not in ("bgr", "rgb"):
+            raise ValueError(
+                f"normalization.channels must be 'bgr' or 'rgb', got {self.channels!r}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3 or not all(_is_finite(v) for v in value):
+                raise ValueError(f"normalization.{name} must be three numbers, got {value}")
+        if min(self.std) <= 0:
+            raise ValueError(f"normalization.std must be > 0, got {self.std}")
+
+
+# Each family's own input, as its training pipeline made it (see the table in onnx.py).
+FAMILY_NORMALIZATION: dict[str, Normalization] = {
+    "yolox": Normalization("bgr"),
+    "ultralytics": Normalization("rgb", std=(255.0, 255.0, 255.0)),
 }
 
 
@@ -77,9 +126,16 @@ class DetectorSettings:
     than silently running at a size the configuration does not state.
     confidence: minimum person score in [0, 1]. nms_iou: IoU in [0, 1] above which the lower-scoring
     of two person boxes is dropped. person_class_id: the model's class index for a person (0 for
-    COCO YOLO models; 1 for the OpenVINO SSD detectors, whose class 0 is the background).
+    COCO YOLO models; 1 for the OpenVINO SSD detectors, whose class 0 is the background, and for
+    person-vehicle-bike-detection, whose 0 is a vehicle).
     threads: intra-op threads, 0 = runtime default. cache_dir: TensorRT engine cache and OpenVINO
     compiled-model cache, so that a restart does not rebuild engines (minutes on a Jetson).
+    normalization: how pixels become the input tensor; None is the family's own
+    (FAMILY_NORMALIZATION). Only for yolox and ultralytics: the IR families define their input.
+    frame_sized (yolox only): run each image at its own size rounded up to a multiple of 32 rather
+    than letterboxed into input_size, which then only caps the longer side (an image larger than
+    that is scaled down first). The model is reshaped for each new size, which ONNX Runtime
+    cannot do with a static ONNX file, so this runs on the OpenVINO runtime.
     """
 
     model_path: Path
@@ -92,6 +148,8 @@ class DetectorSettings:
     provider: Provider = "auto"
     threads: int = 0
     cache_dir: Path | None = None
+    normalization: Normalization | None = None
+    frame_sized: bool = False
 
     def __post_init__(self) -> None:
         # Accept str paths from callers that build settings by hand; the field stays a Path.
@@ -126,27 +184,53 @@ class DetectorSettings:
             raise ValueError(f"nms_iou must be in [0, 1], got {self.nms_iou}")
         if not _is_int(self.person_class_id) or self.person_class_id < 0:
             raise ValueError(f"person_class_id must be an integer >= 0, got {self.person_class_id}")
-        if self.family == "openvino_ssd":
+        if self.family in _OPENVINO_FAMILIES:
             self._check_openvino()
         if not _is_int(self.threads) or self.threads < 0:
             raise ValueError(
                 f"threads must be an integer >= 0 (0 = runtime default), got {self.threads}"
             )
+        if self.normalization is not None and self.family not in FAMILY_NORMALIZATION:
+            raise ValueError(
+                f"normalization is for the yolox and ultralytics families; an {self.family} IR "
+                "defines its own input"
+            )
+        self._check_frame_sized()
 
     @property
     def runs_on_openvino(self) -> bool:
         """True for OpenVINO IR models (.xml), which the OpenVINO runtime runs, not ONNX Runtime."""
         return self.model_path.suffix.lower() == ".xml"
 
+    @property
+    def pixels(self) -> Normalization:
+        """The normalization in use: the settings' own, else the family's."""
+        if self.normalization is not None:
+            return self.normalization
+        return FAMILY_NORMALIZATION.get(self.family, Normalization())
+
+    def _check_frame_sized(self) -> None:
+        if not isinstance(self.frame_sized, bool):
+            raise ValueError(f"frame_sized must be true or false, got {self.frame_sized!r}")
+        if not self.frame_sized:
+            return
+        if self.family != "yolox":
+            raise ValueError(f"frame_sized is for the yolox family, not {self.family!r}")
+        if self.provider in ("tensorrt", "cuda"):
+            raise ValueError(
+                f"provider {self.provider!r} cannot reshape a model to the frame's size; "
+                "frame_sized runs on OpenVINO: use 'auto', 'openvino' or 'cpu'"
+            )
+
     def _check_input_size(self) -> None:
         size = self.input_size
         if len(size) != 2 or any(not _is_int(n) or n < 1 for n in size):
             raise ValueError(f"input_size must be two integers >= 1 (width, height), got {size}")
-        if self.family != "openvino_ssd" and any(n % _YOLO_STRIDE for n in size):
+        if self.family not in _OPENVINO_FAMILIES and any(n % _YOLO_STRIDE for n in size):
             raise ValueError(f"input_size for {self.family} must be multiples of 32, got {size}")
 
     def _check_openvino(self) -> None:
-        if self.person_class_id == 0:
+        if self.family == "openvino_ssd" and self.person_class_id == 0:
             # SSD DetectionOutput reserves label 0 for the background: 0 would never match.
             raise ValueError(
                 "person_class_id 0 is the SSD background label; "
@@ -154,7 +238,7 @@ class DetectorSettings:
             )
         if self.provider in ("tensorrt", "cuda"):
             raise ValueError(
-                f"provider {self.provider!r} is not available for openvino_ssd; "
+                f"provider {self.provider!r} is not available for {self.family}; "
                 "use 'auto', 'openvino' or 'cpu'"
             )
 
