@@ -7,6 +7,7 @@ and no traceback, because the people running this are installers, not Python dev
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated
 import typer
 
 from models.fetch import fetch as fetch_model
-from models.manifest import ModelError, load_manifest
+from models.manifest import ACKNOWLEDGE_KEY, LicenseNote, ModelError, load_manifest
 from models.store import (
     ModelNotFoundError,
     default_dest_dir,
@@ -57,7 +58,7 @@ def list_models(models_dir: ModelsDir = None) -> None:
     """List the models in the manifest, their licence, and where each is present."""
     with _user_errors():
         manifest = load_manifest()
-        typer.echo(f"{'NAME':<28} {'FAMILY':<13} {'LICENCE':<24} LOCATION")
+        typer.echo(f"{'NAME':<34} {'FAMILY':<14} {'LICENCE':<24} LOCATION")
         for entry in manifest.models:
             try:
                 where = str(
@@ -66,13 +67,31 @@ def list_models(models_dir: ModelsDir = None) -> None:
             except ModelNotFoundError:
                 where = "missing"
             licence = entry.license if entry.shippable else f"{entry.license} (tests only)"
-            typer.echo(f"{entry.name:<28} {entry.family:<13} {licence:<24} {where}")
+            if entry.license_note is not None:
+                licence += ", see note"
+            typer.echo(f"{entry.name:<34} {entry.family:<14} {licence:<24} {where}")
+            if entry.license_note is not None:
+                typer.echo(_note_lines(entry.license_note))
         for directory, exported in exported_models(models_dir):
             licence = (
                 exported.license if exported.shippable else f"{exported.license} (not shipped)"
             )
             where = f"{directory / exported.primary.path} (exported {exported.export.format})"
-            typer.echo(f"{exported.name:<28} {exported.family:<13} {licence:<24} {where}")
+            typer.echo(f"{exported.name:<34} {exported.family:<14} {licence:<24} {where}")
+
+
+def _note_lines(note: LicenseNote) -> str:
+    """A licence note under its model's row, indented, with how a config accepts it."""
+    text = f"note: {note.text} A config runs it only with {ACKNOWLEDGE_KEY}: {note.acknowledge}"
+    # Unbroken hyphens: the value to write must come out whole, to be copied.
+    return textwrap.fill(
+        text,
+        width=96,
+        initial_indent="    ",
+        subsequent_indent="      ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 @app.command()

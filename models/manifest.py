@@ -16,8 +16,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Family = Literal["yolox", "ultralytics", "openvino_ssd"]
+Family = Literal["yolox", "ultralytics", "openvino_ssd", "openvino_boxes"]
 """Decoder family: decides pre-processing and how the raw output is turned into boxes."""
+
+ACKNOWLEDGE_KEY = "detector.licence_acknowledged"
+"""The config key by which a site accepts a model's license_note."""
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL_SCHEMES = ("http", "https", "file")
@@ -80,16 +83,51 @@ class ModelFile(_Strict):
 class ClassMap(_Strict):
     """Which class id means 'person' in the model's raw output; all lobbywatch counts."""
 
-    set: Literal["coco80", "person_only"] = Field(
-        description="coco80: the 80 COCO classes in the usual order; person_only: one class."
+    set: Literal["coco80", "person_only", "person_vehicle_bike"] = Field(
+        description="coco80: the 80 COCO classes in the usual order; person_only: one class; "
+        "person_vehicle_bike: Intel's labels 0 vehicle, 1 person, 2 bike."
     )
     person: int = Field(ge=0, description="Class id (or SSD label) of a person.")
 
     @model_validator(mode="after")
-    def _coco_person_is_zero(self) -> ClassMap:
+    def _person_id_of_the_set(self) -> ClassMap:
         if self.set == "coco80" and self.person != 0:
             raise ValueError("in coco80 the person class is 0")
+        if self.set == "person_vehicle_bike" and self.person != 1:
+            raise ValueError("in person_vehicle_bike the person label is 1 (0 vehicle, 2 bike)")
         return self
+
+
+class Preprocess(_Strict):
+    """The input of a model trained otherwise than its family: (pixel - mean) / std per
+    channel, pixel 0-255 in `channels` order, mean and std in pixel units in that order (as
+    OpenVINO's mean_values / scale_values). Without it a model gets its family's own input."""
+
+    channels: Literal["bgr", "rgb"] = Field(description="Channel order the model expects.")
+    mean: tuple[float, float, float] = Field(
+        (0.0, 0.0, 0.0), description="Subtracted per channel, in 0-255 pixel units."
+    )
+    std: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="Divisor per channel (> 0), in 0-255 pixel units."
+    )
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError("every std must be > 0")
+        return value
+
+
+class LicenseNote(_Strict):
+    """Terms beyond `license` that a site must be told of and accept before it runs the model
+    (weights under a permissive licence, trained on data whose terms are not)."""
+
+    text: str = Field(min_length=1, description="What the site must know, in a few sentences.")
+    acknowledge: str = Field(
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description=f"The value a config must give in {ACKNOWLEDGE_KEY} to run the model.",
+    )
 
 
 class ModelEntry(_Strict):
@@ -105,6 +143,12 @@ class ModelEntry(_Strict):
     shippable: bool = Field(description="False for AGPL weights: tests and benchmarks only.")
     source: str = Field(description="Where the pinned bytes come from, in words.")
     upstream: str = Field(description="Official project page or release of the weights.")
+    preprocess: Preprocess | None = Field(
+        None, description="Input normalization, where it is not the family's own (yolox only)."
+    )
+    license_note: LicenseNote | None = Field(
+        None, description="Terms a site must acknowledge in its config before running it."
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -112,6 +156,25 @@ class ModelEntry(_Strict):
         if min(value) <= 0:
             raise ValueError("width and height must be positive")
         return value
+
+    @model_validator(mode="after")
+    def _preprocess_for_letterbox_families(self) -> ModelEntry:
+        # The IR families define their input inside the IR; the detector only resizes.
+        if self.preprocess is not None and self.family not in ("yolox", "ultralytics"):
+            raise ValueError(f"preprocess is for yolox and ultralytics models, not {self.family}")
+        return self
+
+    def acknowledgement_problem(self, acknowledged: str | None) -> str | None:
+        """Why a config with `acknowledged` (its ACKNOWLEDGE_KEY) may not run this model; None
+        when it may: no license_note, or the note's value given."""
+        note = self.license_note
+        if note is None or acknowledged == note.acknowledge:
+            return None
+        given = f" (it is {acknowledged!r})" if acknowledged else ""
+        return (
+            f"{self.name}: {note.text} It runs only where the site has agreed to this: "
+            f"set {ACKNOWLEDGE_KEY}: {note.acknowledge}{given}"
+        )
 
     @property
     def primary(self) -> ModelFile:

@@ -50,6 +50,8 @@ needs_shared = pytest.mark.skipif(
 REQUIRED = {
     "yolox_nano",
     "person-detection-retail-0013",
+    "person-vehicle-bike-detection-2004",
+    "bytetrack_nano_mot17",
     "yolov8n_int8_dynamic",
     "yolo11n_int8_dynamic_320",
 }
@@ -113,6 +115,51 @@ def test_shipped_manifest_loads_with_the_required_models() -> None:
     }
     assert all(m.license == "AGPL-3.0" for m in manifest.models if not m.shippable)
     assert len(load_manifest().get("person-detection-retail-0013").files) == 2
+
+
+def test_bytetrack_carries_its_normalization_and_a_note_a_site_must_acknowledge() -> None:
+    entry = load_manifest().get("bytetrack_nano_mot17")
+    assert (entry.family, entry.input_size, entry.license) == ("yolox", (1088, 608), "MIT")
+    assert entry.preprocess is not None and entry.preprocess.channels == "rgb"
+    assert entry.preprocess.mean == pytest.approx((0.485 * 255, 0.456 * 255, 0.406 * 255))
+    assert entry.preprocess.std == pytest.approx((0.229 * 255, 0.224 * 255, 0.225 * 255))
+    assert entry.license_note is not None
+    assert "non-commercial" in entry.license_note.text and "MOT17" in entry.license_note.text
+    assert entry.license_note.acknowledge == "non-commercial-training-data"
+    # Every other model runs without one.
+    assert [m.name for m in load_manifest().models if m.license_note] == ["bytetrack_nano_mot17"]
+
+
+def test_person_vehicle_bike_is_an_openvino_boxes_ir_whose_person_label_is_1() -> None:
+    entry = load_manifest().get("person-vehicle-bike-detection-2004")
+    assert (entry.family, entry.input_size, entry.license) == (
+        "openvino_boxes",
+        (448, 256),
+        "Apache-2.0",
+    )
+    assert (entry.classes.set, entry.classes.person) == ("person_vehicle_bike", 1)
+    assert [Path(f.path).suffix for f in entry.files] == [".xml", ".bin"]
+    assert entry.preprocess is None and entry.license_note is None
+
+
+@pytest.mark.parametrize(
+    ("acknowledged", "problem"),
+    [
+        (None, "set detector.licence_acknowledged: non-commercial-training-data"),
+        ("yes", "(it is 'yes')"),
+        ("non-commercial-training-data", None),
+    ],
+)
+def test_a_noted_model_needs_its_acknowledgement_and_a_plain_one_none(
+    acknowledged: str | None, problem: str | None
+) -> None:
+    manifest = load_manifest()
+    found = manifest.get("bytetrack_nano_mot17").acknowledgement_problem(acknowledged)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found and "non-commercial" in found
+    assert manifest.get("yolox_nano").acknowledgement_problem(acknowledged) is None
 
 
 def test_shipped_urls_are_pinned_to_a_commit_not_a_branch() -> None:
@@ -180,6 +227,26 @@ models:
         ("input_size: [416, 416]", "input_size: [416, 0]", "models.0.input_size"),
         ("    files:\n", "    files: []\n    x:\n", "models.0.files"),
         ("version: 1", "version: 2", "version"),
+        (
+            "    shippable: true\n",
+            "    shippable: true\n    preprocess: {channels: rgb, std: [58, 0, 57]}\n",
+            "models.0.preprocess.std",
+        ),
+        (
+            "    shippable: true\n",
+            "    shippable: true\n    preprocess: {channels: hsv}\n",
+            "models.0.preprocess.channels",
+        ),
+        (
+            "    shippable: true\n",
+            "    shippable: true\n    license_note: {text: t, acknowledge: Yes I do}\n",
+            "models.0.license_note.acknowledge",
+        ),
+        (
+            "classes: {set: coco80, person: 0}",
+            "classes: {set: person_vehicle_bike, person: 2}",
+            "models.0.classes",
+        ),
     ],
 )
 def test_invalid_manifest_names_the_key_and_line(old: str, new: str, expected: str) -> None:
@@ -188,6 +255,14 @@ def test_invalid_manifest_names_the_key_and_line(old: str, new: str, expected: s
         parse_manifest(GOOD_YAML.replace(old, new), source="m.yaml")
     assert expected in str(info.value)
     assert "m.yaml:" in str(info.value)
+
+
+def test_preprocess_is_refused_for_an_ir_family_that_defines_its_own_input() -> None:
+    text = GOOD_YAML.replace("family: yolox", "family: openvino_ssd").replace(
+        "    shippable: true\n", "    shippable: true\n    preprocess: {channels: rgb}\n"
+    )
+    with pytest.raises(ManifestError, match="preprocess is for yolox and ultralytics"):
+        parse_manifest(text, source="m.yaml")
 
 
 def test_extra_key_error_points_at_its_line() -> None:
@@ -545,6 +620,23 @@ def test_cli_list_shows_every_model_licence_and_location(models_env: Path) -> No
     assert "AGPL-3.0 (tests only)" in result.stdout
     assert str(target) in result.stdout
     assert "missing" in result.stdout
+
+
+def test_cli_list_shows_a_licence_note_and_the_value_that_acknowledges_it(
+    models_env: Path,
+) -> None:
+    result = runner.invoke(app, ["list"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("bytetrack_nano_mot17 "))
+    assert "MIT, see note" in lines[row]
+    note = " ".join(line.strip() for line in lines[row + 1 : row + 6])
+    assert note.startswith("note: ") and "non-commercial use only" in note
+    # The value to write comes out whole on one line, to be copied.
+    assert any(line.strip().endswith("non-commercial-training-data") for line in lines)
+    assert "detector.licence_acknowledged:" in note
+    assert "see note" not in "".join(line for line in lines if line.startswith("yolox_nano "))
 
 
 @needs_shared
