@@ -9,6 +9,7 @@ containers and tests need not edit files.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -301,12 +302,19 @@ class TilingConfig(_Strict):
 class _ModelFormat(_Strict):
     """What a model file is, where the manifest does not say (a model given by path)."""
 
-    family: Literal["yolox", "ultralytics", "openvino_ssd"] | None = Field(
+    family: Literal["yolox", "ultralytics", "openvino_ssd", "openvino_boxes"] | None = Field(
         None, description="Output format; required when `model` is a path outside the manifest"
     )
     input_size: (
-        tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None
-    ) = Field(None, description="Model input (width, height) in pixels; default from the manifest")
+        tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]]
+        | Literal["frame"]
+        | None
+    ) = Field(
+        None,
+        description="Model input (width, height) in pixels; default from the manifest. `frame`: "
+        "each frame's own size rounded up to a multiple of 32, its longer side at most the "
+        "manifest's (a yolox model, reshaped by OpenVINO)",
+    )
 
 
 class FusionModelConfig(_ModelFormat):
@@ -336,7 +344,41 @@ class FusionConfig(_Strict):
     )
 
 
+# Opt-in detector settings for a kind of scene. A preset sets these keys of the detector section,
+# which may then not be set beside it (the others: provider, threads, nms_iou).
+# crowd: dense, occluded queues (BENCHMARKS.md, "Crowd preset (opt-in)"). ByteTrack's YOLOX-Nano
+# at each frame's own size, alone: its full-body boxes hold where COCO models lose the hidden
+# bodies; tiles would cost four more passes at the frame's size. 0.15 is the default detector's
+# threshold, not a tuned one (on the BRT train split 0.1 counts better, on the Mall worse).
+# Its training data is non-commercial: never a default.
+CROWD_MODEL = "bytetrack_nano_mot17"
+CROWD_ACKNOWLEDGEMENT = "non-commercial-training-data"  # its manifest license_note's value
+PRESETS: dict[str, dict[str, Any]] = {
+    "crowd": {
+        "model": CROWD_MODEL,
+        "input_size": "frame",
+        "confidence": 0.15,
+        "tiling": {"enabled": False},
+        "fusion": {"models": []},
+    },
+}
+
+
 class DetectorConfig(_ModelFormat):
+    preset: Literal["crowd"] | None = Field(
+        None,
+        description="Opt-in settings for a kind of scene (sets model, input_size, confidence, "
+        "tiling and fusion, which may then not be given). "
+        f"crowd: dense overhead queues with {CROWD_MODEL} (non-commercial training data: needs "
+        "licence_acknowledged)",
+    )
+    licence_acknowledged: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="The site accepts a model's licence note: its value, as `lobbywatch models "
+        f"list` shows it (e.g. {CROWD_ACKNOWLEDGEMENT})",
+    )
     model: str = Field(
         "yolox_nano",
         min_length=1,
@@ -361,11 +403,43 @@ class DetectorConfig(_ModelFormat):
         default_factory=FusionConfig, description="Several detectors, boxes fused (see fusion.py)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        name = data.get("preset") if isinstance(data, dict) else None
+        preset = PRESETS.get(name) if isinstance(name, str) else None
+        if preset is None:  # none, or a name the Literal will refuse with the choices
+            return data
+        # The preset owns its keys: a key set beside it would quietly make it another detector
+        # (a section copied from configs/mall.yaml keeps its tiles and fusion).
+        clash = [key for key in preset if key in data]
+        if clash:
+            raise ValueError(
+                f"detector.preset {name} sets {', '.join(preset)}; remove "
+                f"{', '.join('detector.' + key for key in clash)}, or remove the preset and "
+                "set every key yourself"
+            )
+        return {**copy.deepcopy(preset), **data}
+
     @model_validator(mode="after")
     def _candidates_below_threshold(self) -> DetectorConfig:
         if self.fusion.models and self.fusion.candidate_confidence > self.confidence:
             raise ValueError(
                 "detector.fusion.candidate_confidence must not exceed detector.confidence"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _preset_acknowledged(self) -> DetectorConfig:
+        # Checked here too, not only against the manifest before a run (edge/tools/preflight.py):
+        # a config prepared for another device is refused as soon as it is read.
+        if self.preset == "crowd" and self.licence_acknowledged != CROWD_ACKNOWLEDGEMENT:
+            given = f" (it is {self.licence_acknowledged!r})" if self.licence_acknowledged else ""
+            raise ValueError(
+                f"detector.preset crowd runs {CROWD_MODEL}, whose training data (CrowdHuman, "
+                "MOT17 under CC BY-NC-SA 3.0, CityPersons, ETHZ) is for non-commercial use "
+                "(`lobbywatch models list` shows the note). If the site accepts this, set "
+                f"detector.licence_acknowledged: {CROWD_ACKNOWLEDGEMENT}{given}"
             )
         return self
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import typer
@@ -45,6 +45,9 @@ from edge.config import (
 from edge.runtime.device_state import DeviceState, read_state, state_path
 from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import probe_write
+
+if TYPE_CHECKING:
+    from models.manifest import ModelEntry
 
 GIB = 1 << 30
 # Below these the history database (WAL) and model caches run out within weeks.
@@ -343,15 +346,15 @@ def _accelerator_hint(info: PlatformInfo) -> str:
 
 
 def check_model(detector: DetectorConfig) -> list[CheckResult]:
-    """The configured models (the main one and those fused with it) are present, and their files
-    match their recorded sha256."""
-    results = _check_one_model(detector.model, "detector.model")
+    """The configured models (the main one and those fused with it) are present, their files
+    match their recorded sha256, and a licence note is acknowledged by the config."""
+    results = _check_one_model(detector.model, "detector.model", detector)
     for i, other in enumerate(detector.fusion.models):
-        results += _check_one_model(other.model, f"detector.fusion.models[{i}].model")
+        results += _check_one_model(other.model, f"detector.fusion.models[{i}].model", detector)
     return results
 
 
-def _check_one_model(name: str, where: str) -> list[CheckResult]:
+def _check_one_model(name: str, where: str, detector: DetectorConfig) -> list[CheckResult]:
     from models.manifest import ModelError
     from models.store import resolve_model, sha256_file, verify
 
@@ -389,6 +392,8 @@ def _check_one_model(name: str, where: str) -> list[CheckResult]:
             )
         ]
     results = [ok("model", f"{resolved.name}: {len(resolved.files)} file(s), sha256 ok", details)]
+    if resolved.entry.license_note is not None:
+        results.append(_check_licence_note(resolved.entry, detector))
     if not resolved.entry.shippable:
         results.append(
             warn(
@@ -399,6 +404,28 @@ def _check_one_model(name: str, where: str) -> list[CheckResult]:
             )
         )
     return results
+
+
+def _check_licence_note(entry: ModelEntry, detector: DetectorConfig) -> CheckResult:
+    """Say, every time, that the running config uses a model with a licence note, and whether
+    the config acknowledged it (without that the service refuses to start)."""
+    note = entry.license_note
+    assert note is not None
+    how = f" (detector.preset: {detector.preset})" if detector.preset else ""
+    key = f"detector.licence_acknowledged: {note.acknowledge}"
+    if entry.acknowledgement_problem(detector.licence_acknowledged) is None:
+        return ok(
+            "licence",
+            f"{entry.name}{how} has a licence note, acknowledged by this config ({key})",
+            [note.text],
+        )
+    return fail(
+        "licence",
+        f"{entry.name}{how} has a licence note this config does not acknowledge: "
+        "the service refuses to start",
+        f"if the site accepts it, set {key}; otherwise choose another model",
+        [note.text],
+    )
 
 
 # --- cameras -----------------------------------------------------------------------------

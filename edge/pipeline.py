@@ -24,7 +24,13 @@ from edge.config import (
 from edge.counting.overlays import OverlaySettings
 from edge.counting.perspective import Plausibility
 from edge.counting.scene import Scene
-from edge.detect import Detector, DetectorSettings, TilingSettings, create_detector
+from edge.detect import (
+    Detector,
+    DetectorSettings,
+    Normalization,
+    TilingSettings,
+    create_detector,
+)
 from edge.detect.fusion import FusedDetector
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
@@ -200,16 +206,28 @@ def _model_settings(
     cache_dir: Path | None,
 ) -> DetectorSettings:
     """Settings for one model: its own name, family, input size and tiling; the runtime options
-    (provider, threads, NMS) of the detector section."""
+    (provider, threads, NMS) of the detector section. Refuses a model whose licence note the
+    section has not acknowledged, whatever starts it (service, replay, benchmark)."""
     model = resolve_model(model_config.model)
-    family = model_config.family or model.family
-    input_size = model_config.input_size or model.input_size
     where = "detector" if model_config is config else "detector.fusion.models"
+    acknowledged = config.licence_acknowledged
+    problem = model.entry.acknowledgement_problem(acknowledged) if model.entry else None
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    family = model_config.family or model.family
+    # "frame": the frame's own size, the manifest's input size capping its longer side.
+    frame_sized = isinstance(model_config.input_size, str)
+    input_size = model.input_size if frame_sized else model_config.input_size or model.input_size
     if family is None or input_size is None:
-        raise ValueError(
-            f"{where}: model {model_config.model!r} is not in the model manifest: "
-            "set family and input_size"
+        fix = (
+            "input_size frame takes its longest side from there"
+            if frame_sized
+            else "set family and input_size"
         )
+        raise ValueError(
+            f"{where}: model {model_config.model!r} is not in the model manifest: {fix}"
+        )
+    preprocess = model.entry.preprocess if model.entry else None
     tiling = model_config.tiling
     # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
     tiled = tiling.enabled and tiling.grid != (1, 1)
@@ -224,4 +242,8 @@ def _model_settings(
         threads=config.threads,
         person_class_id=model.entry.classes.person if model.entry else 0,
         cache_dir=cache_dir,
+        normalization=Normalization(preprocess.channels, preprocess.mean, preprocess.std)
+        if preprocess
+        else None,
+        frame_sized=frame_sized,
     )

@@ -77,7 +77,8 @@ def file_problem(path: Path) -> str | None:
 
 
 def check_models(detector: DetectorConfig) -> list[Problem]:
-    """The main model and every fused one resolve (manifest, exports, file) and match sha256."""
+    """The main model and every fused one resolve (manifest, exports, file) and match sha256,
+    and the section acknowledges the licence note of any that has one."""
     try:
         manifest = load_manifest()
         known = [*manifest.names, *(e.name for _, e in exported_models())]
@@ -108,6 +109,18 @@ def check_models(detector: DetectorConfig) -> list[Problem]:
             problems.append(
                 (where, f"{ref.model!r} is not in the model manifest: set family and input_size")
             )
+        elif ref.input_size == "frame" and resolved.input_size is None:
+            problems.append(
+                (
+                    (*loc, "input_size"),
+                    f"input_size frame takes its longest side from the manifest, which does not "
+                    f"list {ref.model!r}: give the input size",
+                )
+            )
+        if resolved.entry is not None:
+            problem = resolved.entry.acknowledgement_problem(detector.licence_acknowledged)
+            if problem:
+                problems.append((("detector", "licence_acknowledged"), problem))
     return problems
 
 
