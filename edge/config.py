@@ -297,6 +297,13 @@ class TilingConfig(_Strict):
     full_frame: bool = Field(
         True, description="Also run once on the whole frame (near, large people)"
     )
+    fit: bool = Field(
+        True,
+        description="Fit the grid to each frame and model: windows shaped like the input of a "
+        "model that stretches the frame to it (a portrait camera in a landscape input), and no "
+        "tile that enlarges people no more for a letterboxing one (a 2x2 grid is 1x2 on a "
+        "portrait frame); applies with tiling off too",
+    )
 
 
 class _ModelFormat(_Strict):

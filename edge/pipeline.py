@@ -20,6 +20,7 @@ from edge.config import (
     FusionModelConfig,
     OccupancyConfig,
     SceneConfig,
+    TilingConfig,
 )
 from edge.counting.overlays import OverlaySettings
 from edge.counting.perspective import Plausibility
@@ -32,6 +33,7 @@ from edge.detect import (
     create_detector,
 )
 from edge.detect.fusion import FusedDetector
+from edge.detect.settings import Family, letterboxes
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
 from edge.storage.scene_file import SceneFile
@@ -191,12 +193,27 @@ def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Det
     main = create_detector(detector_settings(config, cache_dir))
     if not config.fusion.models:
         return main
-    candidates = config.fusion.candidate_confidence
-    others = [
-        create_detector(_model_settings(config, m, candidates, cache_dir))
-        for m in config.fusion.models
-    ]
+    others = [create_detector(m) for m in fusion_settings(config, cache_dir)]
     return FusedDetector([main, *others], config.fusion.iou, config.confidence)
+
+
+def fusion_settings(
+    config: DetectorConfig, cache_dir: Path | None = None
+) -> list[DetectorSettings]:
+    """Runtime settings of the fusion's other models, each proposing from candidate_confidence."""
+    candidates = config.fusion.candidate_confidence
+    return [_model_settings(config, m, candidates, cache_dir) for m in config.fusion.models]
+
+
+def _tiling(config: TilingConfig, family: Family) -> TilingSettings | None:
+    """Tiles as configured; without them, a model that stretches the frame to its input still
+    gets windows of its input's shape where the frame is far from it (a portrait camera)."""
+    # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
+    if config.enabled and config.grid != (1, 1):
+        return TilingSettings(config.grid, config.overlap, config.full_frame, config.fit)
+    if config.fit and not letterboxes(family):
+        return TilingSettings((1, 1), config.overlap, full_frame=False, fit=True)
+    return None
 
 
 def _model_settings(
@@ -228,16 +245,13 @@ def _model_settings(
             f"{where}: model {model_config.model!r} is not in the model manifest: {fix}"
         )
     preprocess = model.entry.preprocess if model.entry else None
-    tiling = model_config.tiling
-    # A 1x1 grid is the whole frame: tiling would only run the same pass twice.
-    tiled = tiling.enabled and tiling.grid != (1, 1)
     return DetectorSettings(
         model_path=model.path,
         family=family,
         input_size=(int(input_size[0]), int(input_size[1])),
         confidence=confidence,
         nms_iou=config.nms_iou,
-        tiling=TilingSettings(tiling.grid, tiling.overlap, tiling.full_frame) if tiled else None,
+        tiling=_tiling(model_config.tiling, family),
         provider=config.provider,
         threads=config.threads,
         person_class_id=model.entry.classes.person if model.entry else 0,

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -37,7 +38,14 @@ from edge.detect.letterbox import PAD_VALUE, compute_letterbox, letterbox_into
 from edge.detect.onnx import provider_options
 from edge.detect.openvino_yolox import frame_input_size
 from edge.detect.tensor import fill_tensor
-from edge.detect.tiling import Window, detect_tiled, merge_passes, tile_windows
+from edge.detect.tiling import (
+    ModelInput,
+    Window,
+    detect_tiled,
+    fit_grid,
+    merge_passes,
+    tile_windows,
+)
 from edge.types import Detections
 
 TRT = "TensorrtExecutionProvider"
@@ -557,9 +565,99 @@ def test_tiled_detection_calls_the_model_once_per_tile_and_once_for_the_frame() 
     assert shapes == [(480, 640, 3)] + [(267, 356, 3)] * 4
 
 
+YOLOX_INPUT = ModelInput((416, 416), letterboxed=True)
+RETAIL_INPUT = ModelInput((544, 320), letterboxed=False)
+
+
+@pytest.mark.parametrize(
+    ("frame", "grid", "model", "fitted"),
+    [
+        ((640, 480), (2, 2), YOLOX_INPUT, (2, 2)),  # 4:3: the grid as written
+        ((384, 288), (2, 2), YOLOX_INPUT, (2, 2)),
+        ((360, 640), (2, 2), YOLOX_INPUT, (1, 2)),  # portrait: two columns enlarge no more
+        ((1920, 1080), (2, 2), YOLOX_INPUT, (2, 1)),  # 16:9: two rows enlarge no more
+        ((480, 640), (2, 2), YOLOX_INPUT, (2, 2)),  # 3:4: one column would shrink people
+        ((640, 480), (1, 1), RETAIL_INPUT, (1, 1)),  # 1.33 in 1.7: a second row is worse
+        ((1280, 720), (1, 1), RETAIL_INPUT, (1, 1)),
+        ((360, 640), (1, 1), RETAIL_INPUT, (1, 3)),  # portrait: windows shaped like the input
+        ((1000, 1000), (1, 1), RETAIL_INPUT, (1, 2)),  # a square (fisheye) frame
+        ((360, 640), (2, 2), RETAIL_INPUT, (2, 6)),  # a configured grid gets rows added
+    ],
+)
+def test_the_grid_is_fitted_to_the_frame_and_the_model(
+    frame: tuple[int, int],
+    grid: tuple[int, int],
+    model: ModelInput,
+    fitted: tuple[int, int],
+) -> None:
+    assert fit_grid(frame, grid, 0.2, model) == fitted
+
+
+def test_a_resizing_model_sees_a_portrait_frame_in_windows_shaped_like_its_input() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def record(image: npt.NDArray[np.uint8]) -> Detections:
+        shapes.append(image.shape)
+        return Detections.empty()
+
+    whole = TilingSettings(grid=(1, 1), full_frame=False)
+    detect_tiled(np.zeros((640, 360, 3), np.uint8), record, whole, 0.45, RETAIL_INPUT)
+    # 640 / (3 - 2 * 0.2) = 246 rows each: 360 / 246 = 1.46 wide per high, the input 1.7
+    assert shapes == [(246, 360, 3), (246, 360, 3), (246, 360, 3)]
+    shapes.clear()
+    detect_tiled(np.zeros((480, 640, 3), np.uint8), record, whole, 0.45, RETAIL_INPUT)
+    assert shapes == [(480, 640, 3)]  # a 4:3 frame: one pass, as before
+    shapes.clear()
+    unfitted = TilingSettings(grid=(1, 1), full_frame=False, fit=False)
+    detect_tiled(np.zeros((640, 360, 3), np.uint8), record, unfitted, 0.45, RETAIL_INPUT)
+    assert shapes == [(640, 360, 3)]
+
+
+def test_a_fitted_grid_still_runs_the_full_frame_pass() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def record(image: npt.NDArray[np.uint8]) -> Detections:
+        shapes.append(image.shape)
+        return Detections.empty()
+
+    detect_tiled(np.zeros((640, 360, 3), np.uint8), record, TilingSettings(), 0.45, YOLOX_INPUT)
+    assert shapes == [(640, 360, 3), (356, 360, 3), (356, 360, 3)]  # 3 passes, not 5
+
+
 @given(width=st.integers(1, 8), height=st.integers(1, 8), columns=st.integers(1, 4))
 def test_frames_smaller_than_the_grid_still_get_non_empty_tiles_inside_the_frame(
     width: int, height: int, columns: int
 ) -> None:
     for tile in tile_windows(width, height, (columns, columns), 0.5):
         assert 0 <= tile.x0 < tile.x1 <= width and 0 <= tile.y0 < tile.y1 <= height
+
+
+def _find_white_blobs(image: npt.NDArray[np.uint8]) -> Detections:
+    """A stand-in model: one box per connected white region."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats((image[:, :, 0] == 255).astype(np.uint8))
+    boxes = [[x, y, x + w, y + h] for x, y, w, h, _ in stats[1:count]]
+    return _dets(boxes, [0.9] * len(boxes)) if boxes else Detections.empty()
+
+
+@pytest.mark.parametrize(
+    ("rects", "expected"),
+    [
+        # a person taller than the whole window overlap, cut by both borders: one, whole
+        ([(150, 60, 230, 600)], [(150, 60, 230, 600)]),
+        # cut by one border
+        ([(40, 150, 100, 330)], [(40, 150, 100, 330)]),
+        # two people side by side across a border share too little width to be one
+        ([(40, 150, 100, 240), (110, 200, 170, 330)], [(40, 150, 100, 240), (110, 200, 170, 330)]),
+        # one inside a window: untouched
+        ([(200, 20, 260, 120)], [(200, 20, 260, 120)]),
+    ],
+)
+def test_windows_without_a_full_frame_pass_stitch_a_person_cut_by_their_borders(
+    rects: list[tuple[int, int, int, int]], expected: list[tuple[int, int, int, int]]
+) -> None:
+    image = np.zeros((640, 360, 3), dtype=np.uint8)
+    for x0, y0, x1, y1 in rects:
+        image[y0:y1, x0:x1] = 255
+    windows = TilingSettings(grid=(1, 3), overlap=0.2, full_frame=False, fit=False)
+    found = detect_tiled(image, _find_white_blobs, windows, nms_iou=0.45)
+    assert sorted(map(tuple, found.xyxy.astype(int).tolist())) == sorted(expected)

@@ -31,7 +31,7 @@ from edge.detect.decode import (
 from edge.detect.letterbox import letterbox_into
 from edge.detect.settings import DetectorSettings
 from edge.detect.tensor import fill_tensor
-from edge.detect.tiling import detect_tiled
+from edge.detect.tiling import ModelInput, detect_tiled
 from edge.types import Detections, FloatArray
 
 TENSORRT = "TensorrtExecutionProvider"
@@ -133,9 +133,11 @@ class OnnxDetector:
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
         _check_image(image)
-        if self._settings.tiling is None:
+        s = self._settings
+        if s.tiling is None:
             return self.detect_once(image)
-        return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
+        fitted = ModelInput(s.input_size, letterboxed=True)
+        return detect_tiled(image, self.detect_once, s.tiling, s.nms_iou, fitted)
 
     def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
         """One model call on the whole of `image`: person boxes in its pixels, after NMS."""

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from edge.detect.decode import decode_boxes, decode_ssd, to_detections
 from edge.detect.settings import DetectorSettings
-from edge.detect.tiling import detect_tiled
+from edge.detect.tiling import ModelInput, detect_tiled
 from edge.types import Detections, FloatArray
 
 # "auto" lets OpenVINO pick the Intel device (integrated GPU when present, else CPU).
@@ -91,9 +91,12 @@ class IrDetector:
     def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be BGR uint8 HxWx3, got {image.dtype} {image.shape}")
-        if self._settings.tiling is None:
+        s = self._settings
+        if s.tiling is None:
             return self.detect_once(image)
-        return detect_tiled(image, self.detect_once, self._settings.tiling, self._settings.nms_iou)
+        # These models resize the frame to their input's shape: windows shaped like it.
+        fitted = ModelInput(s.input_size, letterboxed=False)
+        return detect_tiled(image, self.detect_once, s.tiling, s.nms_iou, fitted)
 
     def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
         raise NotImplementedError

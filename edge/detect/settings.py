@@ -23,8 +23,15 @@ Channels = Literal["bgr", "rgb"]
 
 FAMILIES: tuple[str, ...] = get_args(Family)
 PROVIDERS: tuple[str, ...] = get_args(Provider)
-# The Intel IR families take BGR 0-255 as the IR itself defines it; the detector only resizes.
+# The Intel IR families take BGR 0-255 as the IR itself defines it; the detector only resizes
+# (stretches the image to the input's shape, as they were trained), where the YOLO families
+# letterbox.
 _OPENVINO_FAMILIES = ("openvino_ssd", "openvino_boxes")
+
+
+def letterboxes(family: Family) -> bool:
+    """Whether the family keeps the image's aspect ratio in its input (pads), or stretches it."""
+    return family not in _OPENVINO_FAMILIES
 
 # The YOLO heads predict on grids of stride 8, 16 and 32: an input side that is not a multiple
 # of 32 gives a grid the exported graph does not have.
@@ -91,11 +98,15 @@ class TilingSettings:
     with its horizontal (vertical) neighbour, in [0, 0.5]; it should exceed the width of a typical
     distant person so that each such person lies whole inside at least one tile. full_frame: also
     run once on the whole frame, which finds the large, near people that tiles cut apart.
+    fit: fit the grid to each frame and the model (edge/detect/tiling.py, `fit_grid`): windows
+    shaped like a resizing model's input, no tile a letterboxed model gains nothing from. A grid
+    of (1, 1) without full_frame is then the whole frame unless the model needs it cut.
     """
 
     grid: tuple[int, int] = (2, 2)
     overlap: float = 0.2
     full_frame: bool = True
+    fit: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.grid, list):  # YAML and JSON give lists
