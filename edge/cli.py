@@ -247,7 +247,9 @@ def snapshot(
     )
 
 
-scene_app = typer.Typer(help="What each camera learned of its scene (perspective, overlays).")
+scene_app = typer.Typer(
+    help="What each camera learned of its scene (perspective, overlays, static clutter)."
+)
 app.add_typer(scene_app, name="scene")
 
 

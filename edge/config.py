@@ -233,12 +233,102 @@ class OverlayConfig(_Strict):
         return self
 
 
+class ClutterConfig(_Strict):
+    """Things that never move and never change (mannequins, posters, clothes on racks) found
+    over hours, suggested as ignore regions and, on strong evidence, not counted
+    (edge/counting/clutter.py). Durations are seconds of observation: frames in which the place
+    was detected. Defaults follow from people and cameras, not from any scene: see
+    ClutterSettings."""
+
+    enabled: bool = Field(True, description="Find places whose box and pixels never change")
+    suggest_after_s: float = Field(
+        7200.0,
+        ge=60,
+        le=30 * 86_400,
+        description="Seconds a place's crop matches itself before it is suggested as an ignore "
+        "region, still counted (2 h: twice the hour a customer may sit still)",
+    )
+    drop_after_s: float | None = Field(
+        28800.0,
+        ge=60,
+        le=30 * 86_400,
+        description="Seconds unchanged without a break before a place's boxes are not counted "
+        "(8 h: an opening day no one sits through without moving); null: only suggest",
+    )
+    match_iou: float = Field(
+        0.5, gt=0, le=1, description="Box overlap (IoU) at which a detection is the same place"
+    )
+    change_cell: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="A cell of the box's 16x16 grey thumbnail changed when it moves by this many "
+        "spreads of the thumbnail (brightness and contrast of the whole box factored out)",
+    )
+    change_fraction: float = Field(
+        0.03,
+        gt=0,
+        lt=1,
+        description="Fraction of changed cells that shows a change (0.03: a hand, a turned head)",
+    )
+    drop_change_fraction: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="Most changed cells any frame may show for a drop (0.01: noise only)",
+    )
+    drift: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="How far the mean of the recent boxes may move, as a fraction of the box "
+        "height, before the place counts as moved",
+    )
+    min_contrast: float = Field(
+        8.0,
+        ge=0,
+        le=128,
+        description="Spread of the grey thumbnail (0-255) below which a crop shows nothing",
+    )
+    max_step_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Most seconds one frame interval counts (a longer gap is an outage)",
+    )
+    occlusion_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds a place's crop may differ and come back to itself (someone passing "
+        "in front) before the place counts as changed; the drop clock forgives none of it",
+    )
+    forget_after_s: float = Field(
+        86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="Seconds without a detection after which a place is forgotten",
+    )
+    max_sites: int = Field(
+        64, ge=1, le=1000, description="Most places watched at once (bounds the cost a frame)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ClutterConfig:
+        if self.drop_after_s is not None and self.drop_after_s < self.suggest_after_s:
+            raise ValueError("drop_after_s must not be less than suggest_after_s")
+        if self.drop_change_fraction > self.change_fraction:
+            raise ValueError("drop_change_fraction must not exceed change_fraction")
+        return self
+
+
 class SceneConfig(_Strict):
     """What the pipeline learns about one camera's view; kept in perspective-<camera>.json
     beside the database."""
 
     perspective: PerspectiveConfig = Field(default_factory=PerspectiveConfig)
     overlays: OverlayConfig = Field(default_factory=OverlayConfig)
+    clutter: ClutterConfig = Field(default_factory=ClutterConfig)
     save_every_s: float = Field(
         300.0, gt=0, le=86_400, description="Seconds between saves of what was learned"
     )
@@ -267,7 +357,8 @@ class CameraConfig(_Strict):
         None, description="Per-zone count correction written by `lobbywatch calibrate`"
     )
     scene: SceneConfig = Field(
-        default_factory=SceneConfig, description="Box plausibility and text overlays, learned"
+        default_factory=SceneConfig,
+        description="Box plausibility, text overlays and static clutter, learned",
     )
 
     @field_validator("source")

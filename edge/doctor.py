@@ -477,7 +477,8 @@ def check_camera(camera: CameraConfig, probes: Probes) -> CheckResult:
 
 
 def check_scene(camera: CameraConfig, storage_dir: Path) -> CheckResult:
-    """What the service learned of this camera's view (perspective, text overlays), as saved."""
+    """What the service learned of this camera's view (perspective, text overlays, static
+    clutter), as saved; each static place found with an ignore mask IT can add."""
     from edge.pipeline import build_scene  # the pipeline pulls in the detectors: only here
 
     name = f"scene {camera.id}"
@@ -489,7 +490,11 @@ def check_scene(camera: CameraConfig, storage_dir: Path) -> CheckResult:
     if state is None:
         return ok(name, f"nothing learned yet ({path} absent or unreadable): limits only")
     scene.load(state)
-    return ok(name, scene.describe(), [f"kept in {path}; delete it to relearn"])
+    details = [*scene.suggestions(), f"kept in {path}; delete it to relearn"]
+    if scene.suggestions():
+        fix = "look at a snapshot; where it is no person, add the ignore mask shown to the config"
+        return warn(name, scene.describe(), fix, details)
+    return ok(name, scene.describe(), details)
 
 
 # --- broker ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from edge.config import (
     SceneConfig,
     TilingConfig,
 )
+from edge.counting.clutter import ClutterSettings
 from edge.counting.overlays import OverlaySettings
 from edge.counting.perspective import Plausibility
 from edge.counting.scene import Scene
@@ -58,15 +59,16 @@ class FrameResult:
     detections: Detections
     zone_of: tuple[str | None, ...]  # the zone each detection counts in, None for none
     inference_s: float
-    dropped: int = 0  # boxes the scene ruled out: no person's size or shape there, or on text
+    dropped: int = 0  # boxes the scene ruled out: no person's size or shape, on text, or static
 
 
 def build_scene(config: SceneConfig) -> Scene:
     """The config's fields are the settings' fields, less the switch."""
-    p, o = config.perspective, config.overlays
+    p, o, c = config.perspective, config.overlays, config.clutter
     return Scene(
         Plausibility(**p.model_dump(exclude={"enabled"})) if p.enabled else None,
         OverlaySettings(**o.model_dump(exclude={"enabled"})) if o.enabled else None,
+        ClutterSettings(**c.model_dump(exclude={"enabled"})) if c.enabled else None,
     )
 
 
@@ -119,7 +121,7 @@ class CameraPipeline:
         inference_s = time.perf_counter() - started
         dropped = 0
         if self.scene.enabled:
-            keep = self.scene.update(frame.image, detections)
+            keep = self.scene.update(frame.image, detections, now)
             dropped = int(len(keep) - keep.sum())
             if dropped:
                 detections = detections[keep]

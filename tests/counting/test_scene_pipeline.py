@@ -90,7 +90,7 @@ def test_with_the_scene_on_the_corridor_counts_its_two_people(tmp_path):
 
 
 def test_with_the_scene_off_the_clock_and_the_coat_are_counted(tmp_path):
-    off = "{perspective: {enabled: false}, overlays: {enabled: false}}"
+    off = "{perspective: {enabled: false}, overlays: {enabled: false}, clutter: {enabled: false}}"
     cfg = config(tmp_path, off)
     pipeline = CameraPipeline(cfg.cameras[0], Corridor(), cfg.occupancy)
     assert run(pipeline, range(20)) == [9] * 20
