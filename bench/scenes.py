@@ -234,6 +234,7 @@ class SceneRun:
     records: list[dict[str, Any]] = field(default_factory=list)
     on_overlay: list[int] = field(default_factory=list)  # counted boxes mostly on the overlay
     wall_s: float = 0.0
+    learned: str = ""  # what the scene's pipeline learned (describe_scene), photos: none
 
 
 def camera_for(scene: Scene, config: LobbyConfig) -> CameraConfig:
@@ -278,6 +279,7 @@ def run_scene(scene: Scene, config: LobbyConfig, detector: Detector) -> SceneRun
             sum(1 for b in record["boxes"] if b[5] == ZONE and on_overlay(b[:4], rects))
         )
     run.wall_s = time.perf_counter() - started
+    run.learned = shared.describe_scene() if shared is not None else ""
     return run
 
 
@@ -294,6 +296,7 @@ def summarize(run: SceneRun, clean: SceneRun | None) -> dict[str, Any]:
         "detector_ms": sum(r["inference_ms"] for r in records) / n,
         "wall_s": run.wall_s,
         "on_overlay_per_frame": sum(run.on_overlay) / n,
+        "learned": run.learned,
     }
     if all(s.heads is not None for s in stills):
         heads = {s.index: s.heads for s in stills}
@@ -441,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
             m = r["smoothed"]
             extra = f"; smoothed occupancy MAE {m['mae']:.2f}, bias {m['bias']:+.2f}"
         print(f"- {name}: {r['what']}{extra}")
+        if r["learned"]:
+            print(f"  - learned: {r['learned']}")
         if name.startswith("photos"):
             for p in r["per_frame"]:
                 print(f"  - {p['file']}: {p['count']:g} counted, {p['truth']} true")
