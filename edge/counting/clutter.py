@@ -189,7 +189,7 @@ def thumbnail(
     samples = image[y1:y2, x1:x2].take(rows, axis=0).take(cols, axis=1).astype(np.float32)
     grey = samples @ _GREY if samples.ndim == 3 else samples
     cells = _CELL_MEAN @ grey @ _CELL_MEAN.T
-    centred = (cells - cells.mean()).ravel()
+    centred = (cells - float(cells.sum()) / cells.size).ravel()  # .mean() costs 3x more
     spread = float(np.sqrt(np.dot(centred, centred) / centred.size))
     if spread < max(min_contrast, 1e-6):
         return None
