@@ -373,7 +373,7 @@ class ClutterModel:
             if site.different_s <= s.occlusion_s:
                 return "changed"  # perhaps someone in front: see whether it comes back
             if box is None:
-                return "gone"  # it left: the place shows something else, and goes on to
+                return "gone"  # it left: the place has shown something else for occlusion_s
             site.restart(box, thumbnail(image, box, s.min_contrast))
             return "changed"
         site.different_s = 0.0
@@ -384,7 +384,7 @@ class ClutterModel:
         return "same"
 
     def _moved(self, site: Site, image: npt.NDArray[np.uint8]) -> bool:
-        """Whether the mean box left the run's box by more than `drift` of its height (in
+        """Whether the mean box left the reference's box by more than `drift` of its height (in
         pixels, so x and y are weighed alike)."""
         height, width = image.shape[:2]
         delta = np.abs(site.mean - site.box) * np.array([width, height, width, height])
