@@ -6,7 +6,9 @@ on the same frames, the detectors taking turns frame by frame, so that a machine
 other work slows them alike and the rows compare within the run:
 
   default          configs/mall.yaml's detector: yolox_nano 2x2 tiles + full frame, fused with
-                   person-detection-retail-0013
+                   person-detection-retail-0013, the tiles fitted to the frame (tiling.fit)
+  default-unfitted the same with tiling.fit off, as it ran before (a portrait frame: 5 yolox
+                   passes and retail-0013 squashed in one, where fitted it is 3 and 3 windows)
   crowd            configs/crowd.yaml, the crowd preset: bytetrack_nano_mot17 at the frame's own
                    size rounded up to 32, on OpenVINO (the model compiled once per size)
   bytetrack-ort    the same model on ONNX Runtime at its file's static 1088x608, letterboxed
@@ -57,10 +59,24 @@ def detectors(data: str) -> dict[str, Detector]:
             "fusion": default.fusion.model_copy(update={"models": []}),
         }
     )
+    unfitted = default.model_copy(
+        update={
+            "tiling": default.tiling.model_copy(update={"fit": False}),
+            "fusion": default.fusion.model_copy(
+                update={
+                    "models": [
+                        m.model_copy(update={"tiling": m.tiling.model_copy(update={"fit": False})})
+                        for m in default.fusion.models
+                    ]
+                }
+            ),
+        }
+    )
     # ONNX Runtime takes only the file's static 1088x608 input.
     ort_settings = dataclasses.replace(detector_settings(crowd), frame_sized=False)
     return {
         "default": build_detector(default),
+        "default-unfitted": build_detector(unfitted),
         "crowd": build_detector(crowd),
         "bytetrack-ort": create_detector(ort_settings),
         "pvb-2004": build_detector(pvb),
