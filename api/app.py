@@ -26,9 +26,10 @@ from api.auth import Authenticator, FailureLimiter, load_keys
 from api.clients import ClientAddress
 from api.db import StoreAccess, StoreUnavailable
 from api.deps import ApiContext
+from api.handhelds import HandheldAccess
 from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
-from api.routes import alerts, history, live, system
+from api.routes import alerts, handhelds, history, live, system
 from edge.config import LobbyConfig
 
 log = logging.getLogger("lobbywatch.api")
@@ -71,7 +72,7 @@ def create_app(
         config=config,
         store=store,
         rollup=rollup,
-        auth=Authenticator(keys, limiter),
+        auth=Authenticator(keys, limiter, HandheldAccess(store, clock)),
         clients=ClientAddress(config.api.trusted_proxies),
         clock=clock,
         tz=tz,
@@ -100,7 +101,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lobbywatch = context
-    for module in (live, history, alerts, system):
+    for module in (live, history, alerts, handhelds, system):
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack

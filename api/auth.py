@@ -1,5 +1,9 @@
 """Bearer keys with roles, compared in constant time, with failed attempts rate-limited.
 
+Besides the configured keys, a paired phone (edge/storage/handhelds.py) authenticates with a
+token of its own, as a manager whose id is the handheld's name; its pairing code and a wrong
+token count against the same failure limit as a wrong key.
+
 Keys are configured as the sha256 of the key, or as the name of an environment variable holding
 the key (hashed at start-up): no key is ever written to the config, a log line or an error. A
 request's key is hashed and compared with every configured hash with `hmac.compare_digest`,
@@ -16,7 +20,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from edge.config import ApiKeyConfig
 
@@ -40,10 +44,12 @@ def hash_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the key's id (shown in audit fields) and its role."""
+    """Who made a request: the key's id, or a paired handheld's name (shown in audit fields),
+    and its role. handheld: authenticated by a paired phone's token, not a configured key."""
 
     key_id: str
     role: Role
+    handheld: bool = False
 
     def may(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -199,18 +205,39 @@ class AuthError(Exception):
         self.headers = headers or {}
 
 
+#: The role a paired handheld acts with: it accepts alerts and reports passes done.
+HANDHELD_ROLE: Role = "manager"
+
+
+class Handhelds(Protocol):
+    """The paired phones' tokens (edge.storage.handhelds.HandheldRegistry behind the API)."""
+
+    def lookup(self, token: str) -> str | None:
+        """The name of the unrevoked handheld holding `token`, or None."""
+
+    def redeem(self, code: str) -> tuple[str, str] | None:
+        """(name, token) for an unused, unexpired pairing code, once; None otherwise."""
+
+
 class Authenticator:
-    def __init__(self, keys: list[_Key], limiter: FailureLimiter) -> None:
+    def __init__(
+        self, keys: list[_Key], limiter: FailureLimiter, handhelds: Handhelds | None = None
+    ) -> None:
         self.keys = keys
         self.limiter = limiter
+        self.handhelds = handhelds
 
-    def authenticate(self, token: str | None, client: str, role: Role) -> Principal:
+    def authenticate(
+        self, token: str | None, client: str, role: Role, *, handheld_only: bool = False
+    ) -> Principal:
         """The principal behind `token` if it may act as `role`; raises AuthError otherwise.
 
-        503 when no key is configured (there is no open mode), 429 while the client, or every
-        client together, is over its failure limit, 401 for a missing or wrong key, 403 for a key whose role is too low.
+        503 when no key is configured (there is no open mode; a paired handheld still gets
+        in), 429 while the client, or every client together, is over its failure limit, 401 for
+        a missing or wrong key, 403 for a key whose role is too low. handheld_only: the token
+        came in the app's cookie, which only ever holds a handheld's token, never a key.
         """
-        if not self.keys:
+        if not self.keys and not token:
             raise AuthError(503, HOW_TO_CONFIGURE)
         retry = self.limiter.retry_after(client)
         if retry is not None:
@@ -221,15 +248,43 @@ class Authenticator:
             raise AuthError(
                 401, "missing key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
             )
-        principal = self._match(token)
+        principal = None if handheld_only else self._match(token)
+        if principal is None and self.handhelds is not None:
+            name = self.handhelds.lookup(token)
+            if name is not None:
+                principal = Principal(name, HANDHELD_ROLE, handheld=True)
         if principal is None:
+            if not self.keys and not handheld_only:
+                raise AuthError(503, HOW_TO_CONFIGURE)
             self.limiter.record_failure(client)
             log.warning("failed authentication from %s", client)
-            raise AuthError(401, "invalid key", {"WWW-Authenticate": "Bearer"})
+            detail = "not paired, or this handheld was revoked" if handheld_only else "invalid key"
+            raise AuthError(401, detail, {"WWW-Authenticate": "Bearer"})
         self.limiter.record_success(client)
         if not principal.may(role):
             raise AuthError(403, f"key {principal.key_id!r} is a {principal.role}; needs {role}")
         return principal
+
+    def pair(self, code: str, client: str) -> tuple[Principal, str]:
+        """Exchange a pairing code for the handheld's principal and its token (shown once).
+        A wrong, used or expired code counts as a failed authentication: 401, then 429."""
+        retry = self.limiter.retry_after(client)
+        if retry is not None:
+            raise AuthError(
+                429, "too many failed attempts; try again later", {"Retry-After": str(retry)}
+            )
+        found = self.handhelds.redeem(code) if self.handhelds is not None else None
+        if found is None:
+            self.limiter.record_failure(client)
+            log.warning("failed pairing attempt from %s", client)
+            raise AuthError(
+                401,
+                "unknown, used or expired pairing code: run `lobbywatch handheld pair` again",
+            )
+        self.limiter.record_success(client)
+        name, token = found
+        log.info("handheld %r paired from %s", name, client)
+        return Principal(name, HANDHELD_ROLE, handheld=True), token
 
     def _match(self, token: str) -> Principal | None:
         digest = hashlib.sha256(token.encode("utf-8")).digest()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, cast
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, HTTPException, Request
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from api.auth import Authenticator, AuthError, Principal, Role
 from api.clients import ClientAddress
 from api.db import StoreAccess
+from api.handhelds import APP_HEADER, COOKIE_NAME
 from api.rollup import Rollup
 from api.schemas import Problem
 from edge.config import LobbyConfig
@@ -52,25 +54,62 @@ bearer = HTTPBearer(
 )
 
 
+def client_of(request: Request) -> str:
+    """The address failed authentications are counted under (see api/clients.py)."""
+    return get_context(request).clients.of(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+    )
+
+
 def require(role: Role) -> Callable[..., Principal]:
-    """A dependency that admits callers whose key has at least `role`."""
+    """A dependency that admits callers whose key has at least `role`: a bearer key or token,
+    or the phone web app's cookie (a paired handheld's token only, see api/handhelds.py)."""
 
     def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         context = get_context(request)
-        client = context.clients.of(
-            request.client.host if request.client else None,
-            request.headers.getlist("x-forwarded-for"),
-        )
         token = credentials.credentials if credentials is not None else None
+        from_cookie = token is None and COOKIE_NAME in request.cookies
+        if from_cookie:
+            token = request.cookies[COOKIE_NAME]
+            refused = cross_site(request)
+            if refused is not None:
+                raise HTTPException(403, refused)
         try:
-            return context.auth.authenticate(token, client, role)
+            return context.auth.authenticate(
+                token, client_of(request), role, handheld_only=from_cookie
+            )
         except AuthError as exc:
-            raise HTTPException(exc.status, exc.detail, headers=exc.headers) from None
+            headers = dict(exc.headers)
+            if from_cookie and exc.status == 401:  # revoked: the browser forgets the token
+                headers["Set-Cookie"] = expired_cookie()
+            raise HTTPException(exc.status, exc.detail, headers=headers) from None
 
     return dependency
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site(request: Request) -> str | None:
+    """Why a request that changes something, riding on the cookie, is refused as possibly
+    forged by another site's page; None when it is the app's own. It must carry APP_HEADER,
+    and an Origin, when the browser sends one, naming this host."""
+    if request.method in SAFE_METHODS:
+        return None
+    if request.headers.get(APP_HEADER) != "1":
+        return f"refused: a request with the app's cookie must send {APP_HEADER}: 1"
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        return f"refused: a request from {origin} may not use this site's handheld cookie"
+    return None
+
+
+def expired_cookie() -> str:
+    return f"{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict"
 
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]

@@ -111,6 +111,8 @@ OPERATIONS = [
     ("GET", "/v1/reports/busiest-hours", True),
     ("GET", "/v1/alerts", True),
     ("POST", "/v1/alerts/{alert_id}/ack", True),
+    ("POST", "/v1/handhelds/pair", True),
+    ("GET", "/v1/handhelds/me", False),
     ("GET", "/v1/health", False),
     ("GET", "/v1/health/live", False),
     ("GET", "/metrics", False),
