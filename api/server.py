@@ -29,7 +29,7 @@ def uvicorn_options(config: LobbyConfig, host: str | None, port: int | None) -> 
     that passes the header on, could then pick the address its failed keys are counted under.
     Here it reads the header only with api.trusted_proxies configured, from exactly those."""
     proxies = list(config.api.trusted_proxies)
-    return {
+    options: dict[str, Any] = {
         "host": host or config.api.host,
         "port": port or config.api.port,
         "log_config": None,  # keep the logging set up above; access lines carry no headers
@@ -37,3 +37,8 @@ def uvicorn_options(config: LobbyConfig, host: str | None, port: int | None) -> 
         "proxy_headers": bool(proxies),
         "forwarded_allow_ips": proxies,
     }
+    tls = config.api.tls
+    if tls.cert_file is not None and tls.key_file is not None:  # https (the phone app needs it)
+        options["ssl_certfile"] = str(tls.cert_file)
+        options["ssl_keyfile"] = str(tls.key_file)
+    return options

@@ -284,8 +284,13 @@ def scene_reset(
             typer.echo(f"camera {camera_id}: nothing learned yet")
 
 
-@app.command()
+handheld_app = typer.Typer(add_completion=False)
+app.add_typer(handheld_app, name="handheld")
+
+
+@handheld_app.callback(invoke_without_command=True)
 def handheld(
+    ctx: typer.Context,
     config: ConfigOption = Path(DEFAULT_CONFIG),
     name: Annotated[str, typer.Option(help="Who acknowledges (shown in reports)")] = "manager",
     username: Annotated[
@@ -296,9 +301,12 @@ def handheld(
     ] = False,
 ) -> None:
     """A terminal handheld: shows diversion alerts; type `a N` to accept, `d N` when done.
+    `pair`, `list` and `revoke` manage the phones of the web app.
 
     The password comes from LOBBYWATCH_HANDHELD_PASSWORD when --username is given.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from pydantic import SecretStr
 
     from edge.handheld import Handheld, LinkStatus, format_alert
@@ -356,6 +364,14 @@ def handheld(
     finally:
         client.stop()
 
+
+def _register_pairing() -> None:
+    from edge.tools.handhelds import register
+
+    register(handheld_app, _load, Path(DEFAULT_CONFIG))
+
+
+_register_pairing()
 
 PLUGIN_GROUP = "lobbywatch.cli"
 

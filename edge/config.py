@@ -787,10 +787,36 @@ class ApiKeyConfig(_Strict):
         return self
 
 
+class ApiTlsConfig(_Strict):
+    """https for the API: the phone web app needs it (a browser keeps the phone's credential
+    only from an https page, and runs service workers and notifications only there)."""
+
+    cert_file: Path | None = Field(
+        None, description="The device's certificate chain (PEM), naming the host phones open"
+    )
+    key_file: Path | None = Field(None, description="Its private key (PEM)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> ApiTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class ApiConfig(_Strict):
     enabled: bool = Field(False, description="Serve the API from `lobbywatch run` as well")
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 to serve the branch LAN")
     port: int = Field(8080, ge=1, le=65535)
+    tls: ApiTlsConfig = Field(default_factory=ApiTlsConfig)
+    public_url: str | None = Field(
+        None,
+        description="How phones on the branch LAN reach the API, https://host[:port], for the "
+        "pairing QR code; default https://<this machine's name>:<port>",
+    )
     keys: list[ApiKeyConfig] = Field(default_factory=list)
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed; none by default"
@@ -803,6 +829,22 @@ class ApiConfig(_Strict):
         description="Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; "
         "none by default: the client is the connection's peer, whatever the headers say",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        try:
+            _ = parts.port  # raises for a port outside 0..65535
+        except ValueError:
+            raise ValueError("public_url has a bad port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("public_url must look like https://host[:port]")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("public_url is scheme, host and port only (no path or query)")
+        return url.rstrip("/")
 
     @field_validator("trusted_proxies")
     @classmethod

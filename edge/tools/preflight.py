@@ -204,6 +204,8 @@ def _check_files(config: LobbyConfig) -> Iterator[Problem]:
         (("mqtt", "tls", "ca_file"), mqtt.tls.ca_file),
         (("mqtt", "tls", "cert_file"), mqtt.tls.cert_file),
         (("mqtt", "tls", "key_file"), mqtt.tls.key_file),
+        (("api", "tls", "cert_file"), config.api.tls.cert_file),
+        (("api", "tls", "key_file"), config.api.tls.key_file),
     ]
     templates = config.alerts.templates_dir
     if templates is not None:
