@@ -757,16 +757,128 @@ class CameraAlertConfig(_Strict):
     )
 
 
+ChannelKind = Literal["wecom", "dingtalk", "feishu", "email", "ntfy", "webhook"]
+ChannelEvent = Literal["raised", "escalated", "accepted", "pass_done", "cleared"]
+ChannelAudience = Literal["manager", "supervisor", "both", "it"]
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable")]
+#: What a channel hears of when its config names no events (docs/handheld.md, Delivery channels).
+DEFAULT_CHANNEL_EVENTS: dict[str, tuple[ChannelEvent, ...]] = {
+    "manager": ("raised", "escalated", "accepted", "cleared"),
+    "both": ("raised", "escalated", "accepted", "cleared"),
+    "supervisor": ("escalated", "accepted", "cleared"),
+    "it": ("raised", "cleared"),
+}
+_CHANNEL_AUDIENCE_EVENTS: dict[str, frozenset[str]] = {
+    "manager": frozenset(get_args(ChannelEvent)),
+    "both": frozenset(get_args(ChannelEvent)),
+    # The supervisor hears of an alert when it is escalated, never when it is merely raised.
+    "supervisor": frozenset({"escalated", "accepted", "pass_done", "cleared"}),
+    # Camera alerts are raised and cleared, nobody accepts them.
+    "it": frozenset({"raised", "cleared"}),
+}
+
+
+class ChannelConfig(_Strict):
+    """A channel the bank already uses (WeCom, DingTalk, Feishu, e-mail, ntfy, a signed webhook)
+    that alerts also go to, through a durable outbox with retries (edge/alerts/delivery.py).
+    The URL holds the robot key or the mail password, so it is never written here: it comes
+    from an environment variable or a file, and is never logged."""
+
+    id: Id = Field(description="Names the channel in deliveries, logs, health and metrics")
+    kind: ChannelKind = Field(description="Which service; the URL must be of that kind")
+    url_env: EnvName | None = Field(
+        None, description="Environment variable holding the channel's URL (apprise syntax)"
+    )
+    url_file: Path | None = Field(None, description="File whose first line is the channel's URL")
+    secret_env: EnvName | None = Field(
+        None, description="webhook only: environment variable holding the HMAC-SHA256 secret"
+    )
+    secret_file: Path | None = Field(
+        None, description="webhook only: file whose first line is the HMAC-SHA256 secret"
+    )
+    audience: ChannelAudience = Field(
+        "manager",
+        description="manager: the lobby manager's group; supervisor: escalations (and what "
+        "follows them); both; it: camera alerts",
+    )
+    events: list[ChannelEvent] | None = Field(
+        None,
+        min_length=1,
+        description="Events sent (raised, escalated, accepted, pass_done, cleared); default "
+        "by audience",
+    )
+    language: Literal["en", "zh-CN"] | None = Field(
+        None, description="Language of this channel's messages; default alerts.language"
+    )
+    max_per_minute: int = Field(
+        6,
+        ge=1,
+        le=60,
+        description="Messages at most per minute; what is over is delayed and merged into one "
+        "(WeCom and DingTalk robots refuse more than 20 a minute)",
+    )
+    expire_after_s: float = Field(
+        7200.0,
+        ge=60,
+        le=7 * 86400,
+        description="Seconds after which an undelivered message is given up as no longer useful",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Seconds one attempt may take, answer included"
+    )
+    api_base: str | None = Field(
+        None,
+        description="wecom, dingtalk, feishu: scheme and host of the service where the bank runs "
+        "its own (a private WeCom or DingTalk) or a relay; default the public service",
+    )
+
+    @property
+    def sends(self) -> tuple[ChannelEvent, ...]:
+        """The events this channel is sent, the default for its audience when none are set."""
+        return tuple(self.events) if self.events else DEFAULT_CHANNEL_EVENTS[self.audience]
+
+    @model_validator(mode="after")
+    def _check(self) -> ChannelConfig:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url_env or url_file (the URL holds its key)")
+        signing = self.secret_env is not None or self.secret_file is not None
+        if self.kind == "webhook":
+            if (self.secret_env is None) == (self.secret_file is None):
+                raise ValueError("a webhook is signed: give one of secret_env or secret_file")
+        elif signing:
+            raise ValueError(f"secret_env and secret_file are for kind webhook, not {self.kind}")
+        if self.api_base is not None:
+            if self.kind not in ("wecom", "dingtalk", "feishu"):
+                raise ValueError("api_base is for wecom, dingtalk and feishu")
+            parts = urlsplit(self.api_base)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError("api_base must look like https://host[:port] (no path or query)")
+        if self.events is not None:
+            _unique(list(self.events), "event in channel")
+            wrong = sorted(set(self.events) - _CHANNEL_AUDIENCE_EVENTS[self.audience])
+            if wrong:
+                raise ValueError(
+                    f"audience {self.audience} is not sent {', '.join(wrong)} (it may have: "
+                    f"{', '.join(sorted(_CHANNEL_AUDIENCE_EVENTS[self.audience]))})"
+                )
+        return self
+
+
 class AlertsConfig(_Strict):
     language: Literal["en", "zh-CN"] = Field("en", description="Language of alert messages")
     templates_dir: Path | None = Field(None, description="Override the shipped message templates")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     rules: list[AlertRuleConfig] = Field(default_factory=list)
     camera_offline: CameraAlertConfig = Field(default_factory=CameraAlertConfig)
+    channels: list[ChannelConfig] = Field(
+        default_factory=list,
+        description="WeCom, DingTalk, Feishu, e-mail, ntfy and webhook channels (none by default)",
+    )
 
     @model_validator(mode="after")
     def _unique_rules(self) -> AlertsConfig:
         _unique([r.id for r in self.rules], "rule")
+        _unique([c.id for c in self.channels], "channel")
         return self
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from edge.alerts.delivery import build_worker
 from edge.alerts.outbox import OutboxPublisher
 from edge.alerts.service import AlertService, utc_now
 from edge.board import OccupancyBoard
@@ -39,6 +40,7 @@ class DeliveryStatus:
     backlog: int  # alert messages the broker has not acknowledged yet
     unsaved_writes: int  # alert writes kept in memory while the store refuses writes
     expired: int  # alert messages given up in this process (expired before the broker took them)
+    channels: dict[str, Any] | None = None  # the bank's channels (DeliveryWorker.status)
 
 
 class Notifier:
@@ -55,8 +57,12 @@ class Notifier:
         self._wall = wall_clock
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # The bank's channels (WeCom, e-mail...): their own thread, woken with this one.
+        self.deliveries = build_worker(
+            config, store, board.total, clock=clock, wall_clock=wall_clock
+        )
         self.alerts = AlertService(
-            config, store, board, wake_publisher=self._wake.set, clock=clock, wall_clock=wall_clock
+            config, store, board, wake_publisher=self._wake_all, clock=clock, wall_clock=wall_clock
         )
         board.subscribe(self.alerts.on_board_update)
         self.link: MqttLink | None = None
@@ -87,6 +93,8 @@ class Notifier:
         if self.link is not None:
             self.link.start()
         self._thread.start()
+        if self.deliveries is not None:
+            self.deliveries.start()
 
     def stop(self, drain_s: float = 3.0, *, clean: bool = True) -> None:
         """Stop after a last chance to deliver what is queued (up to drain_s seconds). The
@@ -100,6 +108,8 @@ class Notifier:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5.0)
+        if self.deliveries is not None:
+            self.deliveries.stop()  # what is not sent is in the store: sent after the restart
         if self.link is not None:
             self.link.stop(clean=clean)
         self._set_meta(mqtt_connected="0")
@@ -110,7 +120,13 @@ class Notifier:
             backlog=self.outbox.backlog() if self.outbox is not None else 0,
             unsaved_writes=len(self.alerts.spool),
             expired=self.outbox.expired if self.outbox is not None else 0,
+            channels=self.deliveries.status() if self.deliveries is not None else None,
         )
+
+    def _wake_all(self) -> None:
+        self._wake.set()
+        if self.deliveries is not None:
+            self.deliveries.wake()
 
     def publish_health(self, health: dict[str, Any]) -> None:
         """The device's health, retained, for whoever watches the broker (IT, head office)."""

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,6 +42,34 @@ _MIGRATIONS: tuple[tuple[int, tuple[tuple[str, str, str], ...]], ...] = (
     (2, (("camera_live", "inference_ms", "REAL NOT NULL DEFAULT 0"),)),
     (3, (("outbox", "expired_at", "TEXT"),)),
 )
+
+DELIVERIES_SCHEMA = """
+-- Alert messages for the bank's own channels (WeCom, DingTalk, e-mail..., edge/alerts/delivery.py):
+-- one row per alert event and channel, planned from the alert's record, sent at most once,
+-- retried while waiting, given up once no longer useful. Its own table, created where missing
+-- by the delivery worker too, so that it needs no schema version.
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL UNIQUE,   -- <alert_id>:<event>[:<n>]@<channel>, idempotency key
+    alert_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,                -- raised | escalated | accepted | pass_done | cleared
+    number INTEGER NOT NULL DEFAULT 0,  -- the escalation's number
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,                 -- the message, in the channel's language
+    payload TEXT NOT NULL,              -- JSON, the signed webhook's body
+    created_at TEXT NOT NULL,
+    state TEXT NOT NULL,                -- waiting | rate_limited | sent | failed | expired
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at TEXT,
+    last_error TEXT,
+    sent_at TEXT,
+    merged INTEGER NOT NULL DEFAULT 1,  -- messages carried by the one it went out in
+    done_at TEXT                        -- sent, failed or expired
+);
+CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -120,7 +148,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     expired_at TEXT                     -- given up: it expired before the broker took it
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
-"""
+""" + DELIVERIES_SCHEMA
 
 ALERT_STATUS_SQL = """CASE
     WHEN cleared_at IS NOT NULL THEN 'cleared'
@@ -328,6 +356,7 @@ _RECOVER = (
     ("camera_live", None),
     ("alerts", None),
     ("outbox", None),
+    ("deliveries", None),
 )
 
 
@@ -462,6 +491,7 @@ class Store:
             try:
                 db = _connect(str(self.path))
                 _prepare(db, self.path, self._site_id)
+                db.executescript(DELIVERIES_SCHEMA)  # a current store from before deliveries
                 with db:
                     for table, merge in _RECOVER:
                         _copy_rows(self._db, db, table, merge)
@@ -489,6 +519,18 @@ class Store:
                 self._failed(exc)
                 raise StoreWriteError(f"store {self.path}: {exc}") from exc
             self._settle()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction for a module that keeps its own table here (the alert deliveries):
+        under the store's lock, with its failures counted and raised as StoreWriteError."""
+        with self._tx() as db:
+            yield db
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Rows of a read of such a table, under the store's lock."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:
