@@ -1,0 +1,738 @@
+// lobbywatch phone app (issue #12): the lobby manager's handheld, served by the device itself.
+//
+// Data: GET /v1/handhelds/me (who this phone is, the site's language), GET /v1/alerts/stream
+// (Server-Sent Events: a snapshot and the zones on connect, then alert and zones events),
+// POST /v1/alerts/{id}/accept and /pass-done. The phone's credential is an HttpOnly cookie set
+// by POST /v1/handhelds/pair; every POST also sends X-Lobbywatch-App: 1 (the API refuses a
+// cookie POST without it: a page of another site cannot add it). See docs/handheld.md.
+//
+// Every text from the device goes into the page through textContent, never as HTML.
+"use strict";
+
+const APP_HEADER = { "X-Lobbywatch-App": "1" };
+const ME_EVERY_MS = 15000; // a revoked phone learns it is logged out within this
+const SILENT_MS = 25000; // zones come at least every 10 s: this long without one, the link is dead
+const RECONNECT_MS = [1000, 2000, 4000, 5000]; // then every 5 s
+const KEEP_CLEARED_MS = 15 * 60 * 1000;
+const SHOWN_ROLES = ["waiting", "queue"];
+
+const TEXT = {
+  en: {
+    help: "Help",
+    back: "Back",
+    notConnected: "NOT CONNECTED",
+    reconnecting: "Reconnecting by itself…",
+    lastUpdate: "last update {t}",
+    pairTitle: "Pair this phone",
+    pairIntro: "Scan the QR code that IT printed with “lobbywatch handheld pair”, or type its code here.",
+    pairCode: "Pairing code",
+    pairButton: "Pair",
+    pairing: "Pairing…",
+    pairFailed: "Not paired: {why}",
+    httpsNeeded: "Open this page over https:// (the address in the QR code): the phone keeps its credential only there.",
+    cookieLost: "The browser did not keep the credential. Open the app over https:// and try again.",
+    loggedOutTitle: "Logged out",
+    loggedOutText: "This phone is not paired with the device, or its pairing was revoked. Ask IT to pair it again.",
+    pairAgain: "Enter a pairing code",
+    enable: "Tap to turn on alert sound, vibration and notifications",
+    me: "{name} · manager",
+    noAlerts: "No open alerts",
+    openAlerts: "{n} open alert(s)",
+    waitingNow: "Waiting now",
+    people: "people",
+    alertAt: "alert at {n}",
+    raisedAt: "Raised at {t} ({ago})",
+    justNow: "just now",
+    minutesAgo: "{n} min ago",
+    accept: "Accept",
+    passDone: "Pass done",
+    sending: "Sending…",
+    acceptedBy: "Accepted by {who} at {t}",
+    passDoneBy: "Pass done by {who} at {t}",
+    you: " (you)",
+    measuring: "Measuring the effect…",
+    measuringAt: "Measuring the effect at {t}…",
+    effect: "Effect: {before} → {after} people at {t}",
+    clearedAt: "Cleared at {t}",
+    escalated: "Escalated to the supervisor ({n}×)",
+    unknown: "unknown",
+    countsAt: "Counts at {t}",
+    notSent: "Not sent: no connection to the device",
+    status: { raised: "NEW", escalated: "ESCALATED", accepted: "ACCEPTED", pass_done: "PASS DONE", cleared: "CLEARED" },
+    notifyTitle: "Lobby alert: {name}",
+    notifyBody: "{count} people waiting in {zones}",
+    helpText: [
+      "While this app is open on the screen, an alert arrives within 2 seconds, with a sound and vibration, and the screen stays on (tap the yellow button once after opening the app: phones play sound only after a tap).",
+      "With another app in front, or the screen just turned off, Android shows a notification with vibration for as long as the browser keeps this page running, usually a few minutes. On an iPhone this works only once the app is added to the Home Screen, and not reliably.",
+      "A locked phone, or one whose browser has stopped this page, gets nothing: the branch network has no internet, so there is no push. Unlock the phone and open the app: it reconnects by itself and shows at once everything that is open. For alerts on a locked phone, the supervisor's WeCom/DingTalk channel is the one to rely on.",
+      "A red NOT CONNECTED banner means the phone cannot reach the device: check the Wi-Fi. The app keeps retrying and catches up when the link is back.",
+      "Accept: you are taking the alert (everyone else sees it). Pass done: you walked the waiting area; the device then measures whether the wait went down.",
+    ],
+  },
+  "zh-CN": {
+    help: "帮助",
+    back: "返回",
+    notConnected: "未连接",
+    reconnecting: "正在自动重新连接……",
+    lastUpdate: "最后更新 {t}",
+    pairTitle: "配对本手机",
+    pairIntro: "扫描 IT 用“lobbywatch handheld pair”打印的二维码，或在此输入配对码。",
+    pairCode: "配对码",
+    pairButton: "配对",
+    pairing: "正在配对……",
+    pairFailed: "配对失败：{why}",
+    httpsNeeded: "请用 https:// 打开本页（二维码中的地址）：只有这样手机才能保存凭据。",
+    cookieLost: "浏览器没有保存凭据。请用 https:// 打开本应用后重试。",
+    loggedOutTitle: "已退出登录",
+    loggedOutText: "本手机未与设备配对，或配对已被撤销。请联系 IT 重新配对。",
+    pairAgain: "输入配对码",
+    enable: "点此开启提醒声音、振动和通知",
+    me: "{name} · 大堂经理",
+    noAlerts: "没有待处理的提醒",
+    openAlerts: "{n} 条待处理提醒",
+    waitingNow: "当前等候人数",
+    people: "人",
+    alertAt: "{n} 人时提醒",
+    raisedAt: "{t} 发出（{ago}）",
+    justNow: "刚刚",
+    minutesAgo: "{n} 分钟前",
+    accept: "接单",
+    passDone: "已巡场",
+    sending: "正在发送……",
+    acceptedBy: "{who} 于 {t} 接单",
+    passDoneBy: "{who} 于 {t} 完成巡场",
+    you: "（我）",
+    measuring: "正在测量效果……",
+    measuringAt: "将于 {t} 测量效果……",
+    effect: "效果：{before} → {after} 人（{t}）",
+    clearedAt: "{t} 已解除",
+    escalated: "已上报主管（{n} 次）",
+    unknown: "未知",
+    countsAt: "人数更新于 {t}",
+    notSent: "未发送：与设备的连接已断开",
+    status: { raised: "新提醒", escalated: "已上报", accepted: "已接单", pass_done: "已巡场", cleared: "已解除" },
+    notifyTitle: "大堂提醒：{name}",
+    notifyBody: "{zones} 有 {count} 人等候",
+    helpText: [
+      "本应用在屏幕上打开时，提醒会在 2 秒内到达，并有声音和振动，屏幕保持常亮（打开应用后请先点一下黄色按钮：手机只有在点击后才允许播放声音）。",
+      "切换到其他应用或刚刚关闭屏幕时，只要浏览器仍在运行本页面（通常几分钟），安卓手机会显示带振动的通知。iPhone 只有在把本应用添加到主屏幕后才可能收到，而且并不可靠。",
+      "手机锁屏后，或浏览器已停止本页面时，收不到任何提醒：网点网络没有互联网，无法推送。解锁手机并打开本应用，它会自动重新连接并立即显示所有待处理的提醒。锁屏时的提醒请依靠主管的企业微信/钉钉通道。",
+      "红色“未连接”横幅表示手机连不上设备：请检查 Wi-Fi。应用会一直自动重试，连接恢复后立即同步。",
+      "接单：表示由您处理这条提醒（其他人都能看到）。已巡场：表示您已巡视等候区，设备随后会测量等候人数是否下降。",
+    ],
+  },
+};
+
+const state = {
+  lang: "en",
+  me: null,
+  alerts: new Map(), // alert_id -> the alert's state (open, and cleared ones for a while)
+  zones: [],
+  zonesAt: null,
+  inSync: false,
+  lastSync: null,
+  source: null,
+  lastMessage: 0,
+  reconnects: 0,
+  reconnectTimer: null,
+  loggedOut: false,
+  pending: new Set(), // "<id>/<action>" taps waiting for their answer
+};
+
+// The browser test reads when each alert was first on screen (epoch ms) from here.
+const seen = {};
+window.lobbywatch = { seen, state };
+
+const $ = (id) => document.getElementById(id);
+
+function t(key, values) {
+  const table = TEXT[state.lang] || TEXT.en;
+  let text = key in table ? table[key] : TEXT.en[key];
+  if (typeof text !== "string") return text;
+  for (const [name, value] of Object.entries(values || {})) {
+    text = text.split(`{${name}}`).join(String(value));
+  }
+  return text;
+}
+
+// ---- language ------------------------------------------------------------------------------
+
+function chooseLanguage(siteLanguage) {
+  const stored = localStorage.getItem("lobbywatch.lang");
+  const lang = stored || siteLanguage || document.documentElement.dataset.siteLanguage || "en";
+  setLanguage(lang in TEXT ? lang : "en", false);
+}
+
+function setLanguage(lang, remember) {
+  state.lang = lang;
+  if (remember) localStorage.setItem("lobbywatch.lang", lang);
+  document.documentElement.lang = lang;
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  $("lang").textContent = lang === "en" ? "中文" : "EN";
+  const help = $("help-text");
+  help.replaceChildren(...t("helpText").map((line) => el("p", {}, line)));
+  render();
+}
+
+// ---- small DOM helpers ---------------------------------------------------------------------
+
+function el(tag, attributes, text) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) element.setAttribute(name, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+function show(view) {
+  for (const id of ["pairing", "logged-out", "main", "help"]) $(id).hidden = id !== view;
+}
+
+let toastTimer = null;
+function toast(text) {
+  const box = $("toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, 4000);
+}
+
+function siteTime(iso) {
+  if (!iso) return "";
+  try {
+    return new Intl.DateTimeFormat("en-GB", {
+      hour: "2-digit", minute: "2-digit", hour12: false,
+      timeZone: (state.me && state.me.timezone) || undefined,
+    }).format(new Date(iso));
+  } catch (_error) {
+    return String(iso).slice(11, 16); // the contract's times carry the site's own offset
+  }
+}
+
+function ago(iso) {
+  const minutes = Math.floor((Date.now() - Date.parse(iso)) / 60000);
+  return minutes < 1 ? t("justNow") : t("minutesAgo", { n: minutes });
+}
+
+function people(count) {
+  return count === null || count === undefined ? "?" : String(Math.round(count));
+}
+
+// ---- talking to the device -----------------------------------------------------------------
+
+async function api(method, path, body) {
+  const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET") Object.assign(options.headers, APP_HEADER);
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  let data = null;
+  try { data = await response.json(); } catch (_error) { data = null; }
+  if (response.status === 401 && path !== "/v1/handhelds/pair") loggedOut();
+  return { status: response.status, data };
+}
+
+function problem(data, fallback) {
+  if (data && typeof data.detail === "string") return data.detail;
+  if (data && typeof data.message === "string") return data.message;
+  return fallback;
+}
+
+async function checkMe() {
+  // 200: who this phone is; 401: logged out (api() has shown it); null: no answer.
+  try {
+    const { status, data } = await api("GET", "/v1/handhelds/me");
+    if (status === 200) {
+      const first = state.me === null;
+      state.me = data;
+      if (first) chooseLanguage(data.language);
+      renderHeader();
+    }
+    return status;
+  } catch (_error) {
+    if (state.inSync) setInSync(false); // the device does not answer: the stream says so too
+    return null;
+  }
+}
+
+function loggedOut() {
+  if (state.loggedOut) return;
+  state.loggedOut = true;
+  state.me = null;
+  closeStream();
+  clearTimeout(state.reconnectTimer);
+  $("banner").hidden = true;
+  document.documentElement.dataset.connection = "logged-out";
+  renderHeader();
+  show("logged-out");
+}
+
+function connect() {
+  closeStream();
+  if (state.loggedOut) return;
+  const source = new EventSource("/v1/alerts/stream");
+  state.source = source;
+  source.addEventListener("snapshot", (event) => {
+    heard();
+    applySnapshot(JSON.parse(event.data));
+    setInSync(true);
+  });
+  source.addEventListener("alert", (event) => { heard(); applyAlert(JSON.parse(event.data)); });
+  source.addEventListener("zones", (event) => { heard(); applyZones(JSON.parse(event.data)); });
+  source.onopen = heard;
+  source.onerror = () => {
+    // A restart, a dropped Wi-Fi, a 401: a fresh EventSource after a short wait (no
+    // Last-Event-ID: the device answers with a whole snapshot, so nothing is missed).
+    if (state.source !== source) return;
+    closeStream();
+    setInSync(false);
+    scheduleReconnect();
+    checkMe();
+  };
+}
+
+function closeStream() {
+  if (state.source) state.source.close();
+  state.source = null;
+}
+
+function scheduleReconnect() {
+  clearTimeout(state.reconnectTimer);
+  const wait = RECONNECT_MS[Math.min(state.reconnects, RECONNECT_MS.length - 1)];
+  state.reconnects += 1;
+  state.reconnectTimer = setTimeout(connect, wait);
+}
+
+function heard() {
+  state.lastMessage = Date.now();
+}
+
+function setInSync(inSync) {
+  if (inSync) {
+    state.reconnects = 0;
+    state.lastSync = new Date().toISOString();
+  }
+  state.inSync = inSync;
+  document.documentElement.dataset.connection = inSync ? "up" : "down";
+  renderBanner();
+}
+
+// ---- state ---------------------------------------------------------------------------------
+
+function applySnapshot(snapshot) {
+  const open = new Map();
+  for (const alert of snapshot.alerts || []) open.set(alert.alert_id, alert);
+  for (const [id, alert] of state.alerts) {
+    if (!open.has(id) && alert.status === "cleared") open.set(id, alert);
+  }
+  const fresh = [...open.values()].filter((a) => !state.alerts.has(a.alert_id));
+  state.alerts = open;
+  for (const alert of fresh) announce(alert, true);
+  if (snapshot.zones) applyZones(snapshot.zones);
+  render();
+}
+
+function applyAlert(alert) {
+  const known = state.alerts.get(alert.alert_id);
+  if (known && (known.version || 0) > (alert.version || 0)) return; // an older state
+  state.alerts.set(alert.alert_id, alert);
+  if (!known) announce(alert, true);
+  else if ((alert.escalations || 0) > (known.escalations || 0)) announce(alert, false);
+  render();
+}
+
+function applyZones(data) {
+  const list = Array.isArray(data) ? data : data.zones || [];
+  state.zones = list.map((zone) => ({
+    id: zone.id || zone.zone_id,
+    name: zone.name || zone.id || zone.zone_id,
+    role: zone.role,
+    count: zone.stale ? null : zone.count,
+  }));
+  state.zonesAt = (!Array.isArray(data) && (data.at || data.generated_at)) || new Date().toISOString();
+  renderZones();
+}
+
+function isOpen(alert) {
+  return alert.status !== "cleared";
+}
+
+function dropOldCleared() {
+  const now = Date.now();
+  for (const [id, alert] of state.alerts) {
+    if (alert.status === "cleared" && now - Date.parse(alert.cleared_at || 0) > KEEP_CLEARED_MS) {
+      state.alerts.delete(id);
+    }
+  }
+}
+
+// ---- alerting the person holding the phone -------------------------------------------------
+
+let audio = null;
+
+function unlockAudio() {
+  const Context = window.AudioContext || window.webkitAudioContext;
+  if (!Context) return;
+  if (audio === null) audio = new Context();
+  if (audio.state === "suspended") audio.resume();
+}
+
+function beep() {
+  if (audio === null || audio.state !== "running") return;
+  const start = audio.currentTime + 0.02;
+  // Three rising two-tone pulses: heard across a busy lobby, unlike any phone's own sounds.
+  for (let i = 0; i < 3; i += 1) {
+    for (const [offset, frequency] of [[0, 880], [0.16, 1320]]) {
+      const at = start + i * 0.45 + offset;
+      const oscillator = audio.createOscillator();
+      const gain = audio.createGain();
+      oscillator.type = "square";
+      oscillator.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, at);
+      gain.gain.exponentialRampToValueAtTime(0.35, at + 0.01);
+      gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.14);
+      oscillator.connect(gain).connect(audio.destination);
+      oscillator.start(at);
+      oscillator.stop(at + 0.15);
+    }
+  }
+}
+
+function announce(alert, isNew) {
+  if (!isOpen(alert)) return;
+  if (!(alert.alert_id in seen)) {
+    // When the alert is first on this screen (the browser test's raise-to-visible latency).
+    requestAnimationFrame(() => { seen[alert.alert_id] = Date.now(); });
+  }
+  if (isNew && alert.status !== "raised" && alert.status !== "escalated") return;
+  beep();
+  if (navigator.vibrate) navigator.vibrate([400, 150, 400, 150, 800]);
+  notify(alert);
+}
+
+async function notify(alert) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  if (document.visibilityState === "visible") return; // the page itself shows it
+  const zones = (alert.zones || []).map((z) => z.name || z.id).join(", ");
+  const title = t("notifyTitle", { name: alert.rule_name || alert.rule });
+  const options = {
+    body: t("notifyBody", { count: people(alert.count_now ?? alert.count_at_raise), zones }),
+    tag: alert.alert_id,
+    renotify: true,
+    requireInteraction: true,
+    vibrate: [400, 150, 400, 150, 800],
+    icon: "/app/icons/icon-192.png",
+    badge: "/app/icons/icon-192.png",
+    data: { url: "/app/" },
+  };
+  try {
+    const registration = await navigator.serviceWorker.ready;
+    await registration.showNotification(title, options);
+  } catch (_error) {
+    try { new Notification(title, options); } catch (_ignored) { /* not allowed here */ }
+  }
+}
+
+let wakeLock = null;
+async function keepAwake() {
+  if (!("wakeLock" in navigator) || document.visibilityState !== "visible") return;
+  try {
+    if (wakeLock === null || wakeLock.released) wakeLock = await navigator.wakeLock.request("screen");
+  } catch (_error) {
+    wakeLock = null; // refused (battery saver): the help text says what that costs
+  }
+}
+
+async function enableAlerts() {
+  unlockAudio();
+  if (navigator.vibrate) navigator.vibrate(50);
+  if ("Notification" in window && Notification.permission === "default") {
+    try { await Notification.requestPermission(); } catch (_error) { /* older browsers */ }
+  }
+  keepAwake();
+  renderEnable();
+}
+
+// ---- acknowledging -------------------------------------------------------------------------
+
+async function acknowledge(alertId, action) {
+  const key = `${alertId}/${action}`;
+  if (state.pending.has(key)) return;
+  state.pending.add(key);
+  render();
+  try {
+    const { status, data } = await api("POST", `/v1/alerts/${encodeURIComponent(alertId)}/${action}`);
+    if (status === 200 && data) {
+      if (data.alert) applyAlert(data.alert);
+      if (data.result === "already" && data.message) toast(data.message);
+    } else if (status !== 401) {
+      toast(problem(data, `HTTP ${status}`));
+    }
+  } catch (_error) {
+    toast(t("notSent"));
+  } finally {
+    state.pending.delete(key);
+    render();
+  }
+}
+
+// ---- drawing -------------------------------------------------------------------------------
+
+function render() {
+  renderHeader();
+  renderBanner();
+  renderEnable();
+  renderAlerts();
+  renderZones();
+}
+
+function renderHeader() {
+  $("site-name").textContent = (state.me && (state.me.site_name || state.me.site_id)) || "lobbywatch";
+  $("me").textContent = state.me ? t("me", { name: state.me.id }) : "";
+}
+
+function renderBanner() {
+  const down = !state.inSync && !state.loggedOut && !$("main").hidden;
+  $("banner").hidden = !down;
+  if (down) {
+    const last = state.lastSync ? ` · ${t("lastUpdate", { t: siteTime(state.lastSync) })}` : "";
+    $("banner-detail").textContent = t("reconnecting") + last;
+  }
+}
+
+function renderEnable() {
+  const running = audio !== null && audio.state === "running";
+  const asked = !("Notification" in window) || Notification.permission !== "default";
+  $("enable").hidden = running && asked;
+}
+
+function renderAlerts() {
+  dropOldCleared();
+  const box = $("alerts");
+  const alerts = [...state.alerts.values()].sort((a, b) => {
+    if (isOpen(a) !== isOpen(b)) return isOpen(a) ? -1 : 1;
+    return Date.parse(b.raised_at) - Date.parse(a.raised_at);
+  });
+  const open = alerts.filter(isOpen).length;
+  const summary = $("summary");
+  summary.textContent = open ? t("openAlerts", { n: open }) : t("noAlerts");
+  summary.className = `summary ${open ? "alarm" : "calm"}`;
+  const cards = new Map([...box.children].map((card) => [card.dataset.alertId, card]));
+  alerts.forEach((alert, index) => {
+    let card = cards.get(alert.alert_id);
+    if (!card) card = makeCard(alert.alert_id);
+    cards.delete(alert.alert_id);
+    fillCard(card, alert);
+    if (box.children[index] !== card) box.insertBefore(card, box.children[index] || null);
+  });
+  for (const card of cards.values()) card.remove();
+}
+
+function makeCard(alertId) {
+  // Built once per alert and then only updated, so a finger (or a test) on a button keeps it.
+  const card = el("div", { class: "alert", "data-alert-id": alertId });
+  const title = el("div", { class: "title" });
+  title.append(el("span", { class: "name" }), el("span", { class: "chip", "data-role": "status" }));
+  card.append(
+    title,
+    el("div", { class: "count", "data-role": "count" }),
+    el("div", { class: "line", "data-role": "zones" }),
+    el("div", { class: "line", "data-role": "raised" }),
+    el("div", { class: "line", "data-role": "escalated" }),
+    el("div", { class: "line taken", "data-role": "accepted-by" }),
+    el("div", { class: "line taken", "data-role": "pass-done-by" }),
+    el("div", { class: "line effect", "data-role": "effect" }),
+    el("div", { class: "line", "data-role": "cleared" }),
+  );
+  const accept = el("button", { type: "button", class: "big accept", "data-role": "accept" });
+  const done = el("button", { type: "button", class: "big done", "data-role": "pass-done" });
+  accept.addEventListener("click", () => { unlockAudio(); acknowledge(alertId, "accept"); });
+  done.addEventListener("click", () => { unlockAudio(); acknowledge(alertId, "pass-done"); });
+  card.append(accept, done);
+  return card;
+}
+
+function part(card, role) {
+  return card.querySelector(`[data-role="${role}"]`);
+}
+
+function line(card, role, text) {
+  const element = part(card, role);
+  element.textContent = text || "";
+  element.hidden = !text;
+}
+
+function byWhom(who) {
+  return who + (state.me && who === state.me.id ? t("you") : "");
+}
+
+function fillCard(card, alert) {
+  const status = alert.status || "raised";
+  card.dataset.status = status;
+  card.querySelector(".name").textContent = alert.rule_name || alert.rule || alert.alert_id;
+  part(card, "status").textContent = (t("status") || {})[status] || status;
+  const count = part(card, "count");
+  count.replaceChildren(
+    document.createTextNode(people(alert.count_now ?? alert.count_at_raise)),
+    el("small", {}, ` ${t("people")} · ${t("alertAt", { n: people(alert.threshold) })}`),
+  );
+  line(card, "zones", (alert.zones || []).map((z) => z.name || z.id).join(" + "));
+  line(card, "raised", t("raisedAt", { t: siteTime(alert.raised_at), ago: ago(alert.raised_at) }));
+  line(card, "escalated", alert.escalations ? t("escalated", { n: alert.escalations }) : "");
+  line(card, "accepted-by", alert.accepted_by
+    ? t("acceptedBy", { who: byWhom(alert.accepted_by), t: siteTime(alert.accepted_at) }) : "");
+  line(card, "pass-done-by", alert.pass_done_by
+    ? t("passDoneBy", { who: byWhom(alert.pass_done_by), t: siteTime(alert.pass_done_at) }) : "");
+  line(card, "effect", effectText(alert));
+  line(card, "cleared", alert.cleared_at ? t("clearedAt", { t: siteTime(alert.cleared_at) }) : "");
+
+  const accepted = Boolean(alert.accepted_by) || status === "accepted" || status === "pass_done";
+  const done = Boolean(alert.pass_done_by) || status === "pass_done";
+  const closed = status === "cleared";
+  const accept = part(card, "accept");
+  const sendingAccept = state.pending.has(`${alert.alert_id}/accept`);
+  accept.hidden = closed;
+  accept.disabled = accepted || sendingAccept;
+  accept.textContent = sendingAccept ? t("sending")
+    : accepted ? t("acceptedBy", { who: byWhom(alert.accepted_by || "?"), t: siteTime(alert.accepted_at) })
+      : t("accept");
+  const passDone = part(card, "pass-done");
+  const sendingDone = state.pending.has(`${alert.alert_id}/pass-done`);
+  passDone.hidden = closed;
+  passDone.disabled = done || sendingDone;
+  passDone.textContent = sendingDone ? t("sending") : done ? `${t("passDone")} ✓` : t("passDone");
+}
+
+function effectText(alert) {
+  const effect = alert.effect;
+  if (effect && effect.count_after !== null && effect.count_after !== undefined) {
+    return t("effect", {
+      before: people(effect.count_at_pass),
+      after: people(effect.count_after),
+      t: siteTime(effect.measured_at),
+    });
+  }
+  if (!alert.pass_done_at || alert.status === "cleared") return "";
+  return alert.effect_due_at ? t("measuringAt", { t: siteTime(alert.effect_due_at) }) : t("measuring");
+}
+
+function renderZones() {
+  const list = $("zones");
+  const shown = state.zones.filter((z) => SHOWN_ROLES.includes(z.role));
+  const zones = shown.length ? shown : state.zones;
+  const alerting = new Set();
+  for (const alert of state.alerts.values()) {
+    if (isOpen(alert)) for (const zone of alert.zones || []) alerting.add(zone.id);
+  }
+  list.replaceChildren(...zones.map((zone) => {
+    const known = zone.count !== null && zone.count !== undefined;
+    const item = el("li", { "data-zone-id": zone.id });
+    item.className = !known ? "unknown" : alerting.has(zone.id) ? "alerting" : "";
+    item.append(
+      el("span", { class: "zone-name" }, zone.name),
+      el("span", { class: "zone-count" }, known ? people(zone.count) : t("unknown")),
+    );
+    return item;
+  }));
+  $("updated").textContent = state.zonesAt ? t("countsAt", { t: siteTime(state.zonesAt) }) : "";
+}
+
+// ---- pairing -------------------------------------------------------------------------------
+
+async function pairWith(code) {
+  const status = $("pair-status");
+  status.className = "status";
+  status.textContent = t("pairing");
+  try {
+    const answer = await api("POST", "/v1/handhelds/pair", { code });
+    if (answer.status !== 200) {
+      status.className = "status error";
+      status.textContent = t("pairFailed", { why: problem(answer.data, `HTTP ${answer.status}`) });
+      return;
+    }
+  } catch (_error) {
+    status.className = "status error";
+    status.textContent = t("notSent");
+    return;
+  }
+  history.replaceState(null, "", "/app/"); // the code is used up: keep it out of the history
+  state.loggedOut = false;
+  if ((await checkMe()) !== 200) {
+    state.loggedOut = false;
+    show("pairing");
+    status.className = "status error";
+    status.textContent = t("cookieLost");
+    return;
+  }
+  startMain();
+}
+
+function showPairing() {
+  show("pairing");
+  const code = decodeURIComponent(location.hash.replace(/^#/, ""));
+  $("pair-code").value = code;
+  if (!window.isSecureContext) {
+    $("pair-status").className = "status error";
+    $("pair-status").textContent = t("httpsNeeded");
+  }
+  if (code) pairWith(code);
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+function startMain() {
+  state.loggedOut = false;
+  show("main");
+  setInSync(false);
+  connect();
+  render();
+}
+
+async function start() {
+  chooseLanguage(null);
+  $("lang").addEventListener("click", () => setLanguage(state.lang === "en" ? "zh-CN" : "en", true));
+  $("help-button").addEventListener("click", () => show("help"));
+  $("help-close").addEventListener("click", () => show(state.loggedOut ? "logged-out" : state.me ? "main" : "pairing"));
+  $("enable").addEventListener("click", enableAlerts);
+  $("pair-again").addEventListener("click", () => { location.hash = ""; showPairing(); });
+  $("pair-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    pairWith($("pair-code").value);
+  });
+  document.addEventListener("pointerdown", unlockAudio, { passive: true });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible") return;
+    keepAwake();
+    if (!state.loggedOut && state.me) {
+      checkMe();
+      if (!state.source) connect();
+    }
+  });
+  if ("serviceWorker" in navigator && window.isSecureContext) {
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+  }
+  setInterval(() => {
+    if (state.loggedOut || !state.me) return;
+    checkMe();
+  }, ME_EVERY_MS);
+  setInterval(() => {
+    if (state.source && state.inSync && Date.now() - state.lastMessage > SILENT_MS) {
+      state.source.onerror(); // half-open link (a phone that changed Wi-Fi): start over
+    }
+    renderAlerts(); // "3 min ago"
+  }, 5000);
+
+  if (location.pathname.replace(/\/$/, "").endsWith("/pair")) {
+    showPairing();
+    return;
+  }
+  // 401: loggedOut() has shown the way to pair again. No answer: the app with its banner,
+  // trying by itself until the device answers.
+  if ((await checkMe()) === 401) return;
+  startMain();
+}
+
+start();
