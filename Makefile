@@ -20,11 +20,15 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/lobbywatch run --config $(CONFIG)
 
-# System packages for the tests (real broker from issue 3 on). Skipped when already present.
+# System packages for the tests (real broker from issue 3 on; Chromium and its driver for the
+# phone web app's browser test, issue 12). Skipped when already present.
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; \
 	  else echo "install mosquitto (sudo apt-get install mosquitto) for the broker tests"; fi; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "install chromium and chromium-driver (sudo apt-get install chromium chromium-driver) for the browser test"; fi; }
 
 # Everything CI runs: the suite in .venv, then the model-export tests in their own venv
 # (ultralytics and torch never enter the edge runtime's environment).
