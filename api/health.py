@@ -20,6 +20,7 @@ from api.live import camera_states
 from api.schemas import (
     BrokerHealth,
     CameraHealth,
+    ChannelHealth,
     Check,
     ChildHealth,
     DeliveryHealth,
@@ -55,10 +56,12 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
     child = _child(running)
     online = any(c.status == "online" for c in cameras)
     ready = readable.ok and writable.ok and disk.ok and online
+    channels = _channels(running)
     degraded = (
         broker.state not in ("connected", "disabled", "unknown")
         or any(c.status != "online" for c in cameras)
         or (child is not None and child.state != "running")
+        or any(c.state != "ok" for c in channels)
     )
     return HealthOut(
         status="fail" if not ready else "degraded" if degraded else "ok",
@@ -72,6 +75,7 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         delivery=_delivery(running),
         pipeline_api=child,
         cameras=cameras,
+        channels=channels,
     )
 
 
@@ -154,6 +158,22 @@ def _delivery(running: DeviceState | None) -> DeliveryHealth:
         unsaved_history_rows=store.get("unsaved_history_rows"),
         expired=outbox.get("expired"),
     )
+
+
+def _channels(running: DeviceState | None) -> list[ChannelHealth]:
+    """The bank's channels as the pipeline's delivery worker reports them (a failing one makes
+    the device degraded: alerts still reach the handhelds, not that group)."""
+    if running is None:
+        return []
+    found = []
+    for channel_id, section in running.section("channels").items():
+        if not isinstance(section, dict):
+            continue
+        try:
+            found.append(ChannelHealth.model_validate({**section, "channel": channel_id}))
+        except ValueError:
+            continue
+    return found
 
 
 def _child(running: DeviceState | None) -> ChildHealth | None:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api.db import StoreAccess
+from api.db import StoreAccess, StoreUnavailable
 from api.live import camera_states, zone_states
 from api.schemas import AlertStatus
 from edge.config import LobbyConfig
@@ -26,6 +26,7 @@ from edge.store import ALERT_STATUS_SQL
 
 CAMERA_STATES = ("online", "stale", "offline", "unknown")
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "acknowledged", "pass_done", "cleared")
+DELIVERY_STATES = ("waiting", "rate_limited", "sent", "failed", "expired")
 
 
 class StoreCollector(Collector):
@@ -67,6 +68,7 @@ class StoreCollector(Collector):
         yield from (fps, infer, status)
         yield from self._zones(now)
         yield from self._alerts()
+        yield from self._deliveries()
         yield from self._device(now)
         yield CounterMetricFamily(
             "lobbywatch_api_failed_auth",
@@ -109,6 +111,25 @@ class StoreCollector(Collector):
                 alerts.add_metric([kind, state], float(counts.get((kind, state), 0)))
         yield alerts
 
+    def _deliveries(self) -> Iterator[Metric]:
+        """Deliveries to the bank's channels in the store, by channel and state."""
+        deliveries = GaugeMetricFamily(
+            "lobbywatch_channel_deliveries",
+            "Alert deliveries to the bank's channels in the store, by channel and state",
+            labels=["channel", "state"],
+        )
+        try:
+            with self.store.read() as db:
+                rows = db.execute(
+                    "SELECT channel, state, COUNT(*) FROM deliveries GROUP BY 1, 2"
+                ).fetchall()
+        except StoreUnavailable:
+            rows = []  # a store from before the channels: none yet
+        counts = {(str(channel), str(state)): int(n) for channel, state, n in rows}
+        for c in self.config.alerts.channels:
+            for state in DELIVERY_STATES:
+                deliveries.add_metric([c.id, state], float(counts.get((c.id, state), 0)))
+        yield deliveries
 
     def _device(self, now: datetime) -> Iterator[Metric]:
         """From the running pipeline's state file: absent (not 0) while it is not running."""
@@ -147,6 +168,18 @@ class StoreCollector(Collector):
             "Alert messages the broker has not acknowledged yet",
             value=float(outbox.get("backlog", 0)),
         )
+        channels = device.section("channels")
+        if channels:
+            up = GaugeMetricFamily(
+                "lobbywatch_channel_up",
+                "1 while the channel's last delivery attempt succeeded (or none failed yet)",
+                labels=["channel", "kind"],
+            )
+            for channel_id, channel in channels.items():
+                kind = str(channel.get("kind")) if isinstance(channel, dict) else "?"
+                ok = isinstance(channel, dict) and channel.get("state") == "ok"
+                up.add_metric([channel_id, kind], 1.0 if ok else 0.0)
+            yield up
         yield CounterMetricFamily(
             "lobbywatch_outbox_expired",
             "Alert messages given up (expired before the broker took them) since the pipeline started",

@@ -129,6 +129,27 @@ class BusiestHoursOut(_Out):
     zones: list[ZoneHours]
 
 
+class DeliveryOut(_Out):
+    """One alert event sent, or to be sent, to one channel (WeCom, DingTalk, e-mail...)."""
+
+    channel: str = Field(description="The channel's id in alerts.channels")
+    kind: str | None = Field(description="wecom, dingtalk, feishu, email, ntfy or webhook")
+    event: str = Field(description="raised, escalated, accepted, pass_done or cleared")
+    number: int = Field(description="The escalation's number (0 for other events)")
+    state: Literal["waiting", "rate_limited", "sent", "failed", "expired"] = Field(
+        description="waiting: not delivered yet (retried); rate_limited: held back by the "
+        "channel's max_per_minute, goes out merged; sent: the receiver took it; failed: given "
+        "up after attempts that failed; expired: given up untried, no longer useful"
+    )
+    attempts: int = Field(description="Attempts so far")
+    last_error: str | None = Field(
+        description="Why the last attempt failed, or why it was given up (secrets removed)"
+    )
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    merged: int = Field(description="Deliveries carried by the message it went out in (1: alone)")
+
+
 class AlertOut(_Out):
     alert_id: str
     rule: str
@@ -155,6 +176,10 @@ class AlertOut(_Out):
     )
     cleared_at: datetime | None
     count_at_clear: float | None
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list,
+        description="Its messages to the bank's channels (alerts.channels), oldest first",
+    )
 
 
 class AlertSummary(_Out):
@@ -215,6 +240,23 @@ class DeliveryHealth(_Out):
     expired: int | None = Field(description="Alert messages given up since the pipeline started")
 
 
+class ChannelHealth(_Out):
+    """One of the bank's channels, as the running pipeline's delivery worker sees it."""
+
+    channel: str
+    kind: str
+    state: Literal["ok", "failing", "off"] = Field(
+        description="ok; failing: its last attempt failed, retried with backoff; off: its URL "
+        "or secret could not be read"
+    )
+    since: datetime | None = Field(None, description="When it started failing")
+    last_error: str | None = Field(None, description="Why (secrets removed)")
+    waiting: int | None = Field(None, description="Deliveries not sent yet")
+    rate_limited: int | None = Field(None, description="Deliveries held back by max_per_minute")
+    sent: int | None = Field(None, description="Deliveries sent since the pipeline started")
+    failed: int | None = Field(None, description="Deliveries given up after failing, since start")
+
+
 class ChildHealth(_Out):
     """The API process that `lobbywatch run` supervises (when api.enabled)."""
 
@@ -248,6 +290,11 @@ class HealthOut(_Out):
         "API runs on its own or the pipeline is not running)"
     )
     cameras: list[CameraHealth]
+    channels: list[ChannelHealth] = Field(
+        default_factory=list,
+        description="The bank's channels (alerts.channels); empty when none or the pipeline is "
+        "not running",
+    )
 
 
 class LiveOut(_Out):

@@ -420,6 +420,7 @@ class Service:
                 "attempts": broker.attempts,
             },
             "outbox": {"backlog": delivery.backlog, "expired": delivery.expired},
+            "channels": delivery.channels or {},
             "api": None if self.api is None else _child(self.api.state),
             "cameras": {
                 w.camera_id: {"status": w.state.status.value, "fps": round(w.state.fps, 2)}
@@ -506,6 +507,10 @@ def device_line(
     parts.append(f"outbox {delivery.backlog} waiting")
     if delivery.expired:
         parts.append(f"{delivery.expired} expired")
+    for channel_id, channel in (delivery.channels or {}).items():
+        if channel.get("state") != "ok":  # a channel is named only when something is wrong
+            parts.append(f"channel {channel_id} {str(channel.get('state')).upper()}"
+                         f" ({channel.get('last_error')})")  # fmt: skip
     return "device: " + "; ".join(parts)
 
 

@@ -4,13 +4,14 @@ acknowledgement for a manager without a handheld."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from api.csv_export import alerts_csv, wants_csv
-from api.deps import AUTH_RESPONSES, Context, Manager, Viewer
+from api.deps import AUTH_RESPONSES, ApiContext, Context, Manager, Viewer
 from api.routes.common import (
     CSV_RESPONSE,
     EndParam,
@@ -19,7 +20,16 @@ from api.routes.common import (
     csv_response,
     time_range_of,
 )
-from api.schemas import AckIn, AlertOut, AlertsOut, AlertStatus, AlertSummary, Problem
+from api.schemas import (
+    AckIn,
+    AlertOut,
+    AlertsOut,
+    AlertStatus,
+    AlertSummary,
+    DeliveryOut,
+    Problem,
+)
+from edge.alerts.delivery import DeliveryView, deliveries_of
 from edge.store import AlertRecord
 
 router = APIRouter(prefix="/v1", tags=["alerts"], responses=AUTH_RESPONSES)
@@ -59,7 +69,8 @@ def list_alerts(
 ) -> AlertsOut | Response:
     time_range = time_range_of(context, start, end, MAX_SPAN, DEFAULT_SPAN)
     records = context.store.store().alerts(status, time_range.start, time_range.end)
-    alerts = [alert_out(r) for r in records]
+    sent = deliveries_by_alert(context, [r.alert_id for r in records])
+    alerts = [alert_out(r, sent.get(r.alert_id, ())) for r in records]
     if wants_csv(format, request.headers.get("accept")):
         return csv_response(alerts_csv(alerts), "alerts.csv")
     return AlertsOut(alerts=alerts, summary=summarize(alerts))
@@ -91,7 +102,15 @@ def acknowledge(
     return alert_out(record)
 
 
-def alert_out(record: AlertRecord) -> AlertOut:
+def deliveries_by_alert(context: ApiContext, alert_ids: list[str]) -> dict[str, list[DeliveryView]]:
+    """Each alert's deliveries to the bank's channels (edge/alerts/delivery.py)."""
+    kinds = {c.id: c.kind for c in context.config.alerts.channels}
+    with context.store.read() as db:
+        rows = lambda sql, params: db.execute(sql, params).fetchall()  # noqa: E731
+        return deliveries_of(rows, alert_ids, kinds)
+
+
+def alert_out(record: AlertRecord, deliveries: Sequence[DeliveryView] = ()) -> AlertOut:
     effect = (
         record.count_at_ack - record.effect_count
         if record.count_at_ack is not None and record.effect_count is not None
@@ -121,6 +140,7 @@ def alert_out(record: AlertRecord) -> AlertOut:
         effect=effect,
         cleared_at=record.cleared_at,
         count_at_clear=record.count_at_clear,
+        deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
     )
 
 

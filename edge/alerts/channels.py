@@ -204,14 +204,15 @@ def resolve(config: ChannelConfig, default_language: str, environ: Mapping[str, 
     )
 
 
-def resolve_all(config: LobbyConfig, environ: Mapping[str, str]) -> tuple[list[Channel], list[str]]:
-    """The channels that can run, and a problem line for each that cannot."""
-    channels, problems = [], []
+def resolve_all(config: LobbyConfig, environ: Mapping[str, str]) -> tuple[list[Channel], dict[str, str]]:
+    """The channels that can run, and for each that cannot (by id), why not."""
+    channels: list[Channel] = []
+    problems: dict[str, str] = {}
     for channel in config.alerts.channels:
         try:
             channels.append(resolve(channel, config.alerts.language, environ))
         except ChannelError as exc:
-            problems.append(str(exc))
+            problems[channel.id] = str(exc)
     return channels, problems
 
 

@@ -154,7 +154,7 @@ Query = Callable[[str, Sequence[object]], Sequence[Sequence[Any]]]
 
 
 def deliveries_of(
-    query: Query, alert_ids: Sequence[str], kinds: dict[str, str] | None = None
+    query: Query, alert_ids: Sequence[str], kinds: Mapping[str, str] | None = None
 ) -> dict[str, list[DeliveryView]]:
     """Each alert's deliveries, oldest first, through `query` (Store.query, or a read-only
     connection's execute(...).fetchall()); empty for a store that has no deliveries yet."""
@@ -421,7 +421,7 @@ class DeliveryWorker:
         on_change: Callable[[set[str]], None] = lambda alert_ids: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-        problems: Sequence[str] = (),
+        problems: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.channels = list(channels)
@@ -429,7 +429,7 @@ class DeliveryWorker:
         self.store = store
         self.sender = sender
         self.renderer = Renderer(config)
-        self.problems = list(problems)  # channels that could not be set up
+        self.problems = dict(problems or {})  # channel id -> why it could not be set up
         self._counts = counts
         self._on_change = on_change
         self._clock = clock
@@ -698,7 +698,10 @@ class DeliveryWorker:
                 }
                 for cid, h in self._health.items()
             }
-        return {"channels": channels, "problems": list(self.problems)}
+        kinds = {c.id: c.kind for c in self.config.alerts.channels}
+        for cid, problem in self.problems.items():
+            channels[cid] = {"kind": kinds.get(cid), "state": "off", "last_error": problem}
+        return channels
 
 
 def _fingerprint(alert: AlertRecord) -> tuple[object, ...]:
@@ -724,7 +727,7 @@ def build_worker(
     if not config.alerts.channels:
         return None
     channels, problems = resolve_all(config, os.environ if environ is None else environ)
-    for problem in problems:
+    for problem in problems.values():
         log.error("%s: the channel is off", problem)
     sender = SenderProcess([s for c in channels for s in c.secrets()])
     return DeliveryWorker(

@@ -52,6 +52,7 @@ def check_runnable(
         *_check_cameras(config.cameras),
         *_check_files(config),
         *_check_api_keys(config.api, environ),
+        *_check_channels(config, environ),
     ]
     return [where.issue(loc, message) for loc, message in problems]
 
@@ -217,6 +218,21 @@ def _check_files(config: LobbyConfig) -> Iterator[Problem]:
     db = config.storage.path
     if db.exists() and not db.is_file():
         yield ("storage", "path"), f"{db} is not a regular file"
+
+
+def _check_channels(config: LobbyConfig, environ: Mapping[str, str]) -> Iterator[Problem]:
+    """Each channel's URL and secret readable and of its kind (never quoting them)."""
+    from edge.alerts.channels import ChannelError, resolve  # imports apprise: only with channels
+
+    for i, channel in enumerate(config.alerts.channels):
+        try:
+            resolve(channel, config.alerts.language, environ)
+        except ChannelError as exc:
+            field = "url_env" if channel.url_env is not None else "url_file"
+            secret = channel.secret_env or (str(channel.secret_file) if channel.secret_file else "")
+            if secret and secret in str(exc):
+                field = "secret_env" if channel.secret_env is not None else "secret_file"
+            yield ("alerts", "channels", i, field), str(exc)
 
 
 def _check_api_keys(api: ApiConfig, environ: Mapping[str, str]) -> Iterator[Problem]:

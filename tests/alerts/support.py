@@ -38,8 +38,10 @@ alerts:
 """
 
 
-def make_config(tmp_path: Path, channels: str, language: str = "en") -> LobbyConfig:
-    text = BASE.format(db=tmp_path / "lw.db", channels=channels, language=language)
+def make_config(
+    tmp_path: Path, channels: str, language: str = "en", extra: str = ""
+) -> LobbyConfig:
+    text = BASE.format(db=tmp_path / "lw.db", channels=channels, language=language) + extra
     return parse_config(text, base_dir=tmp_path, environ={})
 
 

@@ -72,12 +72,12 @@ def test_a_channel_down_for_an_hour_delivers_once_when_it_is_back(tmp_path, stor
     (view,) = deliveries_of(store.query, ["a1"])["a1"]
     assert (view.state, view.attempts) == ("waiting", tries)
     assert view.last_error == "ConnectionError: Connection refused"
-    assert w.status()["channels"]["lobby-ntfy"]["state"] == "failing"
+    assert w.status()["lobby-ntfy"]["state"] == "failing"
     sender.up = True
     run(w, clock, 400, step=5)
     assert len(sender.taken) == 1
     assert states(store, "a1") == [("lobby-ntfy", "raised", "sent", tries + 1)]
-    assert w.status()["channels"]["lobby-ntfy"]["state"] == "ok"
+    assert w.status()["lobby-ntfy"]["state"] == "ok"
 
 
 def test_an_alert_storm_stays_within_the_rate_limit_and_loses_nothing(tmp_path, store, clock):
