@@ -37,7 +37,8 @@ const TEXT = {
     enable: "Tap to turn on alert sound, vibration and notifications",
     me: "{name} · manager",
     noAlerts: "No open alerts",
-    openAlerts: "{n} open alert(s)",
+    openAlert: "1 open alert",
+    openAlerts: "{n} open alerts",
     waitingNow: "Waiting now",
     people: "people",
     alertAt: "alert at {n}",
@@ -45,6 +46,7 @@ const TEXT = {
     justNow: "just now",
     minutesAgo: "{n} min ago",
     accept: "Accept",
+    accepted: "Accepted ✓",
     passDone: "Pass done",
     sending: "Sending…",
     acceptedBy: "Accepted by {who} at {t}",
@@ -64,7 +66,7 @@ const TEXT = {
     helpText: [
       "While this app is open on the screen, an alert arrives within 2 seconds, with a sound and vibration, and the screen stays on (tap the yellow button once after opening the app: phones play sound only after a tap).",
       "With another app in front, or the screen just turned off, Android shows a notification with vibration for as long as the browser keeps this page running, usually a few minutes. On an iPhone this works only once the app is added to the Home Screen, and not reliably.",
-      "A locked phone, or one whose browser has stopped this page, gets nothing: the branch network has no internet, so there is no push. Unlock the phone and open the app: it reconnects by itself and shows at once everything that is open. For alerts on a locked phone, the supervisor's WeCom/DingTalk channel is the one to rely on.",
+      "A locked phone, or one whose browser has stopped this page, gets nothing: the branch network has no internet, so there is no push. Unlock the phone and open the app: it reconnects by itself and shows at once everything that is open. For alerts on a locked phone, rely on the branch's WeCom or DingTalk group, where IT has set one up.",
       "A red NOT CONNECTED banner means the phone cannot reach the device: check the Wi-Fi. The app keeps retrying and catches up when the link is back.",
       "Accept: you are taking the alert (everyone else sees it). Pass done: you walked the waiting area; the device then measures whether the wait went down.",
     ],
@@ -89,6 +91,7 @@ const TEXT = {
     enable: "点此开启提醒声音、振动和通知",
     me: "{name} · 大堂经理",
     noAlerts: "没有待处理的提醒",
+    openAlert: "1 条待处理提醒",
     openAlerts: "{n} 条待处理提醒",
     waitingNow: "当前等候人数",
     people: "人",
@@ -97,6 +100,7 @@ const TEXT = {
     justNow: "刚刚",
     minutesAgo: "{n} 分钟前",
     accept: "接单",
+    accepted: "已接单 ✓",
     passDone: "已巡场",
     sending: "正在发送……",
     acceptedBy: "{who} 于 {t} 接单",
@@ -116,7 +120,7 @@ const TEXT = {
     helpText: [
       "本应用在屏幕上打开时，提醒会在 2 秒内到达，并有声音和振动，屏幕保持常亮（打开应用后请先点一下黄色按钮：手机只有在点击后才允许播放声音）。",
       "切换到其他应用或刚刚关闭屏幕时，只要浏览器仍在运行本页面（通常几分钟），安卓手机会显示带振动的通知。iPhone 只有在把本应用添加到主屏幕后才可能收到，而且并不可靠。",
-      "手机锁屏后，或浏览器已停止本页面时，收不到任何提醒：网点网络没有互联网，无法推送。解锁手机并打开本应用，它会自动重新连接并立即显示所有待处理的提醒。锁屏时的提醒请依靠主管的企业微信/钉钉通道。",
+      "手机锁屏后，或浏览器已停止本页面时，收不到任何提醒：网点网络没有互联网，无法推送。解锁手机并打开本应用，它会自动重新连接并立即显示所有待处理的提醒。锁屏时的提醒请依靠网点的企业微信或钉钉群（如 IT 已设置）。",
       "红色“未连接”横幅表示手机连不上设备：请检查 Wi-Fi。应用会一直自动重试，连接恢复后立即同步。",
       "接单：表示由您处理这条提醒（其他人都能看到）。已巡场：表示您已巡视等候区，设备随后会测量等候人数是否下降。",
     ],
@@ -253,8 +257,7 @@ async function checkMe() {
     }
     return status;
   } catch (_error) {
-    if (state.inSync) setInSync(false); // the device does not answer: the stream says so too
-    return null;
+    return null; // no answer: the stream's own error (or silence) shows the banner
   }
 }
 
@@ -271,6 +274,7 @@ function loggedOut() {
 }
 
 function connect() {
+  clearTimeout(state.reconnectTimer);
   closeStream();
   if (state.loggedOut) return;
   const source = new EventSource("/v1/alerts/stream");
@@ -429,11 +433,16 @@ async function notify(alert) {
     data: { url: "/app/" },
   };
   try {
-    const registration = await navigator.serviceWorker.ready;
-    await registration.showNotification(title, options);
+    // Through the service worker where it runs (Android shows page notifications only so).
+    const registration = await navigator.serviceWorker.getRegistration("/app/");
+    if (registration) {
+      await registration.showNotification(title, options);
+      return;
+    }
   } catch (_error) {
-    try { new Notification(title, options); } catch (_ignored) { /* not allowed here */ }
+    // no service worker here (an untrusted certificate): the page's own notification
   }
+  try { new Notification(title, options); } catch (_ignored) { /* not allowed here */ }
 }
 
 let wakeLock = null;
@@ -518,7 +527,7 @@ function renderAlerts() {
   });
   const open = alerts.filter(isOpen).length;
   const summary = $("summary");
-  summary.textContent = open ? t("openAlerts", { n: open }) : t("noAlerts");
+  summary.textContent = open === 0 ? t("noAlerts") : open === 1 ? t("openAlert") : t("openAlerts", { n: open });
   summary.className = `summary ${open ? "alarm" : "calm"}`;
   const cards = new Map([...box.children].map((card) => [card.dataset.alertId, card]));
   alerts.forEach((alert, index) => {
@@ -596,9 +605,7 @@ function fillCard(card, alert) {
   const sendingAccept = state.pending.has(`${alert.alert_id}/accept`);
   accept.hidden = closed;
   accept.disabled = accepted || sendingAccept;
-  accept.textContent = sendingAccept ? t("sending")
-    : accepted ? t("acceptedBy", { who: byWhom(alert.accepted_by || "?"), t: siteTime(alert.accepted_at) })
-      : t("accept");
+  accept.textContent = sendingAccept ? t("sending") : accepted ? t("accepted") : t("accept");
   const passDone = part(card, "pass-done");
   const sendingDone = state.pending.has(`${alert.alert_id}/pass-done`);
   passDone.hidden = closed;
