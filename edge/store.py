@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Literal
 
 from edge.types import CameraStatus, ZoneReading
 
 log = logging.getLogger("lobbywatch.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: After a failed write the store counts as failing until no write has failed for this long: on
 #: a full disk some writes still fit (a live row overwritten in place, a WAL page reused) while
@@ -41,7 +42,11 @@ RESERVE_BYTES = 512 * 1024
 _MIGRATIONS: tuple[tuple[int, tuple[tuple[str, str, str], ...]], ...] = (
     (2, (("camera_live", "inference_ms", "REAL NOT NULL DEFAULT 0"),)),
     (3, (("outbox", "expired_at", "TEXT"),)),
+    (4, (("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),)),
 )
+#: Indexes on columns that a migration may have only just added (so not in _SCHEMA, which runs
+#: before the migrations).
+_INDEXES = "CREATE INDEX IF NOT EXISTS alerts_version ON alerts (version);"
 
 DELIVERIES_SCHEMA = """
 -- Alert messages for the bank's own channels (WeCom, DingTalk, e-mail..., edge/alerts/delivery.py):
@@ -130,7 +135,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     effect_count REAL,                  -- waiting count effect_after_s after pass_done
     effect_measured_at TEXT,
     cleared_at TEXT,
-    count_at_clear REAL
+    count_at_clear REAL,
+    -- The site's alert version at this alert's latest change: every change of any alert takes
+    -- the next number (MAX + 1, under the write lock, whichever process writes), so the newest
+    -- version is the site's and "what changed since n" is one indexed query (docs/handheld.md).
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
 -- Messages that must reach the broker. Written in the same transaction as the state change
@@ -149,6 +158,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
 """ + DELIVERIES_SCHEMA
+
+#: The next site alert version, for the row an INSERT or UPDATE writes (see the alerts table).
+_NEXT_VERSION = "(SELECT COALESCE(MAX(version), 0) + 1 FROM alerts)"
 
 ALERT_STATUS_SQL = """CASE
     WHEN cleared_at IS NOT NULL THEN 'cleared'
@@ -213,6 +225,7 @@ class AlertRecord:
     cleared_at: datetime | None
     count_at_clear: float | None
     status: str
+    version: int = 0  # the site's alert version at its latest change (0: before versions)
 
     @property
     def seconds_to_ack(self) -> float | None:
@@ -225,6 +238,20 @@ class AlertRecord:
         if self.pass_done_at is None:
             return None
         return self.pass_done_at + timedelta(seconds=self.effect_after_s)
+
+
+AckOutcome = Literal["accepted", "pass_done", "already", "cleared"]
+
+
+@dataclass(frozen=True)
+class AckResult:
+    """What an acknowledgement did: `accepted` or `pass_done` when this one was recorded,
+    `already` when an earlier one of the same kind (or a pass done, for an accept) was, and
+    `cleared` when the alert had cleared before it (nothing recorded). `record` is the alert
+    as it stands after it, read in the same transaction."""
+
+    outcome: AckOutcome
+    record: AlertRecord
 
 
 @dataclass(frozen=True)
@@ -306,6 +333,7 @@ def _prepare(db: sqlite3.Connection, path: Path, site_id: str | None) -> None:
                         if column not in have:
                             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                     found = version
+            db.execute(_INDEXES)
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(found),),
@@ -636,8 +664,8 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO alerts (alert_id, rule, kind, zones, threshold, since, raised_at,"
-                " count_at_raise, message, escalations, last_notified_at, effect_after_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " count_at_raise, message, escalations, last_notified_at, effect_after_s, version)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_VERSION})",
                 (
                     alert.alert_id, alert.rule, alert.kind, json.dumps(list(alert.zones)),
                     alert.threshold, _iso(alert.since), _iso(alert.raised_at),
@@ -647,33 +675,47 @@ class Store:
             )  # fmt: skip
             self._enqueue(db, messages)
 
-    def escalate_alert(self, alert_id: str, at: datetime, messages: list[OutboxMessage]) -> None:
+    def escalate_alert(self, alert_id: str, at: datetime, messages: list[OutboxMessage]) -> bool:
+        """Count an escalation and queue its messages, unless the alert was accepted or cleared
+        meanwhile (an ack through the API, in another process, that the service has not seen
+        yet): False then, and nothing is queued."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE alerts SET escalations = escalations + 1, last_notified_at = ?"
-                " WHERE alert_id = ?",
+            cursor = db.execute(
+                "UPDATE alerts SET escalations = escalations + 1, last_notified_at = ?,"
+                f" version = {_NEXT_VERSION}"
+                " WHERE alert_id = ? AND acknowledged_at IS NULL AND cleared_at IS NULL",
                 (_iso(at), alert_id),
             )
+            if cursor.rowcount == 0:
+                return False
             self._enqueue(db, messages)
+            return True
 
     def clear_alert(
         self, alert_id: str, at: datetime, count: float | None, messages: list[OutboxMessage]
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE alerts SET cleared_at = ?, count_at_clear = ?"
+                f"UPDATE alerts SET cleared_at = ?, count_at_clear = ?, version = {_NEXT_VERSION}"
                 " WHERE alert_id = ? AND cleared_at IS NULL",
                 (_iso(at), count, alert_id),
             )
             self._enqueue(db, messages)
 
     def record_ack(self, alert_id: str, by: str, status: str, at: datetime) -> AlertRecord | None:
+        """apply_ack, answering only the alert as it stands after it (None: unknown alert)."""
+        result = self.apply_ack(alert_id, by, status, at)
+        return None if result is None else result.record
+
+    def apply_ack(self, alert_id: str, by: str, status: str, at: datetime) -> AckResult | None:
         """Apply a handheld's or a manager's acknowledgement; None for an unknown alert.
 
-        Idempotent: the first "accepted" and the first "pass_done" win, repeats change nothing.
-        A "pass_done" without an earlier "accepted" counts as both. The waiting count at the
-        acknowledgement is read from the live table (the sum of the alert's zones; unknown if
-        any zone is unknown), the same way whichever path the acknowledgement took.
+        Idempotent: the first "accepted" and the first "pass_done" win, repeats change nothing
+        and answer "already" (two handhelds racing: the conditional update lets exactly one
+        win, whichever process writes). A "pass_done" without an earlier "accepted" counts as
+        both. A cleared alert takes neither. The waiting count at the acknowledgement is read
+        from the live table (the sum of the alert's zones; unknown if any zone is unknown), the
+        same way whichever path the acknowledgement took.
         """
         if status not in ("accepted", "pass_done"):
             raise ValueError(f"ack status must be accepted or pass_done, got {status!r}")
@@ -682,23 +724,36 @@ class Store:
             if row is None:
                 return None
             count = _live_sum(db, json.loads(row["zones"]))
-            db.execute(
-                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, count_at_ack = ?"
-                " WHERE alert_id = ? AND acknowledged_at IS NULL",
-                (_iso(at), by, count, alert_id),
-            )
-            if status == "pass_done":
-                db.execute(
-                    "UPDATE alerts SET pass_done_at = ?, pass_done_by = ?"
-                    " WHERE alert_id = ? AND pass_done_at IS NULL",
-                    (_iso(at), by, alert_id),
+            if status == "accepted":
+                cursor = db.execute(
+                    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, count_at_ack = ?,"
+                    f" version = {_NEXT_VERSION}"
+                    " WHERE alert_id = ? AND acknowledged_at IS NULL AND cleared_at IS NULL",
+                    (_iso(at), by, count, alert_id),
                 )
-        return self.alert(alert_id)
+            else:  # the right-hand sides read the row as it was before this update
+                cursor = db.execute(
+                    "UPDATE alerts SET pass_done_at = ?, pass_done_by = ?,"
+                    " count_at_ack = CASE WHEN acknowledged_at IS NULL THEN ? ELSE count_at_ack END,"
+                    " acknowledged_by = COALESCE(acknowledged_by, ?),"
+                    " acknowledged_at = COALESCE(acknowledged_at, ?),"
+                    f" version = {_NEXT_VERSION}"
+                    " WHERE alert_id = ? AND pass_done_at IS NULL AND cleared_at IS NULL",
+                    (_iso(at), by, count, by, _iso(at), alert_id),
+                )
+            changed = cursor.rowcount > 0
+            (record,) = _select_alerts(db, "alert_id = ?", [alert_id])
+        if changed:
+            outcome: AckOutcome = "accepted" if status == "accepted" else "pass_done"
+        else:
+            outcome = "cleared" if record.cleared_at is not None else "already"
+        return AckResult(outcome, record)
 
     def record_effect(self, alert_id: str, count: float | None, at: datetime) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE alerts SET effect_count = ?, effect_measured_at = ?"
+                "UPDATE alerts SET effect_count = ?, effect_measured_at = ?,"
+                f" version = {_NEXT_VERSION}"
                 " WHERE alert_id = ? AND effect_measured_at IS NULL",
                 (count, _iso(at), alert_id),
             )
@@ -734,6 +789,24 @@ class Store:
     def open_alerts(self) -> list[AlertRecord]:
         return self._select_alerts("cleared_at IS NULL", [])
 
+    def alerts_version(self) -> int:
+        """The site's alert version: that of the latest change of any alert (0: none yet).
+        One lookup in an index: cheap enough to poll several times a second."""
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(version), 0) FROM alerts").fetchone()
+        return int(row[0])
+
+    def alerts_changed_since(self, version: int, limit: int | None = None) -> list[AlertRecord]:
+        """Alerts whose latest change is newer than `version`, oldest change first (at most
+        `limit` of them)."""
+        query = "version > ? ORDER BY version"
+        params: list[object] = [version]
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            return _select_alerts(self._db, query, params, order=False)
+
     def effects_due(self, now: datetime) -> list[AlertRecord]:
         """Alerts whose pass was reported done long enough ago to measure its effect."""
         due = [
@@ -755,12 +828,8 @@ class Store:
         return None if row is None else str(row["value"])
 
     def _select_alerts(self, where: str, params: list[object]) -> list[AlertRecord]:
-        query = (
-            f"SELECT *, {ALERT_STATUS_SQL} AS status FROM alerts WHERE {where} ORDER BY raised_at"
-        )
         with self._lock:
-            rows = self._db.execute(query, params).fetchall()
-        return [_alert_from_row(row) for row in rows]
+            return _select_alerts(self._db, where, params)
 
     def enqueue(self, messages: list[OutboxMessage]) -> None:
         with self._tx() as db:
@@ -874,6 +943,17 @@ def _copy_rows(
     dst.executemany(merge, [{c: row[c] for c in columns} for row in rows])
 
 
+def _select_alerts(
+    db: sqlite3.Connection, where: str, params: list[object], *, order: bool = True
+) -> list[AlertRecord]:
+    """Alerts matching `where`, oldest raised first unless `where` orders them itself (the
+    caller holds the store's lock, or is inside its transaction)."""
+    query = f"SELECT *, {ALERT_STATUS_SQL} AS status FROM alerts WHERE {where}"
+    if order:
+        query += " ORDER BY raised_at"
+    return [_alert_from_row(row) for row in db.execute(query, params).fetchall()]
+
+
 def _live_sum(db: sqlite3.Connection, zones: list[str]) -> float | None:
     marks = ",".join("?" * len(zones))
     rows = db.execute(f"SELECT count FROM zone_live WHERE zone_id IN ({marks})", zones).fetchall()
@@ -910,6 +990,7 @@ def _alert_from_row(row: sqlite3.Row) -> AlertRecord:
         cleared_at=_dt(row["cleared_at"]),
         count_at_clear=row["count_at_clear"],
         status=row["status"],
+        version=row["version"],
     )
 
 

@@ -27,7 +27,7 @@ from edge.config import AlertRuleConfig, LobbyConfig
 from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import Topics
 from edge.schedule import Schedule
-from edge.store import AlertRecord, OutboxMessage, Store
+from edge.store import AckResult, AlertRecord, OutboxMessage, Store
 from edge.types import CameraStatus
 
 log = logging.getLogger("lobbywatch.alerts")
@@ -126,10 +126,10 @@ class AlertService:
         """Time-driven work, about once a second: timers, camera health, acks, pass effects."""
         self.spool.flush()
         with self._lock:
+            self._sync_acks()  # first: an ack through the API must stop a due escalation
             for engine in self.engines.values():
                 self._step(engine)
             self._check_cameras()
-            self._sync_acks()
         self._measure_effects()
 
     # --- acknowledgements -----------------------------------------------------------------
@@ -153,12 +153,27 @@ class AlertService:
             )  # fmt: skip
             return None
         at = self._wall()
-        stored = self.spool.write(lambda store: store.record_ack(alert_id, ack.by, ack.status, at))
-        record = (self.store.alert(alert_id) if stored else None) or known
-        log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
+        results: list[AckResult | None] = []
+        self.spool.write(
+            lambda store: results.append(store.apply_ack(alert_id, ack.by, ack.status, at))
+        )
+        result = results[0] if results else None
+        record = result.record if result is not None else known
+        if result is None:  # kept in memory until the store takes writes: taken as given
+            log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
+        elif result.outcome == "cleared":
+            log.info("alert %s: %s by %s ignored: it cleared at %s", alert_id, ack.status,
+                     shorten(ack.by), record.cleared_at)  # fmt: skip
+            return record
+        elif result.outcome == "already":
+            log.info("alert %s: %s by %s changes nothing: already %s", alert_id, ack.status,
+                     shorten(ack.by), _already(record, ack.status))  # fmt: skip
+        else:
+            log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
         with self._lock:
             if record.rule in self.engines:
                 self.engines[record.rule].acknowledge(alert_id)
+        self._wake()  # its new state goes out now, not at the next tick
         return record
 
     def _lookup(self, alert_id: str) -> AlertRecord | None:
@@ -229,7 +244,14 @@ class AlertService:
                 self._message(self.topics.supervisor_alerts, stored, f"{key}:supervisor", boss, event.at),
             ]  # fmt: skip
             alert_id, at = event.alert_id, event.at
-            self.spool.write(lambda store: store.escalate_alert(alert_id, at, messages), messages)
+            taken: list[bool] = []
+            self.spool.write(
+                lambda store: taken.append(store.escalate_alert(alert_id, at, messages)), messages
+            )
+            if taken == [False]:  # accepted meanwhile (through the API): no escalation after all
+                self.engines[rule.id].acknowledge(alert_id)
+                log.info("alert %s: not escalated, it was accepted meanwhile", alert_id)
+                return
             log.warning("alert %s escalated (%d): %s", event.alert_id, event.number, text)
         elif isinstance(event, Cleared):
             stored = self._lookup(event.alert_id)
@@ -372,6 +394,12 @@ def _new_record(
         pass_done_at=None, pass_done_by=None, effect_after_s=effect_after_s, effect_count=None,
         effect_measured_at=None, cleared_at=None, count_at_clear=None, status="open",
     )  # fmt: skip
+
+
+def _already(record: AlertRecord, status: str) -> str:
+    if status == "pass_done":
+        return f"pass done by {shorten(record.pass_done_by)} at {record.pass_done_at}"
+    return f"accepted by {shorten(record.acknowledged_by)} at {record.acknowledged_at}"
 
 
 def _iso(at: datetime) -> str:
