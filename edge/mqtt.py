@@ -116,6 +116,19 @@ class Topics:
     def ack_filter(self) -> str:
         return f"{self.base}/alerts/+/ack"
 
+    @property
+    def state_filter(self) -> str:
+        return f"{self.base}/alerts/+/state"
+
+    @property
+    def alerts_open(self) -> str:
+        """The retained index of open alerts (docs/handheld.md)."""
+        return f"{self.base}/alerts/open"
+
+    def alert_state(self, alert_id: str) -> str:
+        """An alert's retained state (docs/handheld.md)."""
+        return f"{self.base}/alerts/{alert_id}/state"
+
     def camera_status(self, camera_id: str) -> str:
         return f"{self.base}/camera/{camera_id}/status"
 
@@ -127,7 +140,14 @@ class Topics:
 
     def alert_id_of_ack(self, topic: str) -> str | None:
         """The alert id in an ack topic, or None when the topic is not one."""
-        head, tail = f"{self.base}/alerts/", "/ack"
+        return self._alert_id_in(topic, "/ack")
+
+    def alert_id_of_state(self, topic: str) -> str | None:
+        """The alert id in a state topic, or None when the topic is not one."""
+        return self._alert_id_in(topic, "/state")
+
+    def _alert_id_in(self, topic: str, tail: str) -> str | None:
+        head = f"{self.base}/alerts/"
         if not (topic.startswith(head) and topic.endswith(tail)):
             return None
         alert_id = topic[len(head) : -len(tail)]
@@ -188,6 +208,14 @@ def connect_persistent(client: mqtt.Client, config: MqttConfig) -> None:
     client.loop_start()
 
 
+def no_mqtt_answer(reason_code: ReasonCode | int) -> str:
+    """Why a connection that reached the port got no CONNACK, from paho's disconnect reason:
+    "keep alive timeout" (the server said nothing) or an error (it closed or sent non-MQTT)."""
+    if "keep alive" in str(reason_code).lower():
+        return "no MQTT answer from the server on that port (not the broker's MQTT port, or TLS?)"
+    return "the server on that port closed the connection without an MQTT answer (not the broker's MQTT port? a WebSocket or TLS listener?)"
+
+
 def publish_properties(expiry_s: int | None) -> Properties | None:
     if expiry_s is None:
         return None
@@ -201,7 +229,9 @@ class MqttLink:
 
     on_connected runs in paho's thread after each (re)connect, once availability is online and
     subscriptions are renewed: republish retained state there. on_ack gets (alert id, payload)
-    of each ack message. PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher, and
+    of each ack message; on_retained_state gets the alert id of each retained alert state the
+    broker holds for this site, as the broker sends them on every (re)connect (the alert state
+    publisher removes those that are no longer open). PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher, and
     on_acked is called at once so the publisher records them without waiting for its tick.
     `state` says whether the broker is reachable, and why not; failures are logged with their
     reason at once and then at most every REPEAT_FAILURE_S.
@@ -215,6 +245,7 @@ class MqttLink:
         on_connected: Callable[[], None] = lambda: None,
         on_connection_change: Callable[[bool], None] = lambda _up: None,
         on_ack: Callable[[str, bytes], object] = lambda _id, _payload: None,
+        on_retained_state: Callable[[str], None] = lambda _id: None,
         on_acked: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
@@ -225,7 +256,9 @@ class MqttLink:
         self._on_connected = on_connected
         self._on_connection_change = on_connection_change
         self._on_ack = on_ack
+        self._on_retained_state = on_retained_state
         self._on_acked = on_acked
+        self._answered = False  # a CONNACK came for the current attempt
         self._clock = clock
         self._wall = wall_clock
         self.connected = threading.Event()
@@ -333,11 +366,15 @@ class MqttLink:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
+        self._answered = True
         if reason_code.is_failure:
             self._failure("refused", str(reason_code))
             return
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         client.subscribe(self.topics.ack_filter, qos=1)
+        # The broker answers with the alert states it retains for this site: stale ones are
+        # removed (see edge/alerts/retained.py).
+        client.subscribe(self.topics.state_filter, qos=1)
         self.connected.set()
         self._set_state(LinkState("connected", self._wall()))
         log.info("connected to the broker at %s", self.url)
@@ -360,11 +397,16 @@ class MqttLink:
         _properties: Properties | None,
     ) -> None:
         was_connected = self.connected.is_set()
+        answered, self._answered = self._answered, False
         self.connected.clear()
         if was_connected and not self._stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
             self._set_state(LinkState("disconnected", self._wall(), str(reason_code)))
             self._on_connection_change(False)
+        elif not was_connected and not answered and not self._stopping:
+            # The TCP connection was made but no MQTT answer came: something else listens on
+            # that port (a WebSocket or TLS listener, a web server), which paho reports nowhere.
+            self._failure("disconnected", no_mqtt_answer(reason_code))
 
     def _handle_publish(
         self,
@@ -379,6 +421,12 @@ class MqttLink:
         self._on_acked()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        state_of = self.topics.alert_id_of_state(msg.topic)
+        if state_of is not None:
+            # Only what the broker retains matters here (our own live publishes come back too).
+            if msg.retain and msg.payload:
+                self._on_retained_state(state_of)
+            return
         alert_id = self.topics.alert_id_of_ack(msg.topic)
         if alert_id is None:
             self._unexpected.warning(

@@ -1,7 +1,8 @@
 """Everything that talks to the lobby manager, the supervisor and IT, in one thread.
 
-Wires the alert service (decisions, stored first), the outbox publisher (delivery on PUBACK) and
-the retained state publisher to one MQTT link. Rule decisions that a frame completes are taken
+Wires the alert service (decisions, stored first), the outbox publisher (delivery on PUBACK),
+the alert state publisher (each alert's retained state, docs/handheld.md) and the retained
+occupancy publisher to one MQTT link. Rule decisions that a frame completes are taken
 in the camera worker's thread (through the board) and wake this thread at once, so an alert
 leaves within milliseconds of the frame; timers (escalation, cooldown, camera health, pass
 effects) are checked here about twice a second.
@@ -20,7 +21,9 @@ from typing import Any
 
 from edge.alerts.delivery import build_worker
 from edge.alerts.outbox import OutboxPublisher
+from edge.alerts.retained import AlertStatePublisher
 from edge.alerts.service import AlertService, utc_now
+from edge.alerts.state import SiteNames
 from edge.board import OccupancyBoard
 from edge.config import LobbyConfig
 from edge.mqtt import LinkState, MqttLink
@@ -68,6 +71,7 @@ class Notifier:
         self.link: MqttLink | None = None
         self.outbox: OutboxPublisher | None = None
         self.state: StatePublisher | None = None
+        self.alert_states: AlertStatePublisher | None = None
         if config.mqtt.enabled:
             self.link = MqttLink(
                 config.mqtt,
@@ -75,6 +79,7 @@ class Notifier:
                 on_connected=self._on_connected,
                 on_connection_change=self._on_connection_change,
                 on_ack=self.alerts.handle_ack,
+                on_retained_state=self._on_retained_state,
                 on_acked=self._wake.set,
                 clock=clock,
                 wall_clock=wall_clock,
@@ -85,6 +90,10 @@ class Notifier:
             )  # fmt: skip
             self.state = StatePublisher(config, board, self.link, clock)
             board.subscribe(self.state.on_board_update)
+            self.alert_states = AlertStatePublisher(
+                store, self.link, SiteNames.of(config), board.total,
+                cleared_expiry_s=config.mqtt.alert_expiry_s,
+            )  # fmt: skip
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
 
     def start(self) -> None:
@@ -147,6 +156,9 @@ class Notifier:
                     next_tick = now + TICK_S
                 if self.outbox is not None:
                     self.outbox.pump()
+                if self.alert_states is not None:
+                    # Every tick too: an ack through the API (another process) shows only here.
+                    self.alert_states.pump()
             except Exception:
                 # One bad message or a locked database must not end alerting for good.
                 log.exception("notifier cycle failed; retrying")
@@ -155,7 +167,14 @@ class Notifier:
     def _on_connected(self) -> None:
         if self.state is not None:
             self.state.republish_all()
+        if self.alert_states is not None:
+            self.alert_states.on_connected()
         self._wake.set()
+
+    def _on_retained_state(self, alert_id: str) -> None:
+        if self.alert_states is not None:
+            self.alert_states.on_retained(alert_id)
+            self._wake.set()
 
     def _on_connection_change(self, up: bool) -> None:
         self._set_meta(mqtt_connected="1" if up else "0", mqtt_connected_at=self._wall().isoformat())

@@ -313,9 +313,12 @@ cmd_add_handheld() {
     prefix=$(setting prefix lobbywatch)
     set_password "$user" "$(read_password "$user")"
     write_file "$(acl_fragment "$user")" 0640 <<EOF
-# handheld $user: reads alerts, occupancy and availability of site $site; writes only acks
+# handheld $user: reads alerts (messages and each alert's retained state), occupancy and
+# availability of site $site; writes only acks
 user $user
 topic read $prefix/$site/alerts
+topic read $prefix/$site/alerts/+/state
+topic read $prefix/$site/alerts/open
 topic read $prefix/$site/zone/+/occupancy
 topic read $prefix/$site/availability
 topic write $prefix/$site/alerts/+/ack
