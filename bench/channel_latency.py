@@ -111,7 +111,7 @@ def main() -> int:
     latencies = []
     try:
         feed(board, 2.0)
-        time.sleep(1.0)  # the sender process starts with the first job: not timed
+        time.sleep(1.0)  # the delivery worker starts its sender process
         for i in range(args.alerts + 1):
             arrived.clear()
             before = set(received)
@@ -120,7 +120,7 @@ def main() -> int:
             if not arrived.wait(10):
                 raise SystemExit("an alert did not reach the webhook within 10 s")
             (new,) = set(received) - before
-            if i:  # the first one also starts the sender process
+            if i:  # the first one warms up
                 latencies.append((received[new] - t0) * 1000)
             feed(board, 2.0)
             time.sleep(args.gap)

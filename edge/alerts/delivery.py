@@ -22,6 +22,7 @@ The worker's thread is the only one that sends, through the sender process
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -442,6 +443,7 @@ class DeliveryWorker:
         self._secrets = {c.id: c.secrets() for c in self.channels}
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._job_ids = itertools.count(1)  # a late answer can never pass for a retry's
         self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self.heartbeat = clock()
 
@@ -462,6 +464,10 @@ class DeliveryWorker:
         self.sender.close()
 
     def _run(self) -> None:
+        # The sender process starts now, not with the first alert (it loads apprise).
+        warm = getattr(self.sender, "warm", None)
+        if warm is not None:
+            warm()
         while not self._stop.is_set():
             busy = False
             try:
@@ -621,7 +627,7 @@ class DeliveryWorker:
                 "deliveries": [json.loads(r.payload) for r in batch],
             }).decode()  # fmt: skip
         job = Job(
-            id=batch[0].seq, kind=channel.kind, url=channel.url.value, title=title, body=body,
+            id=next(self._job_ids), kind=channel.kind, url=channel.url.value, title=title, body=body,
             timeout_s=channel.config.timeout_s, api_base=channel.config.api_base,
             webhook_body=payload if channel.kind == "webhook" else None,
             webhook_secret=channel.signing_secret.value if channel.signing_secret else None,

@@ -345,6 +345,8 @@ def main() -> int:
     _limit_memory()
     _quiet_apprise()
     _install_guard()
+    import apprise  # noqa: F401  (loaded before the first job, not during it)
+
     abandoned = 0
     for line in sys.stdin:
         try:
@@ -426,6 +428,11 @@ class SenderProcess:
                     retry_after_s=data.get("retry_after_s"),
                     permanent=bool(data.get("permanent")),
                 )
+
+    def warm(self) -> None:
+        """Start the sender process ahead of the first job."""
+        with self._lock:
+            self._ensure()
 
     def close(self) -> None:
         with self._lock:
