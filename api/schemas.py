@@ -7,7 +7,7 @@ the pipeline not running), never 0.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -299,3 +299,80 @@ class HealthOut(_Out):
 
 class LiveOut(_Out):
     live: bool
+
+
+# --- alert state (docs/handheld.md): times here are ISO 8601 in the site's time zone ----------
+
+
+def _site_time() -> Any:
+    return Field(
+        description="ISO 8601 in the site's time zone, with its offset (people read it)",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
+class ZoneNameOut(_Out):
+    id: str
+    name: str = Field(description="The zone's configured name (its id when it has none)")
+
+
+class EffectOut(_Out):
+    count_at_pass: float | None = Field(
+        description="People waiting when the alert was accepted (the pass began); null: unknown"
+    )
+    count_after: float | None = Field(
+        description="People waiting effect_after_s after the pass was reported done"
+    )
+    measured_at: str = _site_time()
+
+
+class AlertStateOut(_Out):
+    """One alert's state, the same as its retained MQTT message."""
+
+    alert_id: str
+    rule: str
+    rule_name: str = Field(description="The rule's name (a camera's name for a camera alert)")
+    kind: str = Field(description="diversion (for the lobby manager) | camera (for IT)")
+    zones: list[ZoneNameOut]
+    threshold: float | None = Field(description="People at which the rule raises")
+    count_at_raise: float | None
+    count_now: float | None = Field(
+        description="People in its zones when this state was read; null when unknown (a "
+        "camera down), never 0 for that"
+    )
+    status: Literal["raised", "accepted", "pass_done", "escalated", "cleared"] = Field(
+        description="raised -> accepted -> pass_done; escalated while raised and not accepted "
+        "in time; cleared at the end"
+    )
+    since: str = _site_time()
+    raised_at: str = _site_time()
+    message: str = Field(description="The raised message, in the site's language")
+    accepted_by: str | None = Field(description="Who accepted it: a credential's identity")
+    accepted_at: str | None = _site_time()
+    pass_done_by: str | None
+    pass_done_at: str | None = _site_time()
+    escalations: int = Field(ge=0)
+    last_escalated_at: str | None = _site_time()
+    cleared_at: str | None = _site_time()
+    effect: EffectOut | None = Field(description="The pass's measured effect, once measured")
+    deliveries: list[dict[str, Any]] = Field(
+        description="One entry per channel delivery (issue #12 item 3): channel, state, "
+        "attempts, last error"
+    )
+    version: int = Field(ge=0, description="The site's alert version at this alert's latest change")
+
+
+class OpenAlertsOut(_Out):
+    version: int = Field(ge=0, description="The site's alert version: grows with every change")
+    timezone: str = Field(description="IANA time zone of the site, which every time is in")
+    alerts: list[AlertStateOut] = Field(description="Every open alert, oldest raised first")
+
+
+class AckAnswerOut(_Out):
+    result: Literal["accepted", "pass_done", "already"] = Field(
+        description="accepted / pass_done: recorded now; already: an earlier one stands"
+    )
+    message: str = Field(
+        description="For the person: 'already accepted by mgr-1 at 10:02' (site time)"
+    )
+    alert: AlertStateOut

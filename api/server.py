@@ -13,6 +13,7 @@ from edge.config import LobbyConfig
 def serve(config: LobbyConfig, host: str | None = None, port: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn finishes the requests in flight, then returns)."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     logging.basicConfig(
         level=config.logging.level,
@@ -20,7 +21,13 @@ def serve(config: LobbyConfig, host: str | None = None, port: int | None = None)
         stream=sys.stderr,
     )
     app = create_app(config)
-    uvicorn.run(app, **uvicorn_options(config, host, port))
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, host, port)))
+    # uvicorn waits for the requests in flight before it stops: the alert streams, which never
+    # finish, end themselves once it wants to stop (api/stream.py).
+    app.state.stopping = lambda: server.should_exit
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does
 
 
 def uvicorn_options(config: LobbyConfig, host: str | None, port: int | None) -> dict[str, Any]:

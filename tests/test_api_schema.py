@@ -111,12 +111,18 @@ OPERATIONS = [
     ("GET", "/v1/reports/busiest-hours", True),
     ("GET", "/v1/alerts", True),
     ("POST", "/v1/alerts/{alert_id}/ack", True),
+    ("GET", "/v1/alerts/open", False),
+    ("POST", "/v1/alerts/{alert_id}/accept", True),
+    ("POST", "/v1/alerts/{alert_id}/pass-done", True),
     ("POST", "/v1/handhelds/pair", True),
     ("GET", "/v1/handhelds/me", False),
     ("GET", "/v1/health", False),
     ("GET", "/v1/health/live", False),
     ("GET", "/metrics", False),
 ]
+#: Operations whose answer never ends (an event stream): a generated request would wait for its
+#: end forever. tests/test_alert_state_api.py holds them to the document on a real server.
+ENDLESS = [("GET", "/v1/alerts/stream")]
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
     for method, path, takes_input in OPERATIONS
@@ -143,16 +149,27 @@ def test_sequences_that_follow_the_links_hold_the_same_checks(api_schema):
     """Stateful: list the alerts, then acknowledge the one listed (the document's link), and
     so on; every step is checked like a single request."""
 
-    class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
+    class Machine(without_endless(api_schema).as_state_machine()):  # type: ignore[misc]
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
 
     Machine.run(settings=settings(SETTINGS, max_examples=25, stateful_step_count=6))
 
 
+def without_endless(schema: Any) -> Any:
+    for method, path in ENDLESS:
+        schema = schema.exclude(method=method, path=path)
+    return schema
+
+
 def test_every_operation_in_the_schema_is_fuzzed(api_schema):
     found = {(r.ok().method.upper(), r.ok().path) for r in api_schema.get_all_operations()}
-    assert found == {(method, path) for method, path, _ in OPERATIONS}
+    assert found == {(method, path) for method, path, _ in OPERATIONS} | set(ENDLESS)
+    kept = {
+        (r.ok().method.upper(), r.ok().path)
+        for r in without_endless(api_schema).get_all_operations()
+    }
+    assert kept == found - set(ENDLESS)
 
 
 def test_the_document_lists_the_sites_zones_and_links_an_alert_to_its_ack(api_schema):

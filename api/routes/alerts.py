@@ -1,15 +1,18 @@
-"""Alert lifecycle: the listing with time to acknowledge and the effect of the pass, and the
-acknowledgement for a manager without a handheld."""
+"""Alert lifecycle: the listing with time to acknowledge and the effect of the pass, the
+acknowledgement for a manager without a handheld, and the handhelds' side (docs/handheld.md):
+the open alerts with their state, their live stream, accept and pass done."""
 
 from __future__ import annotations
 
 import statistics
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 
+from api.alert_state import AlertFeed
 from api.csv_export import alerts_csv, wants_csv
 from api.deps import AUTH_RESPONSES, ApiContext, Context, Manager, Viewer
 from api.routes.common import (
@@ -21,15 +24,20 @@ from api.routes.common import (
     time_range_of,
 )
 from api.schemas import (
+    AckAnswerOut,
     AckIn,
     AlertOut,
     AlertsOut,
+    AlertStateOut,
     AlertStatus,
     AlertSummary,
     DeliveryOut,
+    OpenAlertsOut,
     Problem,
 )
+from api.stream import EventStream, StoreWatch, alert_events, last_event_id
 from edge.alerts.delivery import DeliveryView, deliveries_of
+from edge.alerts.state import ack_answer
 from edge.store import AlertRecord
 
 router = APIRouter(prefix="/v1", tags=["alerts"], responses=AUTH_RESPONSES)
@@ -100,6 +108,133 @@ def acknowledge(
     if record is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
     return alert_out(record)
+
+
+@router.get(
+    "/alerts/open",
+    summary="The open alerts now, with their state",
+    description="Every alert not cleared, oldest raised first, in the shape of its retained "
+    "MQTT state; times in the site's time zone. `version` grows with every change of any alert.",
+)
+def open_alerts(request: Request, _: Viewer) -> OpenAlertsOut:
+    return OpenAlertsOut.model_validate(feed_of(request).open_set())
+
+
+@router.get(
+    "/alerts/stream",
+    summary="The open alerts and the waiting counts, live (Server-Sent Events)",
+    description="`snapshot` (the open set, as /v1/alerts/open) on connect, or with a "
+    "Last-Event-ID the device can catch up from, an `alert` event per alert changed since; then "
+    "`alert` with one alert's new state on every change (within 1 s), `zones` with the waiting "
+    "count per zone (null when unknown) when they change and at least every 10 s, and a "
+    "comment every 15 s when nothing else was sent. Each event's id is the site's alert version.",
+    response_class=EventStream,
+    status_code=200,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "An endless event stream",
+        }
+    },
+)
+async def alert_stream(
+    request: Request,
+    _: Viewer,
+    last_event_id_header: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=40,
+            description="The id of the last event received (EventSource sends it on reconnect)",
+        ),
+    ] = None,
+) -> EventStream:
+    feed = feed_of(request)
+    events = alert_events(feed, watch_of(request, feed), last_event_id(last_event_id_header))
+    stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
+    return EventStream(events, stopping)
+
+
+ACK_RESPONSES: dict[int | str, dict[str, object]] = {
+    404: {"model": Problem, "description": "No such alert"},
+    409: {"model": Problem, "description": "The alert has cleared: nothing to acknowledge"},
+}
+
+
+@router.post(
+    "/alerts/{alert_id}/accept",
+    summary="Accept an alert: someone is going (manager)",
+    description="Idempotent: the first accept counts; a repeat, or one after a colleague's, "
+    "answers `already` with who and when. Recorded as the credential's identity.",
+    responses=ACK_RESPONSES,
+)
+def accept(
+    request: Request,
+    context: Context,
+    principal: Manager,
+    alert_id: Annotated[str, Path(max_length=200)],
+) -> AckAnswerOut:
+    return _acknowledge(request, context, principal.key_id, alert_id, "accepted")
+
+
+@router.post(
+    "/alerts/{alert_id}/pass-done",
+    summary="Report the diversion pass done (manager)",
+    description="Idempotent like accept; a pass done without an accept counts as both.",
+    responses=ACK_RESPONSES,
+)
+def pass_done(
+    request: Request,
+    context: Context,
+    principal: Manager,
+    alert_id: Annotated[str, Path(max_length=200)],
+) -> AckAnswerOut:
+    return _acknowledge(request, context, principal.key_id, alert_id, "pass_done")
+
+
+def _acknowledge(
+    request: Request,
+    context: ApiContext,
+    by: str,
+    alert_id: str,
+    status: Literal["accepted", "pass_done"],
+) -> AckAnswerOut:
+    # The store decides (one winner however many race, from whichever process); the service
+    # finds the change within a tick: escalation stops, the retained state is republished.
+    result = context.store.store().apply_ack(alert_id, by=by, status=status, at=context.clock())
+    if result is None:
+        raise HTTPException(404, f"no alert {alert_id!r}")
+    feed = feed_of(request)
+    state = feed.state(result.record)
+    message = ack_answer(result.outcome, status, state, feed.names.language)
+    if result.outcome == "cleared":
+        raise HTTPException(409, message)
+    return AckAnswerOut(
+        result=result.outcome, message=message, alert=AlertStateOut.model_validate(state.as_dict())
+    )
+
+
+_app_lock = threading.Lock()
+
+
+def feed_of(request: Request) -> AlertFeed:
+    """The app's alert feed (made on first use, so the app needs no set-up for it)."""
+    state = request.app.state
+    with _app_lock:
+        feed: AlertFeed | None = getattr(state, "alert_feed", None)
+        if feed is None:
+            feed = state.alert_feed = AlertFeed(request.app.state.lobbywatch)
+        return feed
+
+
+def watch_of(request: Request, feed: AlertFeed) -> StoreWatch:
+    """The app's one store watcher, which every stream of it shares."""
+    state = request.app.state
+    with _app_lock:
+        watch: StoreWatch | None = getattr(state, "alert_watch", None)
+        if watch is None:
+            watch = state.alert_watch = StoreWatch(feed.version, feed.zones)
+        return watch
 
 
 def deliveries_by_alert(context: ApiContext, alert_ids: list[str]) -> dict[str, list[DeliveryView]]:
