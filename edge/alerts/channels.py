@@ -204,7 +204,9 @@ def resolve(config: ChannelConfig, default_language: str, environ: Mapping[str, 
     )
 
 
-def resolve_all(config: LobbyConfig, environ: Mapping[str, str]) -> tuple[list[Channel], dict[str, str]]:
+def resolve_all(
+    config: LobbyConfig, environ: Mapping[str, str]
+) -> tuple[list[Channel], dict[str, str]]:
     """The channels that can run, and for each that cannot (by id), why not."""
     channels: list[Channel] = []
     problems: dict[str, str] = {}
