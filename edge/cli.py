@@ -297,11 +297,12 @@ def handheld(
         str | None, typer.Option(help="Broker user of the handheld (default: the config's)")
     ] = None,
     supervisor: Annotated[
-        bool, typer.Option(help="Also show escalations to the supervisor")
+        bool, typer.Option(help="Also listen on the supervisor's topic (escalations show once)")
     ] = False,
 ) -> None:
-    """A terminal handheld: shows diversion alerts; type `a N` to accept, `d N` when done.
-    `pair`, `list` and `revoke` manage the phones of the web app.
+    """A terminal handheld: shows the open alerts and what becomes of them; `l` lists them,
+    `a N` accepts alert N, `d N` reports its pass done. `pair`, `list` and `revoke` manage the
+    phones of the web app.
 
     The password comes from LOBBYWATCH_HANDHELD_PASSWORD when --username is given.
     """
@@ -309,7 +310,7 @@ def handheld(
         return
     from pydantic import SecretStr
 
-    from edge.handheld import Handheld, LinkStatus, format_alert
+    from edge.handheld import Handheld, LinkStatus, Terminal
 
     cfg = _load(config)
     _setup_logging("WARNING")
@@ -325,12 +326,6 @@ def handheld(
                 "password_file": None,
             }
         )
-    shown: list[dict[str, object]] = []
-
-    def show(alert: dict[str, object]) -> None:
-        shown.append(alert)
-        typer.echo(format_alert(len(shown), alert))
-
     broker = f"{mqtt_config.host}:{mqtt_config.port}"
 
     def show_link(link: LinkStatus) -> None:
@@ -343,24 +338,22 @@ def handheld(
                 f" (every {mqtt_config.reconnect_min_s:g}-{mqtt_config.reconnect_max_s:g} s)"
             )
 
+    # Escalations are part of each alert's state (shown once): --supervisor only also listens
+    # on the supervisor's topic, for a device that publishes no states.
     topics = ("alerts", "supervisor/alerts") if supervisor else ("alerts",)
+    terminal = Terminal(typer.echo)
     client = Handheld(
-        mqtt_config, cfg.site.id, name, topics=topics, on_alert=show, on_status=show_link
+        mqtt_config, cfg.site.id, name, topics=topics, timezone=cfg.site.timezone,
+        on_change=terminal.show, on_status=show_link,
+    )  # fmt: skip
+    terminal.client = client
+    typer.echo(
+        f"handheld {name}: site {cfg.site.id}, times in {cfg.site.timezone}, connecting to"
+        f" {broker} (l list, a N accept, d N pass done, q quit)"
     )
-    typer.echo(f"handheld {name}: site {cfg.site.id}, connecting to {broker} (a N, d N, q)")
     client.start()
     try:
-        for line in sys.stdin:
-            command, _, arg = line.strip().partition(" ")
-            if command == "q":
-                break
-            if command in ("a", "d") and arg.isdigit() and 1 <= int(arg) <= len(shown):
-                alert_id = str(shown[int(arg) - 1]["alert_id"])
-                status = "accepted" if command == "a" else "pass_done"
-                ok = client.ack(alert_id, status)
-                typer.echo(f"{status} {alert_id}" if ok else "not sent: no broker connection")
-            elif command:
-                typer.echo("commands: a N (accept alert N), d N (pass done), q (quit)")
+        terminal.run()
     finally:
         client.stop()
 

@@ -1,8 +1,12 @@
-"""`lobbywatch handheld` as a real process says whether it is connected to the broker, and why not.
+"""`lobbywatch handheld` as a real process: says whether it is connected to the broker, and why
+not, and works on alerts, not messages.
 
-Before, a closed port, a wrong host or a refused login all looked the same: "waiting for alerts",
-forever. Each case runs the real command against a real socket (a closed port, a name that does
-not resolve, a real Mosquitto refusing the password) and reads its output as a user would.
+Before, a closed port, a wrong host, a refused login or a port where something other than MQTT
+listens all looked the same: "waiting for alerts", forever. Each case runs the real command
+against a real socket (a closed port, a name that does not resolve, a real Mosquitto refusing
+the password, a server that is no broker) and reads its output as a user would. Then a real
+device side (the service's notifier, on a real Mosquitto) raises an alert before the handheld
+starts, and the handheld is used as a lobby manager would.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +64,11 @@ class Terminal:
                 return line
         raise AssertionError(f"no line with {text!r} within {timeout} s; output: {self.seen}")
 
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
 
 Start = Callable[..., Terminal]
 
@@ -67,9 +77,9 @@ Start = Callable[..., Terminal]
 def handheld(tmp_path: Path) -> Iterator[Start]:
     started: list[Terminal] = []
 
-    def start(host: str, port: int, password: str = PASSWORD) -> Terminal:
+    def start(host: str, port: int, password: str = PASSWORD, text: str = CONFIG) -> Terminal:
         config = tmp_path / "site.yaml"
-        config.write_text(CONFIG.format(db=tmp_path / "lw.db", host=host, port=port))
+        config.write_text(text.format(db=tmp_path / "lw.db", host=host, port=port))
         process = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "handheld", "-c", str(config), "--username", USER],
             stdin=subprocess.PIPE,
@@ -106,8 +116,40 @@ def password_broker(workdir: Path, port: int | None = None) -> Broker:
     return Broker(workdir, port=port, extra=f"password_file {passwd}\n")
 
 
+class NotABroker:
+    """A TCP server that is no MQTT broker: it answers like a web server and hangs up, or says
+    nothing at all (what a wrong port often is: the API, a WebSocket or TLS listener)."""
+
+    def __init__(self, silent: bool) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.silent = silent
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if self.silent:
+                self.held.append(conn)
+                continue
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
 @pytest.mark.parametrize(
-    "case", ["closed-port", "unknown-host", "wrong-password"], ids=lambda case: case
+    "case",
+    ["closed-port", "unknown-host", "wrong-password", "web-server-port", "silent-port"],
+    ids=lambda case: case,
 )
 def test_the_handheld_says_it_is_not_connected_and_why(
     handheld: Start,
@@ -115,17 +157,26 @@ def test_the_handheld_says_it_is_not_connected_and_why(
     case: str,
 ) -> None:
     broker: Broker | None = None
+    other: NotABroker | None = None
+    wait = 5.0
     if case == "closed-port":
         terminal, reason = handheld("127.0.0.1", free_port()), "connection refused"
     elif case == "unknown-host":
         terminal, reason = handheld("no-such-broker.invalid", 8883), "DNS lookup"
+    elif case == "web-server-port":
+        other = NotABroker(silent=False)
+        terminal, reason = handheld("127.0.0.1", other.port), "without an MQTT answer"
+    elif case == "silent-port":
+        other = NotABroker(silent=True)
+        terminal, reason = handheld("127.0.0.1", other.port), "no MQTT answer"
+        wait = 10.0  # paho gives up on the CONNACK after keepalive_s (5 s)
     else:
         broker = password_broker(tmp_path / "broker").start()
         terminal = handheld("127.0.0.1", broker.port, password="a-wrong-password")
         reason = "refused the login"
     try:
         terminal.expect("connecting to", timeout=30)  # a cold start imports a lot
-        line = terminal.expect("NOT CONNECTED", timeout=5)
+        line = terminal.expect("NOT CONNECTED", timeout=wait)
         assert reason in line and "retrying" in line, line
         assert not [s for s in terminal.seen if "waiting for alerts" in s]
         # Retries do not repeat the line every second, and the process is still there.
@@ -136,6 +187,8 @@ def test_the_handheld_says_it_is_not_connected_and_why(
     finally:
         if broker is not None:
             broker.stop()
+        if other is not None:
+            other.close()
 
 
 def test_the_handheld_says_when_it_connects_after_all(
@@ -154,3 +207,82 @@ def test_the_handheld_says_when_it_connects_after_all(
         assert "lost the broker connection" in terminal.expect("NOT CONNECTED", timeout=10)
     finally:
         broker.stop()
+
+
+SHOP = """\
+site: {{id: branch-9, timezone: Asia/Shanghai}}
+cameras:
+  - id: lobby
+    source: rtsp://127.0.0.1:9/none
+    zones: [{{id: waiting, name: Waiting area, role: waiting, polygon: [[0, 0], [1, 0], [1, 1]]}}]
+storage: {{path: "{db}"}}
+mqtt: {{host: "{host}", port: {port}, keepalive_s: 5, reconnect_min_s: 1, reconnect_max_s: 1}}
+alerts:
+  camera_offline: {{enabled: false}}
+  rules:
+    - {{id: waiting-full, name: Waiting area full, zones: [waiting], raise_at: 10, clear_at: 5,
+        raise_after_s: 0, clear_after_s: 0, cooldown_s: 0}}
+"""
+
+
+def test_a_late_handheld_shows_the_open_alert_and_acks_it_by_its_number(
+    handheld: Start, tmp_path: Path, broker: Broker
+) -> None:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from edge.board import BoardUpdate, OccupancyBoard
+    from edge.config import parse_config
+    from edge.notifier import Notifier
+    from edge.store import Store
+    from edge.types import CameraStatus, ZoneReading
+    from tests.waiting import wait_for
+
+    config = parse_config(
+        SHOP.format(db=tmp_path / "lw.db", host="127.0.0.1", port=broker.port),
+        base_dir=tmp_path, environ={},
+    )  # fmt: skip
+    store = Store(config.storage.path, site_id="branch-9")
+    board = OccupancyBoard({"lobby": ["waiting"]})
+    device = Notifier(config, store, board)
+    device.start()
+
+    def feed(count: float) -> None:
+        at = datetime.now(timezone.utc)
+        reading = ZoneReading("waiting", "lobby", count, None, at, CameraStatus.ONLINE)
+        board.update(BoardUpdate("lobby", CameraStatus.ONLINE, (reading,), frame=True))
+
+    try:
+        wait_for(lambda: device.link is not None and device.link.connected.is_set())
+        feed(14)
+        (alert,) = wait_for(lambda: store.open_alerts(), what="raised")
+        local = alert.raised_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M")
+        time.sleep(0.5)
+        terminal = handheld("127.0.0.1", broker.port, text=SHOP)  # after the raise
+        terminal.expect("times in Asia/Shanghai", timeout=30)
+        line = terminal.expect("#1 ALERT", timeout=10)  # from the retained state
+        assert f"#1 ALERT {local} Waiting area full (14 people in Waiting area)" in line
+        terminal.send("a 1")
+        terminal.expect("#1 accepted by you at ")
+        terminal.send("a 1")
+        terminal.expect("#1 already accepted by manager at ")
+        terminal.send("d 1")
+        terminal.expect("#1 pass done by you at ")
+        terminal.send("d 1")
+        terminal.expect("#1 already marked pass done by manager at ")
+        record = store.alert(alert.alert_id)
+        assert record is not None and record.pass_done_by == "manager"
+        terminal.send("l")
+        assert "pass done by manager" in terminal.expect("#1 ALERT")
+        feed(2)
+        terminal.expect("#1 cleared at")
+        terminal.send("a 1")
+        terminal.expect("#1 cleared at")
+        terminal.send("l")
+        terminal.expect("no open alerts")
+        assert not [line for line in terminal.seen if line.startswith("#1 accepted by manager")]
+        terminal.send("a 7")
+        terminal.expect("no alert #7")
+    finally:
+        device.stop(drain_s=0.5)
+        store.close()
