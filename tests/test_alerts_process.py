@@ -123,3 +123,42 @@ def test_last_will_retained_state_and_clean_stop(setup):
     finally:
         early.stop()
         late.stop()
+
+
+def test_a_killed_and_restarted_service_keeps_the_retained_alert_state_consistent(setup):
+    """The real service on real frames: its alert's retained state is there for a client that
+    connects late, an accept made while the service was down (the API writes the store) is
+    published after the restart, and the open index agrees."""
+    from datetime import datetime, timezone
+
+    from edge.store import Store
+
+    broker, device, config = setup
+    broker.start()
+    device.start()
+    early = Watcher(broker.port, SITE)
+    try:
+        (alert_id,) = wait_for(
+            lambda: json.loads(early.last("alerts/open") or b"{}").get("alerts"),
+            timeout=60, what="an open alert in the index",
+        )  # fmt: skip
+        raised = json.loads(early.last(f"alerts/{alert_id}/state"))
+        assert raised["status"] == "raised" and raised["raised_at"].endswith("+01:00")  # Paris
+        device.signal(signal.SIGKILL)
+        with Store(config.storage.path, site_id=SITE) as store:
+            store.apply_ack(alert_id, "mgr-api", "accepted", datetime.now(timezone.utc))
+        device.start()
+        late = Watcher(broker.port, SITE)
+        try:
+            state = wait_for(
+                lambda: (s := late.last(f"alerts/{alert_id}/state"))
+                and json.loads(s)["status"] == "accepted" and json.loads(s),
+                timeout=60, what="the accept republished after the restart",
+            )  # fmt: skip
+            assert state["accepted_by"] == "mgr-api" and state["version"] > raised["version"]
+            assert json.loads(late.last("alerts/open"))["alerts"] == [alert_id]
+        finally:
+            late.stop()
+    finally:
+        early.stop()
+    assert device.signal(signal.SIGTERM) == 0
