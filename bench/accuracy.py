@@ -27,10 +27,16 @@ def match_heads(boxes: list[list[float]], heads: list[list[float]]) -> int:
     A head matches a box when it lies inside the box's upper half (with 15% slack around it);
     the assignment minimises the distance from each head to where the box's head would be.
     """
+    return len(matched_boxes(boxes, heads))
+
+
+def matched_boxes(boxes: list[list[float]], heads: list[list[float]]) -> list[int]:
+    """Indices of the boxes that `match_heads` matches to a head, ascending (each box is a true
+    person or not: what a calibration of box scores learns from)."""
     from scipy.optimize import linear_sum_assignment
 
     if not boxes or not heads:
-        return 0
+        return []
     big = 1e6
     cost = [[big] * len(boxes) for _ in heads]
     for i, (hx, hy) in enumerate(heads):
@@ -39,7 +45,7 @@ def match_heads(boxes: list[list[float]], heads: list[list[float]]) -> int:
             if x1 - 0.15 * w <= hx <= x2 + 0.15 * w and y1 - 0.15 * h <= hy <= y1 + 0.5 * h:
                 cost[i][j] = ((hx - (x1 + x2) / 2) / w) ** 2 + ((hy - (y1 + 0.12 * h)) / h) ** 2
     rows, cols = linear_sum_assignment(cost)
-    return sum(1 for r, c in zip(rows, cols, strict=True) if cost[r][c] < big)
+    return sorted(int(c) for r, c in zip(rows, cols, strict=True) if cost[r][c] < big)
 
 
 def detection_quality(lines: list[dict[str, Any]], heads: Any, zone: str) -> dict[str, float]:
