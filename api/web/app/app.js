@@ -411,6 +411,7 @@ function announce(alert, isNew) {
     // When the alert is first on this screen (the browser test's raise-to-visible latency).
     requestAnimationFrame(() => { seen[alert.alert_id] = Date.now(); });
   }
+  if (alert.kind === "camera") return; // IT's: on screen, without the alarm
   if (isNew && alert.status !== "raised" && alert.status !== "escalated") return;
   beep();
   if (navigator.vibrate) navigator.vibrate([400, 150, 400, 150, 800]);
@@ -555,6 +556,7 @@ function makeCard(alertId) {
     el("div", { class: "line taken", "data-role": "pass-done-by" }),
     el("div", { class: "line effect", "data-role": "effect" }),
     el("div", { class: "line", "data-role": "cleared" }),
+    el("div", { class: "line", "data-role": "message" }),
   );
   const accept = el("button", { type: "button", class: "big accept", "data-role": "accept" });
   const done = el("button", { type: "button", class: "big done", "data-role": "pass-done" });
@@ -580,10 +582,15 @@ function byWhom(who) {
 
 function fillCard(card, alert) {
   const status = alert.status || "raised";
+  // A camera that is down is IT's to fix: shown (its zones' counts are unknown meanwhile),
+  // with its message, but there is nothing to accept or walk.
+  const camera = alert.kind === "camera";
   card.dataset.status = status;
+  card.dataset.kind = alert.kind || "diversion";
   card.querySelector(".name").textContent = alert.rule_name || alert.rule || alert.alert_id;
   part(card, "status").textContent = (t("status") || {})[status] || status;
   const count = part(card, "count");
+  count.hidden = camera;
   count.replaceChildren(
     document.createTextNode(people(alert.count_now ?? alert.count_at_raise)),
     el("small", {}, ` ${t("people")} · ${t("alertAt", { n: people(alert.threshold) })}`),
@@ -597,10 +604,11 @@ function fillCard(card, alert) {
     ? t("passDoneBy", { who: byWhom(alert.pass_done_by), t: siteTime(alert.pass_done_at) }) : "");
   line(card, "effect", effectText(alert));
   line(card, "cleared", alert.cleared_at ? t("clearedAt", { t: siteTime(alert.cleared_at) }) : "");
+  line(card, "message", camera ? alert.message : "");
 
   const accepted = Boolean(alert.accepted_by) || status === "accepted" || status === "pass_done";
   const done = Boolean(alert.pass_done_by) || status === "pass_done";
-  const closed = status === "cleared";
+  const closed = status === "cleared" || camera;
   const accept = part(card, "accept");
   const sendingAccept = state.pending.has(`${alert.alert_id}/accept`);
   accept.hidden = closed;
