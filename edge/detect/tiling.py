@@ -20,7 +20,7 @@ The grid is fitted to the frame and the model (`fit_grid`, when the settings ask
 a grid written for a landscape camera misserves a portrait one:
 - A model that resizes its input without keeping the aspect ratio (the Intel IR families) sees a
   360x640 portrait frame in its 544x320 input squashed threefold, people as flat blobs (on the
-  Beijing BRT stills retail-0013 finds 28% of the heads at 0.1 so, 76% in three windows shaped
+  Beijing BRT stills retail-0013 finds 28% of the heads at 0.1 so, 72% in three windows shaped
   like its input). Its windows get rows (columns) added while that brings their shape closer to
   the input's and it is more than ASPECT_TOLERANCE off.
 - A letterboxed model gains nothing from a tile that does not enlarge the people: a 2x2 grid on
