@@ -159,7 +159,7 @@ def test_the_api_serves_no_images(client):
         for response in operation.get("responses", {}).values()
         for media_type in response.get("content", {})
     }
-    assert media <= {"application/json", "text/csv", "text/plain"}
+    assert media <= {"application/json", "text/csv", "text/plain", "text/event-stream"}
 
 
 # --- Who the client is: X-Forwarded-For only from trusted proxies (issue 10) ---------------
