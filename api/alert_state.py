@@ -13,6 +13,7 @@ from typing import Any
 
 from api.deps import ApiContext
 from api.live import zone_states
+from edge.alerts.delivery import lifecycle
 from edge.alerts.state import AlertState, SiteNames, build_state
 from edge.store import AlertRecord
 
@@ -47,7 +48,8 @@ class AlertFeed:
     def state(self, record: AlertRecord, zones: Zones | None = None) -> AlertState:
         if zones is None:
             zones = self.zones()
-        return build_state(record, self.names, count_in(zones, record.zones))
+        deliveries = lifecycle(self.context.store.store().query, record.alert_id, self.names)
+        return build_state(record, self.names, count_in(zones, record.zones), deliveries)
 
     def open_set(self, zones: Zones | None = None) -> dict[str, Any]:
         """{"version", "timezone", "alerts"}: every open alert, oldest raised first."""

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -748,6 +748,15 @@ class Store:
         else:
             outcome = "cleared" if record.cleared_at is not None else "already"
         return AckResult(outcome, record)
+
+    def touch_alerts(self, alert_ids: Iterable[str]) -> None:
+        """Give these alerts a new version: something shown in their state changed outside the
+        row (a channel delivery), so the state publishers and streams send them again."""
+        with self._tx() as db:
+            for alert_id in sorted(set(alert_ids)):  # one new version each
+                db.execute(
+                    f"UPDATE alerts SET version = {_NEXT_VERSION} WHERE alert_id = ?", (alert_id,)
+                )
 
     def record_effect(self, alert_id: str, count: float | None, at: datetime) -> None:
         with self._tx() as db:

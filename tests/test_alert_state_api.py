@@ -408,7 +408,7 @@ def test_a_client_that_stops_reading_is_dropped_not_buffered(tmp_path, monkeypat
         watch = wait_for(lambda: getattr(apps[0].state, "alert_watch", None), what="a stream")
         big = "x" * 60_000
         for i in range(120):  # ~7 MB of events: more than the socket buffers hold
-            device.insert_alert(_with_message(f"big-{i}", big), [])
+            device.insert_alert(alert_record(f"big-{i}", big), [])
         deadline = time.monotonic() + 15
         while watch._subscribers and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -416,7 +416,7 @@ def test_a_client_that_stops_reading_is_dropped_not_buffered(tmp_path, monkeypat
         sock.close()
 
 
-def _with_message(alert_id: str, message: str) -> AlertRecord:
+def alert_record(alert_id: str, message: str) -> AlertRecord:
     at = now()
     return AlertRecord(
         alert_id=alert_id, rule="waiting-full", kind="diversion", zones=("waiting",),

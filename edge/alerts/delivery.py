@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol
 
 from edge.alerts.channels import Channel, Renderer, redact, resolve_all, webhook_body
 from edge.alerts.sender import Job, Outcome, SenderProcess
+from edge.alerts.state import SiteNames
 from edge.config import ChannelConfig, ChannelEvent, LobbyConfig
 from edge.logsafe import shorten
 from edge.store import DELIVERIES_SCHEMA, AlertRecord, Store, StoreWriteError
@@ -179,6 +180,12 @@ def deliveries_of(
                 delivery.view(kinds.get(delivery.channel))
             )
     return found
+
+
+def lifecycle(query: Query, alert_id: str, names: SiteNames) -> list[dict[str, Any]]:
+    """An alert's deliveries as its state lists them (docs/handheld.md), times in site time."""
+    found = deliveries_of(query, [alert_id], names.channels).get(alert_id, [])
+    return [d.as_json(names.site_time) for d in found]
 
 
 def _iso(at: datetime) -> str:
@@ -736,7 +743,16 @@ def build_worker(
     for problem in problems.values():
         log.error("%s: the channel is off", problem)
     sender = SenderProcess([s for c in channels for s in c.secrets()])
+
+    def republish(alert_ids: set[str]) -> None:
+        # The alerts' states list their deliveries: a new version sends them again (MQTT,
+        # streams). Best effort: the delivery itself is recorded either way.
+        try:
+            store.touch_alerts(alert_ids)
+        except StoreWriteError as exc:
+            log.warning("deliveries changed but the alert states are not resent: %s", exc)
+
     return DeliveryWorker(
-        config, store, channels, sender, counts=counts, clock=clock, wall_clock=wall_clock,
-        problems=problems,
+        config, store, channels, sender, counts=counts, on_change=republish, clock=clock,
+        wall_clock=wall_clock, problems=problems,
     )  # fmt: skip

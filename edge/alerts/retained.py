@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from paho.mqtt.enums import MQTTErrorCode
 
+from edge.alerts.delivery import lifecycle
 from edge.alerts.state import SiteNames, build_state
 from edge.mqtt import MqttLink
 from edge.store import AlertRecord, Store
@@ -85,7 +86,12 @@ class AlertStatePublisher:
         return published
 
     def _publish(self, record: AlertRecord) -> bool:
-        state = build_state(record, self.names, self._count_now(record.zones))
+        state = build_state(
+            record,
+            self.names,
+            self._count_now(record.zones),
+            lifecycle(self.store.query, record.alert_id, self.names),
+        )
         topic = self.topics.alert_state(record.alert_id)
         if state.open:
             return self._ok(self.link.publish(topic, state.to_json(), qos=1, retain=True).rc)

@@ -30,6 +30,7 @@ class SiteNames:
     zones: Mapping[str, str] = field(default_factory=dict)  # zone id -> name
     rules: Mapping[str, str] = field(default_factory=dict)  # rule id -> name
     cameras: Mapping[str, str] = field(default_factory=dict)  # camera id -> name
+    channels: Mapping[str, str] = field(default_factory=dict)  # channel id -> kind
 
     @classmethod
     def of(cls, config: LobbyConfig) -> SiteNames:
@@ -39,6 +40,7 @@ class SiteNames:
             zones={z.id: z.name or z.id for c in config.cameras for z in c.zones},
             rules={r.id: r.name or r.id for r in config.alerts.rules},
             cameras={c.id: c.name or c.id for c in config.cameras},
+            channels={c.id: c.kind for c in config.alerts.channels},
         )
 
     @property
@@ -49,7 +51,11 @@ class SiteNames:
         """`at` (aware) as ISO 8601 in the site's time zone, to the second."""
         if at is None:
             return None
-        return at.astimezone(self.tz).replace(microsecond=0).isoformat()
+        return self.site_time(at).isoformat()
+
+    def site_time(self, at: datetime) -> datetime:
+        """`at` (aware) in the site's time zone, to the second."""
+        return at.astimezone(self.tz).replace(microsecond=0)
 
     def rule_name(self, rule: str) -> str:
         if rule in self.rules:

@@ -15,6 +15,7 @@ from edge.tools.preflight import check_runnable
 from edge.types import CameraStatus, ZoneReading
 from tests.alerts import receivers as rx
 from tests.alerts.support import make_config
+from tests.test_alert_state_api import alert_record
 from tests.test_api_support import KEYS, Clock, auth, client_for, hash_key
 from tests.waiting import wait_for
 
@@ -58,6 +59,25 @@ def test_an_alert_the_rules_raise_reaches_the_webhook_and_its_delivery_shows_in_
     delivery = alert["deliveries"][0]
     assert delivery["channel"] == "hq-hook" and delivery["kind"] == "webhook"
     assert (delivery["event"], delivery["state"], delivery["attempts"]) == ("raised", "sent", 1)
+    # The open alert's state, which every handheld reads, lists the same delivery.
+    (state,) = client.get("/v1/alerts/open", headers=auth("viewer")).json()["alerts"]
+    first = state["deliveries"][0]
+    assert (first["channel"], first["event"], first["state"]) == ("hq-hook", "raised", "sent")
+
+
+def test_a_delivery_change_gives_its_alert_a_new_version(tmp_path):
+    config = make_config(tmp_path, WEBHOOK)
+    store = Store(config.storage.path, site_id="branch-7")
+    try:
+        store.insert_alert(alert_record("a-1", "raised"), [])
+        store.insert_alert(alert_record("a-2", "raised"), [])
+        before = {a.alert_id: a.version for a in store.open_alerts()}
+        store.touch_alerts(["a-1"])
+        after = {a.alert_id: a.version for a in store.open_alerts()}
+        assert after["a-1"] > max(before.values()) and after["a-2"] == before["a-2"]
+        assert [a.alert_id for a in store.alerts_changed_since(max(before.values()))] == ["a-1"]
+    finally:
+        store.close()
 
 
 def test_a_failing_channel_shows_in_health_and_metrics(tmp_path):
