@@ -47,7 +47,9 @@ def test_scene_reset_removes_the_learned_files_and_refuses_while_the_service_run
     refused = reset(config, "--camera", "hall")
     assert refused.returncode == 1 and "service is running" in refused.stderr and hall.exists()
 
-    state.write({"pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat(), "running": False})
+    state.write(
+        {"pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat(), "running": False}
+    )
     done = reset(config, "--camera", "hall")
     assert done.returncode == 0, done.stderr
     assert not hall.exists() and door.exists() and "forgot its scene" in done.stdout
