@@ -79,7 +79,7 @@ def require(role: Role) -> Callable[..., Principal]:
             if refused is not None:
                 raise HTTPException(403, refused)
         try:
-            return context.auth.authenticate(
+            principal = context.auth.authenticate(
                 token, client_of(request), role, handheld_only=from_cookie
             )
         except AuthError as exc:
@@ -87,8 +87,28 @@ def require(role: Role) -> Callable[..., Principal]:
             if from_cookie and exc.status == 401:  # revoked: the browser forgets the token
                 headers["Set-Cookie"] = expired_cookie()
             raise HTTPException(exc.status, exc.detail, headers=headers) from None
+        request.state.lobbywatch_credential = (token, from_cookie)
+        return principal
 
     return dependency
+
+
+def still_admitted(request: Request, role: Role) -> Callable[[], bool]:
+    """For a response that lasts (the alert stream): whether the credential the request was
+    admitted with still admits `role`; a phone revoked meanwhile is not. Blocking (it may read
+    the store): call it from a thread."""
+    context = get_context(request)
+    token, from_cookie = request.state.lobbywatch_credential
+    client = client_of(request)
+
+    def check() -> bool:
+        try:
+            context.auth.authenticate(token, client, role, handheld_only=from_cookie)
+        except AuthError:
+            return False
+        return True
+
+    return check
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -38,6 +38,9 @@ ZONES_POLL_S = 1.0
 #: The zones are sent at least this often, changed or not (docs/handheld.md).
 ZONES_EVERY_S = 10.0
 HEARTBEAT_S = 15.0
+# How often a stream asks whether its credential still admits it: a revoked phone's stream ends
+# within this (its reconnect is then refused).
+RECHECK_S = 5.0
 #: A client that has not taken an event for this long is gone or stuck: its stream ends.
 SEND_TIMEOUT_S = 30.0
 #: A Last-Event-ID further behind than this many changed alerts gets a snapshot instead.
@@ -214,10 +217,12 @@ async def alert_events(
     watch: StoreWatch,
     last_seen: int | None,
     *,
+    admitted: Callable[[], bool] = lambda: True,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[bytes, None]:
     """The events of one stream: a snapshot (or, for a Last-Event-ID the store can catch up
-    from, the alerts changed since), the zones, then each change as it comes."""
+    from, the alerts changed since), the zones, then each change as it comes; until
+    `admitted` (asked every RECHECK_S) says the credential no longer admits the stream."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
@@ -246,9 +251,13 @@ async def alert_events(
                 yield event("alert", state.as_dict(), state.version)
         yield event("zones", {"at": feed.local_now(), "zones": zones}, sent)
         zones_seq, now = watch.zones_seq, clock()
-        next_zones, last_sent = now + ZONES_EVERY_S, now
+        next_zones, last_sent, next_check = now + ZONES_EVERY_S, now, now + RECHECK_S
         while True:
-            timeout = min(next_zones, last_sent + HEARTBEAT_S) - clock()
+            if clock() >= next_check:
+                if not await in_thread(admitted):
+                    return  # revoked: the reconnect gets the 401 that logs the phone out
+                next_check = clock() + RECHECK_S
+            timeout = min(next_zones, last_sent + HEARTBEAT_S, next_check) - clock()
             with anyio.move_on_after(max(0.0, timeout)):
                 await woken.wait()
             woken.clear()

@@ -33,6 +33,7 @@ from api.auth import hash_key
 from api.schemas import AckAnswerOut, OpenAlertsOut
 from api.server import uvicorn_options
 from edge.config import LobbyConfig
+from edge.storage.handhelds import HandheldRegistry
 from edge.store import AlertRecord, Store
 from edge.types import CameraStatus
 from tests.mqtt_broker import free_port
@@ -221,17 +222,24 @@ class Listener:
 
     base: str
     last_event_id: int | None = None
+    headers: dict[str, str] = field(default_factory=lambda: auth("viewer"))
     events: list[Event] = field(default_factory=list)
     comments: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # the server ended it
 
     def start(self) -> Listener:
-        threading.Thread(target=self._run, daemon=True).start()
+        threading.Thread(target=self._listen, daemon=True).start()
         return self
 
+    def _listen(self) -> None:
+        self._run()
+        if not self.stop.is_set():
+            self.ended.set()
+
     def _run(self) -> None:
-        headers = auth("viewer")
+        headers = dict(self.headers)
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = str(self.last_event_id)
         with (
@@ -362,6 +370,24 @@ def test_an_idle_stream_sends_heartbeats_and_the_zones_every_few_seconds(tmp_pat
         assert len(listener.named("zones")) >= 3  # unchanged, and still sent
         assert listener.comments >= 1
         listener.stop.set()
+
+
+def test_a_revoked_phones_stream_ends_and_its_reconnect_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(api.stream, "RECHECK_S", 0.3)
+    config = site_config(tmp_path)
+    device_store(config).close()
+    with HandheldRegistry(config.storage.path) as registry:
+        paired = registry.redeem(registry.pair("mgr-1").code)
+    assert paired is not None
+    phone = {"Authorization": f"Bearer {paired[1]}"}
+    with served(config) as base:
+        listener = Listener(base, headers=phone).start()
+        listener.wait("snapshot")
+        assert not listener.ended.is_set()
+        with HandheldRegistry(config.storage.path) as registry:
+            assert registry.revoke("mgr-1")
+        assert listener.ended.wait(5), "the revoked phone's stream is still open"
+        assert httpx.get(f"{base}/v1/alerts/stream", headers=phone).status_code == 401
 
 
 def test_two_handhelds_racing_get_one_winner_and_one_already(tmp_path):

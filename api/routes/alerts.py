@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 
 from api.alert_state import AlertFeed
 from api.csv_export import alerts_csv, wants_csv
-from api.deps import AUTH_RESPONSES, ApiContext, Context, Manager, Viewer
+from api.deps import AUTH_RESPONSES, ApiContext, Context, Manager, Viewer, still_admitted
 from api.routes.common import (
     CSV_RESPONSE,
     EndParam,
@@ -150,7 +150,12 @@ async def alert_stream(
     ] = None,
 ) -> EventStream:
     feed = feed_of(request)
-    events = alert_events(feed, watch_of(request, feed), last_event_id(last_event_id_header))
+    events = alert_events(
+        feed,
+        watch_of(request, feed),
+        last_event_id(last_event_id_header),
+        admitted=still_admitted(request, "viewer"),
+    )
     stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
     return EventStream(events, stopping)
 
