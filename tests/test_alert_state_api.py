@@ -16,22 +16,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 import api.stream
-from api.app import create_app
 from api.auth import hash_key
 from api.schemas import AckAnswerOut, OpenAlertsOut
-from api.server import uvicorn_options
 from edge.config import LobbyConfig
 from edge.storage.handhelds import HandheldRegistry
 from edge.store import AlertRecord, Store
@@ -41,10 +36,10 @@ from tests.test_api_support import (
     KEYS,
     T0,
     Clock,
-    Monotonic,
     auth,
     client_for,
     insert_alert,
+    served,
     site_config,
     write_live,
 )
@@ -182,30 +177,6 @@ def test_answers_are_in_the_sites_language(tmp_path, clock):
 
 
 # --- on a real server ------------------------------------------------------------------------
-
-
-@contextmanager
-def served(config: LobbyConfig, apps: list[FastAPI] | None = None) -> Iterator[str]:
-    """The app under uvicorn with `lobbywatch api`'s options, on a free loopback port, in a
-    thread, with the real clock (appended to `apps` for a test that looks inside)."""
-    port = free_port()
-    app = create_app(config, monotonic=Monotonic(), rollup_every_s=None)
-    if apps is not None:
-        apps.append(app)
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, "127.0.0.1", port)))
-    app.state.stopping = lambda: server.should_exit
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the server did not stop (a stream held it?)"
 
 
 @dataclass

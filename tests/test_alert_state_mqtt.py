@@ -24,8 +24,7 @@ from edge.handheld import Change, Handheld
 from edge.notifier import Notifier
 from edge.store import Store
 from edge.types import CameraStatus, ZoneReading
-from tests.test_alert_state_api import served
-from tests.test_api_support import KEYS, auth, insert_alert
+from tests.test_api_support import KEYS, auth, insert_alert, served
 from tests.waiting import wait_for
 
 SITE = "branch-7"

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import FailureLimiter, hash_key
 from api.clients import ClientAddress
 from api.server import uvicorn_options
-from edge.config import ConfigError, LobbyConfig, parse_config
-from tests.test_api_cli import free_port
+from edge.config import ConfigError, parse_config
 from tests.test_api_support import (
     KEYS,
     T0,
@@ -27,6 +22,7 @@ from tests.test_api_support import (
     auth,
     client_for,
     insert_alert,
+    served,
     site_config,
 )
 
@@ -240,26 +236,6 @@ def test_the_app_itself_ignores_forwarded_addresses_from_an_untrusted_peer(tmp_p
 
 
 # --- The attack, on a real uvicorn server on loopback ---------------------------------------
-
-
-@contextmanager
-def served(config: LobbyConfig) -> Iterator[str]:
-    """The app under uvicorn with the options `lobbywatch api` uses, on a free loopback port,
-    in a thread; the failure window's clock stands still."""
-    port = free_port()
-    app = create_app(config, monotonic=Monotonic(), rollup_every_s=None)
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, "127.0.0.1", port)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def statuses(client: httpx.Client | TestClient, headers: Iterable[dict[str, str]]) -> list[int]:

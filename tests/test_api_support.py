@@ -4,19 +4,26 @@ role, a settable clock, and helpers that write history, live state and alerts th
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import hash_key
+from api.server import uvicorn_options
 from edge.config import LobbyConfig, parse_config
 from edge.store import AlertRecord, CameraLive, HistoryRow, Store
 from edge.types import CameraStatus, ZoneReading
+from tests.mqtt_broker import free_port
 
 UTC = timezone.utc
 #: A Monday, 00:00 UTC.
@@ -113,6 +120,31 @@ def client_for(
 
 def auth(role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[role]}"}
+
+
+@contextmanager
+def served(config: LobbyConfig, apps: list[FastAPI] | None = None) -> Iterator[str]:
+    """The app under uvicorn with `lobbywatch api`'s options, on a free loopback port, in a
+    thread, with a clock for the failure window that stands still (appended to `apps` for a
+    test that looks inside). Streams end once it stops, as under api/server.py."""
+    port = free_port()
+    app = create_app(config, monotonic=Monotonic(), rollup_every_s=None)
+    if apps is not None:
+        apps.append(app)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, "127.0.0.1", port)))
+    app.state.stopping = lambda: server.should_exit
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the server did not stop (a stream held it?)"
 
 
 def write_history(
