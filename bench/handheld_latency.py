@@ -42,18 +42,15 @@ from tests.handheld_browser import (  # noqa: E402
     raised_at,
 )
 from tests.mqtt_broker import free_port  # noqa: E402
-from tests.processes import Device  # noqa: E402
+from tests.processes import HALL_ON_FRAMES, Device  # noqa: E402
 
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: bench-12, name: Bench, timezone: Asia/Shanghai}}
 detector: {{model: yolox_nano, confidence: 0.2, threads: 1, tiling: {{enabled: false}}, fusion: {{models: []}}}}
-cameras:
-  - id: hall
-    source: "{source}"
-    source_fps: 4
-    fps: 4
-    loop: true
-    zones:
+"""
+    + HALL_ON_FRAMES
+    + """\
       - {{id: waiting, name: Waiting area, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
 occupancy: {{window_s: 0, hold_frames: 0}}
 storage: {{path: "{db}", interval_s: 5}}
@@ -70,6 +67,7 @@ api:
   tls: {{cert_file: "{cert}", key_file: "{key}"}}
   keys: [{{id: bench, role: viewer, sha256: "{sha}"}}]
 """
+)
 
 
 def frames(data: Path, target: Path, crowded: int, empty: int) -> str:

@@ -10,6 +10,19 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+#: The device's camera in these tests and benchmarks: replayed frames (`{source}`, a format
+#: field) at 4 frames per second, looped, so the real detector counts without a camera. A piece
+#: of a config template (braces doubled); the zones follow it, indented by six spaces.
+HALL_ON_FRAMES = """\
+cameras:
+  - id: hall
+    source: "{source}"
+    source_fps: 4
+    fps: 4
+    loop: true
+    zones:
+"""
+
 
 class Device:
     """`lobbywatch run` in a subprocess; its output goes to service.log beside the config."""

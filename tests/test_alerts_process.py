@@ -17,20 +17,17 @@ import pytest
 from edge.config import load_config
 from edge.handheld import Handheld
 from tests.mqtt_broker import Broker
-from tests.processes import Device, Watcher
+from tests.processes import HALL_ON_FRAMES, Device, Watcher
 from tests.waiting import wait_for
 
 SITE = "branch-9"
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: {site}, timezone: Europe/Paris}}
 detector: {{model: yolox_nano, confidence: 0.2, threads: 1, tiling: {{enabled: false}}}}
-cameras:
-  - id: hall
-    source: "{source}"
-    source_fps: 4
-    fps: 4
-    loop: true
-    zones:
+"""
+    + HALL_ON_FRAMES
+    + """\
       - {{id: floor, name: Hall, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
 storage: {{path: "{db}", interval_s: 5}}
 logging: {{status_interval_s: 1}}
@@ -40,6 +37,7 @@ alerts:
   rules:
     - {{id: hall-full, zones: [floor], raise_at: 5, clear_at: 1, raise_after_s: 0, escalate_after_s: null}}
 """
+)
 
 
 @pytest.fixture

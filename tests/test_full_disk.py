@@ -23,7 +23,7 @@ from edge.runtime.device_state import read_state, state_path
 from edge.store import RECOVERY_S, CameraLive, HistoryRow, Store, StoreWriteError
 from edge.types import CameraStatus
 from tests.mqtt_broker import Broker
-from tests.processes import Device, Watcher
+from tests.processes import HALL_ON_FRAMES, Device, Watcher
 from tests.waiting import wait_for
 
 AT = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
@@ -94,16 +94,13 @@ def test_a_store_that_cannot_be_created_runs_on_memory_and_lands_in_the_file_lat
 
 
 SITE = "branch-7"
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: {site}, timezone: Europe/Paris}}
 detector: {{model: yolox_nano, confidence: 0.2, threads: 1, tiling: {{enabled: false}}, fusion: {{models: []}}}}
-cameras:
-  - id: hall
-    source: "{source}"
-    source_fps: 4
-    fps: 4
-    loop: true
-    zones:
+"""
+    + HALL_ON_FRAMES
+    + """\
       - {{id: floor, name: Hall, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
 storage: {{path: "{db}", interval_s: 1}}
 logging: {{status_interval_s: 1}}
@@ -114,6 +111,7 @@ alerts:
   rules:
     - {{id: hall-full, zones: [floor], raise_at: 500, clear_at: 1, raise_after_s: 0, escalate_after_s: null}}
 """
+)
 
 
 def history_buckets(db: Path) -> list[int]:

@@ -28,14 +28,15 @@ from tests.handheld_browser import (
     screenshot_dir,
 )
 from tests.mqtt_broker import free_port
-from tests.processes import Device
+from tests.processes import HALL_ON_FRAMES, Device
 
 pytestmark = pytest.mark.browser
 
 #: Raise-to-visible the issue asks for, per phone (seconds).
 VISIBLE_WITHIN_S = 2.0
 
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: branch-12, name: Branch 12, timezone: Asia/Shanghai}}
 detector:
   model: yolox_nano
@@ -43,13 +44,9 @@ detector:
   threads: 1
   tiling: {{enabled: false}}
   fusion: {{models: []}}
-cameras:
-  - id: hall
-    source: "{source}"
-    source_fps: 4
-    fps: 4
-    loop: true
-    zones:
+"""
+    + HALL_ON_FRAMES
+    + """\
       - {{id: waiting, name: Waiting area, role: waiting, polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}}
       - {{id: queue, name: Counter queue, role: queue, polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}}
 storage: {{path: "{db}", interval_s: 5}}
@@ -74,6 +71,7 @@ api:
   tls: {{cert_file: "{cert}", key_file: "{key}"}}
   keys: [{{id: supervisor, role: viewer, sha256: "{sha}"}}]
 """
+)
 
 
 @pytest.fixture
