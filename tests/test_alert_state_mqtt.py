@@ -24,19 +24,17 @@ from edge.handheld import Change, Handheld
 from edge.notifier import Notifier
 from edge.store import Store
 from edge.types import CameraStatus, ZoneReading
+from tests.alerts.support import LOBBY
 from tests.test_api_support import KEYS, auth, insert_alert, served
 from tests.waiting import wait_for
 
 SITE = "branch-7"
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: branch-7, timezone: Asia/Shanghai}}
-cameras:
-  - id: lobby
-    source: rtsp://127.0.0.1:9/none
-    zones:
-      - {{id: waiting, name: 等候区, role: waiting, polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}}
-      - {{id: queue, name: Queue, role: queue, polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}}
-storage: {{path: "{db}"}}
+"""
+    + LOBBY
+    + """\
 mqtt: {{host: 127.0.0.1, port: {port}, keepalive_s: 5, reconnect_min_s: 1, reconnect_max_s: 1}}
 api:
   keys: [{{id: mgr-api, role: manager, sha256: {sha}}}]
@@ -57,6 +55,7 @@ alerts:
     - {{id: queue-full, zones: [queue], raise_at: 10, clear_at: 5, raise_after_s: 0,
         clear_after_s: 0, cooldown_s: 0}}
 """
+)
 
 
 def make_config(tmp_path: Path, port: int, escalate: float = 600):

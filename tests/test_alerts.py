@@ -20,17 +20,15 @@ from edge.handheld import Handheld
 from edge.notifier import Notifier
 from edge.store import Store
 from edge.types import CameraStatus, ZoneReading
+from tests.alerts.support import LOBBY
 from tests.waiting import wait_for
 
-CONFIG = """\
+CONFIG = (
+    """\
 site: {{id: branch-7, timezone: Asia/Shanghai}}
-cameras:
-  - id: lobby
-    source: rtsp://127.0.0.1:9/none
-    zones:
-      - {{id: waiting, name: 等候区, role: waiting, polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}}
-      - {{id: queue, name: Queue, role: queue, polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}}
-storage: {{path: "{db}"}}
+"""
+    + LOBBY
+    + """\
 mqtt: {{host: 127.0.0.1, port: {port}, keepalive_s: 5, reconnect_min_s: 1, reconnect_max_s: 2}}
 alerts:
   language: {language}
@@ -48,6 +46,7 @@ alerts:
       max_escalations: 1
       effect_after_s: 1
 """
+)
 
 
 def make_config(

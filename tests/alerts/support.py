@@ -17,8 +17,9 @@ from edge.store import AlertRecord, Store
 
 T0 = datetime(2026, 12, 1, 2, 0, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai
 
-BASE = """\
-site: {{id: branch-7, name: Branch 7, timezone: Asia/Shanghai}}
+#: The alert tests' site: one camera, a waiting area and a queue (one rule counts both), and the
+#: store at `{db}` (a format field). A piece of a config template, braces doubled.
+LOBBY = """\
 cameras:
   - id: lobby
     source: rtsp://127.0.0.1:9/none
@@ -26,6 +27,14 @@ cameras:
       - {{id: waiting, name: 等候区, role: waiting, polygon: [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}}
       - {{id: queue, name: Queue, role: queue, polygon: [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]}}
 storage: {{path: "{db}"}}
+"""
+
+BASE = (
+    """\
+site: {{id: branch-7, name: Branch 7, timezone: Asia/Shanghai}}
+"""
+    + LOBBY
+    + """\
 mqtt: {{enabled: false}}
 alerts:
   language: {language}
@@ -36,6 +45,7 @@ alerts:
   channels:
 {channels}
 """
+)
 
 
 def make_config(
