@@ -9,11 +9,8 @@ does from its own process.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +33,7 @@ from tests.test_api_support import (
     KEYS,
     T0,
     Clock,
+    api_process,
     auth,
     client_for,
     insert_alert,
@@ -442,21 +440,9 @@ def test_the_api_process_stops_on_sigterm_with_a_stream_open(tmp_path):
     port = free_port()
     site = tmp_path / "site.yaml"
     site.write_text(SITE.format(db=tmp_path / "lw.db", port=port, sha=hash_key(KEYS["admin"])))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api", "--config", str(site), "--host", "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
-    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    server = api_process(site, base)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         headers = {"Authorization": f"Bearer {KEYS['admin']}"}
         with (
             httpx.Client(base_url=base, timeout=10) as client,

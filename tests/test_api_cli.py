@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -17,7 +13,7 @@ from typer.testing import CliRunner
 import api.server
 from api.auth import hash_key
 from api.cli import register
-from tests.test_api_support import KEYS, auth
+from tests.test_api_support import KEYS, api_process, auth
 
 SITE = """\
 site: {{id: cli-site}}
@@ -102,23 +98,9 @@ def test_lobbywatch_has_the_api_command_through_its_entry_point():
 
 def test_python_m_api_serves_until_sigterm(site):
     port = int(site.read_text().split("port: ")[1].split()[0])
-    server = subprocess.Popen(
-        [sys.executable, "-m", "api", "--config", str(site), "--host", "127.0.0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-    )
     base = f"http://127.0.0.1:{port}"
+    server = api_process(site, base)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
-            time.sleep(0.1)
         assert httpx.get(f"{base}/v1/zones").status_code == 401
         zones = httpx.get(f"{base}/v1/zones", headers=auth("admin"))
         assert zones.status_code == 200 and zones.json()["zones"][0]["id"] == "z"

@@ -4,6 +4,9 @@ role, a settable clock, and helpers that write history, live state and alerts th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -145,6 +149,30 @@ def served(config: LobbyConfig, apps: list[FastAPI] | None = None) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=10)
         assert not thread.is_alive(), "the server did not stop (a stream held it?)"
+
+
+def api_process(site: Path, base: str) -> subprocess.Popen[bytes]:
+    """`python -m api --config site` as its own process, output piped, returned once it answers
+    /v1/health/live at `base` (within 30 s; killed if it does not)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api", "--config", str(site), "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.1)
+    except BaseException:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
+        raise
 
 
 def write_history(
