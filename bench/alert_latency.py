@@ -15,14 +15,11 @@ import argparse
 import json
 import logging
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -30,37 +27,22 @@ import paho.mqtt.client as mqtt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.board import BoardUpdate, OccupancyBoard  # noqa: E402
+from bench.alert_path import SITE, feed, free_port, summary  # noqa: E402
+from edge.board import OccupancyBoard  # noqa: E402
 from edge.config import parse_config  # noqa: E402
 from edge.notifier import Notifier  # noqa: E402
 from edge.store import Store  # noqa: E402
-from edge.types import CameraStatus, ZoneReading  # noqa: E402
 
-CONFIG = """\
-site: {{id: bench, timezone: UTC}}
-cameras:
-  - id: cam
-    source: rtsp://127.0.0.1:9/none
-    zones: [{{id: waiting, role: waiting, polygon: [[0, 0], [1, 0], [1, 1]]}}]
-storage: {{path: "{db}"}}
+CONFIG = (
+    SITE
+    + """\
 mqtt: {{host: 127.0.0.1, port: {port}}}
 alerts:
   rules:
     - {{id: full, zones: [waiting], raise_at: 10, clear_at: 5, raise_after_s: 0, clear_after_s: 0,
         cooldown_s: 0, escalate_after_s: null}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def feed(board: OccupancyBoard, count: float) -> None:
-    at = datetime.now(timezone.utc)
-    reading = ZoneReading("waiting", "cam", count, int(count), at, CameraStatus.ONLINE)
-    board.update(BoardUpdate("cam", CameraStatus.ONLINE, (reading,), frame=True))
+)
 
 
 def main() -> int:
@@ -112,12 +94,7 @@ def main() -> int:
         notifier.stop()
         sub.loop_stop()
         broker.terminate()
-    latencies.sort()
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-    print(
-        f"{len(latencies)} alerts: p50 {statistics.median(latencies):.1f} ms, p90 {p(0.90):.1f} ms,"
-        f" p99 {p(0.99):.1f} ms, max {latencies[-1]:.1f} ms"
-    )
+    print(summary(latencies))
     return 0
 
 

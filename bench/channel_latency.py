@@ -18,34 +18,27 @@ import http.server
 import json
 import logging
 import os
-import socket
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.alert_path import SITE, feed, free_port, summary  # noqa: E402
 from edge.alerts.channels import verify_webhook  # noqa: E402
-from edge.board import BoardUpdate, OccupancyBoard  # noqa: E402
+from edge.board import OccupancyBoard  # noqa: E402
 from edge.config import parse_config  # noqa: E402
 from edge.notifier import Notifier  # noqa: E402
 from edge.store import Store  # noqa: E402
-from edge.types import CameraStatus, ZoneReading  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
-CONFIG = """\
-site: {{id: bench, timezone: UTC}}
-cameras:
-  - id: cam
-    source: rtsp://127.0.0.1:9/none
-    zones: [{{id: waiting, role: waiting, polygon: [[0, 0], [1, 0], [1, 1]]}}]
-storage: {{path: "{db}"}}
+CONFIG = (
+    SITE
+    + """\
 mqtt: {{enabled: false}}
 alerts:
   rules:
@@ -55,18 +48,7 @@ alerts:
     - {{id: hook, kind: webhook, url_env: BENCH_HOOK, secret_env: BENCH_SECRET, events: [raised],
         max_per_minute: 60}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def feed(board: OccupancyBoard, count: float) -> None:
-    at = datetime.now(timezone.utc)
-    reading = ZoneReading("waiting", "cam", count, int(count), at, CameraStatus.ONLINE)
-    board.update(BoardUpdate("cam", CameraStatus.ONLINE, (reading,), frame=True))
+)
 
 
 def receiver(port: int, received: dict[str, float], arrived: threading.Event) -> Any:
@@ -128,12 +110,7 @@ def main() -> int:
         notifier.stop()
         server.shutdown()
         store.close()
-    latencies.sort()
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-    print(
-        f"{len(latencies)} alerts: p50 {statistics.median(latencies):.1f} ms, p90 {p(0.90):.1f} ms,"
-        f" p99 {p(0.99):.1f} ms, max {latencies[-1]:.1f} ms"
-    )
+    print(summary(latencies))
     return 0
 
 
