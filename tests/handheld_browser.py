@@ -60,50 +60,28 @@ class Tls:
 
 def make_tls(directory: Path) -> Tls:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from tests.certificates import certificate, name, write_key
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
-
-    def name(text: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-    def build(subject: str, key: Any, issuer: x509.Name, issuer_key: Any, ca: bool) -> Any:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = build("lobbywatch test CA", ca_key, name("lobbywatch test CA"), ca_key, True)
+    ca_name = name("lobbywatch test CA")
+    ca = certificate("lobbywatch test CA", ca_key, ca_name, ca_key, ca=True, extensions=[])
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = build("localhost", key, ca.subject, ca_key, False)
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    server_auth = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    cert = certificate(
+        "localhost", key, ca.subject, ca_key, ca=False, extensions=[san, server_auth]
+    )
     paths = Tls(directory / "device.crt", directory / "device.key", directory / "ca.crt", "")
     paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_key(key, paths.key)
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -9,7 +9,6 @@ writes only under its own site, a handheld reads alerts and writes only acks.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import ipaddress
 import re
@@ -28,12 +27,14 @@ import pytest
 
 paho = pytest.importorskip("paho.mqtt.client")
 x509 = pytest.importorskip("cryptography.x509")
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
+
+from tests.certificates import certificate, name, write_key  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_SH = REPO / "deploy" / "mosquitto" / "broker.sh"
@@ -69,40 +70,6 @@ class Pki:
     other_ca: Path  # a CA that signed nothing of this broker's
 
 
-def _name(common_name: str) -> Any:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(key: Any, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _certificate(
-    subject: str, key: Any, issuer: Any, issuer_key: Any, *, ca: bool, extensions: list[Any]
-) -> Any:
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    for extension in extensions:
-        builder = builder.add_extension(extension, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 def make_pki(directory: Path) -> Pki:
     """CA, a server certificate for localhost/127.0.0.1, a client certificate, another CA."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,14 +80,14 @@ def make_pki(directory: Path) -> Pki:
         return path
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _certificate(
-        "lobbywatch test CA", ca_key, _name("lobbywatch test CA"), ca_key, ca=True, extensions=[]
+    ca_cert = certificate(
+        "lobbywatch test CA", ca_key, name("lobbywatch test CA"), ca_key, ca=True, extensions=[]
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
     san = x509.SubjectAlternativeName(
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     )
-    server_cert = _certificate(
+    server_cert = certificate(
         "localhost",
         server_key,
         ca_cert.subject,
@@ -129,7 +96,7 @@ def make_pki(directory: Path) -> Pki:
         extensions=[san, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])],
     )
     client_key = ec.generate_private_key(ec.SECP256R1())
-    client_cert = _certificate(
+    client_cert = certificate(
         SITE_A,
         client_key,
         ca_cert.subject,
@@ -138,11 +105,11 @@ def make_pki(directory: Path) -> Pki:
         extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])],
     )
     other_key = ec.generate_private_key(ec.SECP256R1())
-    other_ca = _certificate(
-        "someone else", other_key, _name("someone else"), other_key, ca=True, extensions=[]
+    other_ca = certificate(
+        "someone else", other_key, name("someone else"), other_key, ca=True, extensions=[]
     )
-    _write_key(server_key, directory / "server.key")
-    _write_key(client_key, directory / "client.key")
+    write_key(server_key, directory / "server.key")
+    write_key(client_key, directory / "client.key")
     return Pki(
         ca=write_cert(ca_cert, "ca.crt"),
         server_cert=write_cert(server_cert, "server.crt"),
