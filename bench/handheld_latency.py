@@ -35,14 +35,12 @@ sys.path.insert(0, str(REPO))
 
 from tests.handheld_browser import (  # noqa: E402
     CHROMIUM,
-    ApiProcess,
     Phone,
-    make_tls,
     pair_code,
     raised_at,
+    start_site,
 )
-from tests.mqtt_broker import free_port  # noqa: E402
-from tests.processes import HALL_ON_FRAMES, Device  # noqa: E402
+from tests.processes import HALL_ON_FRAMES  # noqa: E402
 
 CONFIG = (
     """\
@@ -104,21 +102,8 @@ def main() -> None:
     os.environ.setdefault("LOBBYWATCH_MODELS", str(REPO.parent / "shared" / "models"))
 
     work = Path(tempfile.mkdtemp(prefix="handheld-bench-"))
-    tls = make_tls(work / "tls")
-    port = free_port()
-    config = work / "site.yaml"
-    config.write_text(
-        CONFIG.format(
-            source=frames(args.data, work / "frames", args.crowded, args.empty),
-            db=work / "lw.db",
-            port=port,
-            cert=tls.cert,
-            key=tls.key,
-            sha="c" * 64,
-        )
-    )
-    api = ApiProcess(config, f"https://127.0.0.1:{port}", tls.ca).start()
-    device = Device(config)
+    source = frames(args.data, work / "frames", args.crowded, args.empty)
+    config, tls, api, device = start_site(CONFIG, work, source, sha="c" * 64)
     phones: list[Phone] = []
     try:
         for n in range(args.phones):

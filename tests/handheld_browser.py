@@ -29,6 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.mqtt_broker import free_port
+from tests.processes import Device
 from tests.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -119,6 +121,24 @@ class ApiProcess:
             self.proc.send_signal(sig)
             self.proc.wait(20)
             self.proc = None
+
+
+def start_site(
+    template: str, directory: Path, source: str, sha: str
+) -> tuple[Path, Tls, ApiProcess, Device]:
+    """The site of `template` (fields source, db, port, cert, key, sha) as directory/site.yaml,
+    with a fresh test certificate and a free port; its API started, its device made but not
+    started. The caller stops both."""
+    tls = make_tls(directory / "tls")
+    port = free_port()
+    config = directory / "site.yaml"
+    config.write_text(
+        template.format(
+            source=source, db=directory / "lw.db", port=port, cert=tls.cert, key=tls.key, sha=sha
+        )
+    )
+    api = ApiProcess(config, f"https://127.0.0.1:{port}", tls.ca).start()
+    return config, tls, api, Device(config)
 
 
 def pair_code(config: Path, name: str) -> str:

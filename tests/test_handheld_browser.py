@@ -18,17 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.handheld_browser import (
-    ApiProcess,
     Phone,
-    make_tls,
     pair_code,
     raised_at,
     require_chromium,
     revoke,
     screenshot_dir,
+    start_site,
 )
-from tests.mqtt_broker import free_port
-from tests.processes import HALL_ON_FRAMES, Device
+from tests.processes import HALL_ON_FRAMES
 
 pytestmark = pytest.mark.browser
 
@@ -78,21 +76,7 @@ api:
 def lobby(tmp_path, mall_sequence):
     """The site's config, its API (started) and its device (not yet started)."""
     require_chromium()
-    tls = make_tls(tmp_path / "tls")
-    port = free_port()
-    config = tmp_path / "site.yaml"
-    config.write_text(
-        CONFIG.format(
-            source=mall_sequence,
-            db=tmp_path / "lw.db",
-            port=port,
-            cert=tls.cert,
-            key=tls.key,
-            sha="b" * 64,
-        )
-    )
-    api = ApiProcess(config, f"https://127.0.0.1:{port}", tls.ca).start()
-    device = Device(config)
+    config, tls, api, device = start_site(CONFIG, tmp_path, mall_sequence, sha="b" * 64)
     yield config, tls, api, device
     if device.proc is not None:
         device.signal(signal.SIGKILL)
