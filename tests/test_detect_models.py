@@ -76,14 +76,21 @@ def _need_openvino(what: str) -> None:
         pytest.skip(f"{what} needs the openvino package: {exc}")
 
 
-def _ssd(models_dir: Path, **changes: Any) -> Detector:
-    _need_openvino("family openvino_ssd")
-    values: dict[str, Any] = {"input_size": (544, 320), "person_class_id": 1, "threads": 2}
-    values.update(changes)
-    settings = DetectorSettings(
-        model_path=_model(models_dir, SSD_MODEL), family="openvino_ssd", **values
-    )
+def _on_openvino(
+    models_dir: Path, what: str, relative: str, family: Family, **values: Any
+) -> Detector:
+    """The detector for model `relative` on OpenVINO (skipped, naming `what`, where OpenVINO is
+    missing); `values` are its DetectorSettings fields."""
+    _need_openvino(what)
+    settings = DetectorSettings(model_path=_model(models_dir, relative), family=family, **values)
     return create_detector(settings)
+
+
+def _ssd(models_dir: Path, **changes: Any) -> Detector:
+    values: dict[str, Any] = {"input_size": (544, 320), "person_class_id": 1, "threads": 2}
+    return _on_openvino(
+        models_dir, "family openvino_ssd", SSD_MODEL, "openvino_ssd", **{**values, **changes}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -279,13 +286,10 @@ def test_openvino_ssd_input_size_must_match_the_model(models_dir: Path) -> None:
 
 
 def _boxes(models_dir: Path, **changes: Any) -> Detector:
-    _need_openvino("family openvino_boxes")
     values: dict[str, Any] = {"input_size": (448, 256), "person_class_id": 1, "threads": 2}
-    values.update(changes)
-    settings = DetectorSettings(
-        model_path=_model(models_dir, BOXES_MODEL), family="openvino_boxes", **values
+    return _on_openvino(
+        models_dir, "family openvino_boxes", BOXES_MODEL, "openvino_boxes", **{**values, **changes}
     )
-    return create_detector(settings)
 
 
 def test_person_vehicle_bike_finds_the_bus_people_in_source_pixels_and_not_the_bus(
@@ -333,16 +337,15 @@ def test_an_ssd_model_is_not_taken_for_a_boxes_model(models_dir: Path) -> None:
 
 
 def _bytetrack(models_dir: Path, **changes: Any) -> Detector:
-    _need_openvino("a frame-sized YOLOX")
     values: dict[str, Any] = {
         "input_size": (1088, 608),
         "normalization": IMAGENET,
         "frame_sized": True,
         "threads": 2,
     }
-    values.update(changes)
-    settings = DetectorSettings(_model(models_dir, BYTETRACK_MODEL), "yolox", **values)
-    return create_detector(settings)
+    return _on_openvino(
+        models_dir, "a frame-sized YOLOX", BYTETRACK_MODEL, "yolox", **{**values, **changes}
+    )
 
 
 def test_bytetrack_at_the_photos_own_size_finds_all_four_bus_people(
