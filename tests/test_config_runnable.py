@@ -38,12 +38,18 @@ mqtt: {enabled: false}
 def site(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config that runs here: real models, three frames of an image sequence."""
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
+    return sequence_site(tmp_path, SITE)
+
+
+def sequence_site(tmp_path: Path, text: str) -> Path:
+    """`text` as tmp_path/site.yaml, its SOURCE three frames of an image sequence beside it
+    (bytes that only look like JPEG files: enough for the checks that do not decode them)."""
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(3):
         (frames / f"seq_{i:06d}.jpg").write_bytes(b"jpeg")
     path = tmp_path / "site.yaml"
-    path.write_text(SITE.replace("SOURCE", "frames/seq_%06d.jpg"))
+    path.write_text(text.replace("SOURCE", "frames/seq_%06d.jpg"))
     return path
 
 

@@ -25,6 +25,7 @@ from edge.doctor import Status, check_model
 from edge.pipeline import build_detector, detector_settings
 from edge.tools.preflight import check_runnable
 from models.manifest import load_manifest
+from tests.test_config_runnable import sequence_site
 
 REPO = Path(__file__).resolve().parents[1]
 ACK = "non-commercial-training-data"
@@ -55,13 +56,7 @@ def errors_of(detector: str, environ: dict[str, str] | None = None) -> list[str]
 def site(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A site whose source is three frames of an image sequence, with the real models."""
     monkeypatch.setenv("LOBBYWATCH_MODELS", str(models_dir))
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        (frames / f"seq_{i:06d}.jpg").write_bytes(b"jpeg")
-    path = tmp_path / "site.yaml"
-    path.write_text(SITE.replace("SOURCE", "frames/seq_%06d.jpg"))
-    return path
+    return sequence_site(tmp_path, SITE)
 
 
 def with_detector(site: Path, detector: str) -> Path:
