@@ -129,6 +129,14 @@ def _assert_well_formed(found: Detections, image: npt.NDArray[np.uint8]) -> None
     assert ((found.confidence >= 0) & (found.confidence <= 1)).all()
 
 
+def _assert_zidane_heads(found: Detections) -> None:
+    """Each man's head point inside exactly one box: both found, neither twice."""
+    for x, y in ZIDANE_HEADS:
+        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
+        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
+        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+
+
 def _assert_bus_people(found: Detections, bus: npt.NDArray[np.uint8]) -> None:
     _assert_well_formed(found, bus)
     for person in BUS_PEOPLE:
@@ -173,10 +181,7 @@ def test_yolo_models_find_both_men_in_zidane_in_source_pixels(
     found = _yolo(models_dir, name, confidence=0.3).detect(zidane)
     assert len(found) == 2
     _assert_well_formed(found, zidane)
-    for x, y in ZIDANE_HEADS:
-        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
-        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
-        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+    _assert_zidane_heads(found)
     assert set(found.class_id.tolist()) == {0}
 
 
@@ -312,10 +317,7 @@ def test_person_vehicle_bike_finds_both_men_in_zidane(
     # Below 0.42 it adds a third, full-height box left of Zidane that holds no head.
     assert len(found) == 2
     _assert_well_formed(found, zidane)
-    for x, y in ZIDANE_HEADS:
-        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
-        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
-        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+    _assert_zidane_heads(found)
     assert detector.provider.startswith("OpenVINO:")
 
 
@@ -368,10 +370,7 @@ def test_bytetrack_finds_both_men_in_zidane_at_0_3(
     found = _bytetrack(models_dir, confidence=0.3).detect(zidane)
     assert len(found) == 2
     _assert_well_formed(found, zidane)  # full bodies reach past the bottom edge: clipped
-    for x, y in ZIDANE_HEADS:
-        inside = (found.xyxy[:, 0] <= x) & (x <= found.xyxy[:, 2])
-        inside &= (found.xyxy[:, 1] <= y) & (y <= found.xyxy[:, 3])
-        assert inside.sum() == 1, f"head at {(x, y)}: {found.xyxy.round().tolist()}"
+    _assert_zidane_heads(found)
 
 
 def test_bytetrack_on_onnx_runtime_at_its_static_size_takes_the_same_normalization(
