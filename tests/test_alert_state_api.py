@@ -29,6 +29,7 @@ from edge.storage.handhelds import HandheldRegistry
 from edge.store import AlertRecord, Store
 from edge.types import CameraStatus
 from tests.mqtt_broker import free_port
+from tests.test_api_cli import SITE
 from tests.test_api_support import (
     KEYS,
     T0,
@@ -421,19 +422,6 @@ def alert_record(alert_id: str, message: str) -> AlertRecord:
         effect_count=None, effect_measured_at=None, cleared_at=None, count_at_clear=None,
         status="open",
     )  # fmt: skip
-
-
-SITE = """\
-site: {{id: cli-site}}
-cameras:
-  - id: cam
-    source: rtsp://127.0.0.1/x
-    zones: [{{id: z, role: waiting, polygon: [[0, 0], [1, 0], [1, 1]]}}]
-storage: {{path: "{db}"}}
-api:
-  port: {port}
-  keys: [{{id: boss, role: admin, sha256: {sha}}}]
-"""
 
 
 def test_the_api_process_stops_on_sigterm_with_a_stream_open(tmp_path):
