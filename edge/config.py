@@ -53,6 +53,8 @@ Polygon = Annotated[
     ),
 ]
 ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "staff"]
+# Where customers wait: the zones whose visits are timed by default (TrackingConfig).
+TIMED_ROLES: tuple[ZoneRole, ...] = ("waiting", "queue")
 
 
 class _Strict(BaseModel):
@@ -575,6 +577,69 @@ class OccupancyConfig(_Strict):
     )
 
 
+class TrackingConfig(_Strict):
+    """People followed with ids in the waiting and queue zones, for their time in zone
+    (edge/tracking). Defaults are for 1-2 processed frames per second: see the fields."""
+
+    enabled: bool = Field(True, description="Follow people and time their visits to zones")
+    roles: list[ZoneRole] = Field(
+        default_factory=lambda: list(TIMED_ROLES),
+        min_length=1,
+        description="Roles of the zones whose visits are timed; staff zones never are",
+    )
+    gate: float = Field(
+        1.0,
+        gt=0,
+        le=3.0,
+        description="How far feet may be from where a track predicted them, in box heights, "
+        "per frame (a walker covers about one between frames at 1 Hz)",
+    )
+    lost_s: float = Field(
+        10.0,
+        ge=0,
+        le=120,
+        description="Seconds a person not found keeps their id, to be found again (hidden "
+        "behind a passer-by, missed by the detector for a few frames)",
+    )
+    min_hits: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Frames a person must be found in before they have an id and a visit "
+        "(one-frame false boxes never do)",
+    )
+    exit_grace_s: float = Field(
+        15.0,
+        ge=0,
+        le=600,
+        description="Seconds a person may go unseen in a zone before their visit ends; at "
+        "least lost_s, so a person found again with their id is one visit",
+    )
+    window_s: float = Field(
+        1800.0,
+        gt=0,
+        le=86400,
+        description="Seconds finished visits count in the finished-visit dwell figures",
+    )
+    staff_frames: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Frames in a staff zone after which a person is staff and never timed",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrackingConfig:
+        if "staff" in self.roles:
+            raise ValueError("roles: staff zones are never timed")
+        if self.exit_grace_s < self.lost_s:
+            raise ValueError(
+                "exit_grace_s must be at least lost_s: a person found again with their id "
+                "would otherwise count as two visits"
+            )
+        return self
+
+
 class StorageConfig(_Strict):
     path: Path = Field(
         Path("/var/lib/lobbywatch/lobbywatch.db"), description="SQLite database file"
@@ -981,6 +1046,7 @@ class LobbyConfig(_Strict):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     cameras: list[CameraConfig] = Field(min_length=1)
     occupancy: OccupancyConfig = Field(default_factory=OccupancyConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)

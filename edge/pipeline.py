@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge import calibration
@@ -21,6 +21,7 @@ from edge.config import (
     OccupancyConfig,
     SceneConfig,
     TilingConfig,
+    TrackingConfig,
 )
 from edge.counting.clutter import ClutterSettings
 from edge.counting.overlays import OverlaySettings
@@ -38,6 +39,8 @@ from edge.detect.settings import Family, letterboxes
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
 from edge.storage.scene_file import SceneFile
+from edge.tracking.dwell import DwellBook, DwellSettings, ZoneDwell
+from edge.tracking.tracks import FootTracker, TrackerSettings, tracked_ids
 from edge.types import Detections, Frame
 from edge.zones import Zone, assign_zones, snap_to_border, tally
 from models.store import resolve_model
@@ -60,6 +63,8 @@ class FrameResult:
     zone_of: tuple[str | None, ...]  # the zone each detection counts in, None for none
     inference_s: float
     dropped: int = 0  # boxes the scene ruled out: no person's size or shape, on text, or static
+    track_ids: tuple[int | None, ...] = ()  # each detection's person id (None: not yet confirmed)
+    dwell: Mapping[str, ZoneDwell] = field(default_factory=dict)  # per timed zone (edge/tracking)
 
 
 def build_scene(config: SceneConfig) -> Scene:
@@ -80,6 +85,7 @@ class CameraPipeline:
         occupancy: OccupancyConfig,
         calibrations: Mapping[str, ZoneCalibration] | None = None,
         scene_file: SceneFile | None = None,
+        tracking: TrackingConfig | None = None,
     ) -> None:
         self.camera_id = camera.id
         self.detector = detector
@@ -96,6 +102,7 @@ class CameraPipeline:
         self._smoothers = {
             z.id: OccupancySmoother(occupancy.window_s, occupancy.quantile) for z in camera.zones
         }
+        self._tracker, self._dwell = build_tracking(camera, tracking or TrackingConfig())
         self.scene = build_scene(camera.scene)
         self._scene_file = scene_file if self.scene.enabled else None
         self._scene_every_s = camera.scene.save_every_s
@@ -134,6 +141,12 @@ class CameraPipeline:
         )
         raw = {z: self.calibrations[z].apply(n) for z, n in present.items()}
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
+        track_ids: tuple[int | None, ...] = ()
+        dwell: dict[str, ZoneDwell] = {}
+        if self._tracker is not None and self._dwell is not None:
+            tracked = self._tracker.update(detections.xyxy, now)
+            track_ids = tracked.ids
+            dwell = self._dwell.update(tracked_ids(tracked, zone_of), now)
         return FrameResult(
             self.camera_id,
             frame.index,
@@ -144,6 +157,8 @@ class CameraPipeline:
             zone_of,
             inference_s,
             dropped,
+            track_ids,
+            dwell,
         )
 
     def _maybe_save_scene(self, now: float) -> None:
@@ -173,8 +188,24 @@ class CameraPipeline:
     def mark_unknown(self) -> None:
         """The camera is not online: forget the window so stale counts are never reported."""
         self._hold.reset()
+        if self._tracker is not None and self._dwell is not None:
+            self._tracker.reset()
+            self._dwell.reset()
         for smoother in self._smoothers.values():
             smoother.update(None, 0.0)
+
+
+def build_tracking(
+    camera: CameraConfig, config: TrackingConfig
+) -> tuple[FootTracker | None, DwellBook | None]:
+    """A tracker and its dwell book where the camera has a zone of a timed role, else none."""
+    timed = [z.id for z in camera.zones if z.role in config.roles]
+    if not config.enabled or not timed:
+        return None, None
+    tracker = FootTracker(TrackerSettings(config.gate, config.lost_s, config.min_hits))
+    staff = [z.id for z in camera.zones if z.role == "staff"]
+    settings = DwellSettings(config.exit_grace_s, config.window_s, config.staff_frames)
+    return tracker, DwellBook(timed, staff, settings)
 
 
 def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> DetectorSettings:

@@ -59,7 +59,10 @@ def replay_camera(
         camera_config = camera_config.model_copy(update={"source": source})
     camera = Camera(capture_settings(camera_config, realtime=False, loop=False))
     pipeline = CameraPipeline(
-        camera_config, detector or build_detector(config.detector), config.occupancy
+        camera_config,
+        detector or build_detector(config.detector),
+        config.occupancy,
+        tracking=config.tracking,
     )
     # Set up (model load) happens here, eagerly; the generator below only processes frames.
     return (pipeline.process(f, _source_time(f, camera)) for f in camera.iter_frames())

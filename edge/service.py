@@ -312,7 +312,11 @@ class Service:
                 settings = capture_settings(camera_config, realtime=True, loop=camera_config.loop)
                 scene_file = SceneFile(scene_path(config.storage.path.parent, camera_config.id))
                 pipeline = CameraPipeline(
-                    camera_config, detector, config.occupancy, scene_file=scene_file
+                    camera_config,
+                    detector,
+                    config.occupancy,
+                    scene_file=scene_file,
+                    tracking=config.tracking,
                 )
                 worker = CameraWorker(
                     camera_config, Camera(settings), pipeline, store, config.storage.interval_s,
