@@ -39,6 +39,9 @@ class DayResult:
     customers: list[Customer]
     passes: list[tuple[float, float, int]]
     estimates: dict[str, Array] = field(default_factory=dict)
+    #: Per frame, who is in which zone: (customer id, zone) pairs (with record_tracks). The hook
+    #: for scripted tracks: a tracker test can place each id in its zone's polygon and box it.
+    tracks: list[list[tuple[int, str]]] | None = None
 
     def zone(self, name: str, *, observed: bool = False) -> npt.NDArray[np.int64]:
         return (self.observed if observed else self.true)[:, ZONES.index(name)]
@@ -81,6 +84,7 @@ def run_day(
     controllers: Sequence[Controller] = (),
     estimators: Mapping[str, Estimator] | None = None,
     overtime_s: float = 3 * 3600.0,
+    record_tracks: bool = False,
 ) -> DayResult:
     """Simulate one day of `seed` until the last customer leaves (at most overtime_s after
     closing). The customers depend on the seed only, never on fps, noise or controllers."""
@@ -93,6 +97,7 @@ def run_day(
     true: list[list[int]] = []
     seen: list[list[int]] = []
     estimates: dict[str, list[float]] = {name: [] for name in estimators}
+    tracks: list[list[tuple[int, str]]] | None = [] if record_tracks else None
     frame = 0
     while True:
         t = frame / fps
@@ -109,6 +114,8 @@ def run_day(
         times.append(t)
         true.append([counts[z] for z in ZONES])
         seen.append([observed[z] for z in ZONES])
+        if tracks is not None:
+            tracks.append([(cid, str(zone)) for cid, zone in lobby.present()])
         frame += 1
     return DayResult(
         t=np.array(times),
@@ -117,4 +124,5 @@ def run_day(
         customers=lobby.customers,
         passes=lobby.passes,
         estimates={k: np.array(v) for k, v in estimates.items()},
+        tracks=tracks,
     )

@@ -81,3 +81,29 @@ def test_the_detector_undercounts_a_crowd_more_than_a_few():
     few = np.mean([detector.observe(dict.fromkeys(ZONES, 3))["counter"] for _ in range(2000)])
     many = np.mean([detector.observe(dict.fromkeys(ZONES, 30))["counter"] for _ in range(2000)])
     assert few / 3 > many / 30 + 0.1
+
+
+class _SeenWaiting:
+    """The smallest estimator: the waiting area's noisy count, to check the plumbing."""
+
+    def on_frame(self, t, observed):
+        return float(observed["waiting"])
+
+
+def test_an_estimator_is_recorded_per_frame_beside_the_true_wait_it_is_judged_by():
+    day = run_day(2, SHORT, estimators={"seen": _SeenWaiting()})
+    assert np.array_equal(day.estimates["seen"], day.zone("waiting", observed=True))
+    truth = day.wait_if_arriving(day.t)
+    first = min((c for c in day.customers if c.ticket_at is not None), key=lambda c: c.ticket_at)
+    assert truth[0] == first.wait  # the first ticket after opening
+    assert np.isnan(truth[-1])  # nobody takes a ticket after closing
+
+
+def test_tracks_name_everyone_present_in_every_frame():
+    day = run_day(2, SHORT, record_tracks=True)
+    assert day.tracks is not None and len(day.tracks) == len(day.t)
+    per_frame = [sorted(z for _, z in frame) for frame in day.tracks[::97]]
+    counts = day.true[::97]
+    for zones, row in zip(per_frame, counts, strict=True):
+        assert len(zones) == row.sum()
+        assert all(zones.count(z) == row[ZONES.index(z)] for z in ZONES)
