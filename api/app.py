@@ -29,7 +29,7 @@ from api.deps import ApiContext
 from api.handhelds import HandheldAccess
 from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
-from api.routes import alerts, handhelds, history, live, system, webapp
+from api.routes import alerts, forecast, handhelds, history, live, system, webapp
 from edge.config import LobbyConfig
 
 log = logging.getLogger("lobbywatch.api")
@@ -101,7 +101,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lobbywatch = context
-    for module in (live, history, alerts, handhelds, system, webapp):
+    for module in (live, history, forecast, alerts, handhelds, system, webapp):
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack

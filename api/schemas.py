@@ -376,3 +376,34 @@ class AckAnswerOut(_Out):
         description="For the person: 'already accepted by mgr-1 at 10:02' (site time)"
     )
     alert: AlertStateOut
+
+
+class ForecastBasisOut(_Out):
+    profile: float = Field(description="People: median of that quarter hour on past weekdays")
+    weeks: int = Field(ge=0, description="Past same weekdays (holidays left out) in the profile")
+    trend: float = Field(gt=0, description="Today's ratio to the profile, applied (1: as usual)")
+    today_slots: int = Field(ge=0, description="Today's quarter hours behind the trend")
+    residuals: int = Field(ge=0, description="Past forecasts at this horizon behind the interval")
+    seasonal_naive: float | None = Field(
+        description="The baseline: people in the same quarter hour a week before"
+    )
+
+
+class HorizonForecastOut(_Out):
+    horizon_min: int = Field(description="Minutes ahead of now")
+    start: datetime = Field(description="Start of the forecast quarter hour, site time")
+    end: datetime = Field(description="End of that quarter hour, site time")
+    status: Literal["ok", "unknown"]
+    point: float | None = Field(description="Mean people expected in that quarter hour")
+    low: float | None = Field(description="Lower end of the interval, people")
+    high: float | None = Field(description="Upper end of the interval, people")
+    coverage: float = Field(gt=0, lt=1, description="Nominal share of outcomes in [low, high]")
+    reason: str | None = Field(description="Why unknown; null when known")
+    basis: ForecastBasisOut | None
+
+
+class ForecastOut(_Out):
+    at: datetime = Field(description="When the forecast was made, site time")
+    timezone: str = Field(description="IANA time zone of the site, which every time is in")
+    zones: list[str] = Field(description="Zones whose counts are summed and forecast")
+    horizons: list[HorizonForecastOut]

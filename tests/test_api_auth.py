@@ -31,6 +31,7 @@ READ_ROUTES = [
     "/v1/occupancy",
     "/v1/occupancy/history",
     "/v1/reports/busiest-hours",
+    "/v1/forecast",
     "/v1/alerts",
     "/metrics",
 ]

@@ -109,6 +109,7 @@ OPERATIONS = [
     ("GET", "/v1/occupancy", False),
     ("GET", "/v1/occupancy/history", True),
     ("GET", "/v1/reports/busiest-hours", True),
+    ("GET", "/v1/forecast", True),
     ("GET", "/v1/alerts", True),
     ("POST", "/v1/alerts/{alert_id}/ack", True),
     ("GET", "/v1/alerts/open", False),
