@@ -154,3 +154,14 @@ def test_unknown_slots_stay_unknown_and_do_not_read_as_a_quiet_lobby():
     f = model.forecast(int(datetime(2024, 1, 22, 11, tzinfo=UTC).timestamp()), 900)
     assert f.basis is not None and f.basis.today_slots == 40  # 0:00-10:00; 10-11 unknown
     assert math.isclose(f.basis.trend, 1.0, abs_tol=0.01)
+
+
+def test_after_the_clocks_change_a_quarter_hour_is_matched_by_local_time():
+    data = synthetic_history(15, seed=5)  # Europe/Berlin; clocks go forward on 2024-03-31
+    model = CountModel(data.history, TZ, data.holidays)
+    day = date(2024, 4, 8)  # a Monday; 7 of its 8 past Mondays were in winter time
+    last_open = model.forecast(at(day, 16, 30), 900)  # 16:45-17:00 local
+    closed = model.forecast(at(day, 16, 45), 900)  # 17:00-17:15 local: closed, as every week
+    assert last_open.basis is not None and closed.basis is not None
+    assert last_open.basis.profile > 2 and closed.basis.profile == 0.0
+    assert closed.basis.weeks == 8
