@@ -1,6 +1,7 @@
 """The count forecast (edge/queueing/forecast.py) against seasonal naive on synthetic history.
 
     .venv/bin/python -m bench.forecast [--weeks 16] [--test-weeks 4] [--seeds 5]
+    .venv/bin/python -m bench.forecast --api [--zones 2]   # GET /v1/forecast's latency
 
 Synthetic, not a lobby: a known weekday x quarter-hour profile (open 9-17, Saturday 9-13, two
 peaks), each day scaled by a lognormal factor (sigma 0.25: busy and quiet days, the "trend" the
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -131,12 +133,52 @@ def score(
     )
 
 
+def api_latency(zones: int, days: int = 90, repeats: int = 20) -> None:
+    """Milliseconds per GET /v1/forecast over bench/api_history.py's store (1-minute intervals,
+    `zones` waiting zones, `days` days), with the rollup cache built and without it."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from bench import api_history
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        api_history.fill(db, zones, days)
+        config = api_history.site_config(db, zones)
+        now = api_history.START + timedelta(days=days, hours=10, minutes=7)
+        cached = create_app(
+            config, clock=lambda: now, rollup_path=Path(tmp) / "r.db", rollup_every_s=None
+        )
+        cached.state.lobbywatch.rollup.refresh(now)
+        raw = create_app(config, clock=lambda: now, use_rollup=False)
+        headers = {"Authorization": f"Bearer {api_history.KEY}"}
+        print(f"GET /v1/forecast, {zones} zones x {days} days of 1-minute intervals")
+        for name, app in (("rollup", cached), ("no rollup", raw)):
+            client = TestClient(app)
+            times = []
+            for _ in range(repeats if name == "rollup" else 5):
+                began = time.perf_counter()
+                response = client.get("/v1/forecast", headers=headers)
+                times.append((time.perf_counter() - began) * 1000)
+                assert response.status_code == 200, response.text
+            print(f"{name}: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weeks", type=int, default=16)
     parser.add_argument("--test-weeks", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--api", action="store_true", help="time GET /v1/forecast instead")
+    parser.add_argument("--zones", type=int, default=2)
     args = parser.parse_args()
+    if args.api:
+        api_latency(args.zones)
+        return
     rows = []
     for seed in range(args.seeds):
         data = synthetic_history(args.weeks, seed)
