@@ -31,6 +31,7 @@ from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
 from api.routes import alerts, forecast, handhelds, history, live, system, webapp
 from edge.config import LobbyConfig
+from edge.store import RECOVERY_S, StoreWriteError
 
 log = logging.getLogger("lobbywatch.api")
 
@@ -105,6 +106,7 @@ def create_app(
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack
+    app.add_exception_handler(StoreWriteError, _store_unavailable)  # a full disk on an ack
     if config.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -165,4 +167,6 @@ def _open_rollup(
 async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.error("store unavailable: %s", exc)
     detail = str(exc) if isinstance(exc, StoreUnavailable) else f"store error: {exc}"
-    return JSONResponse({"detail": detail}, status_code=503)
+    # The store tries writes again by itself after RECOVERY_S.
+    headers = {"Retry-After": str(round(RECOVERY_S))} if isinstance(exc, StoreWriteError) else None
+    return JSONResponse({"detail": detail}, status_code=503, headers=headers)

@@ -246,14 +246,36 @@ def test_metrics_expose_cameras_zones_and_alerts_for_prometheus(client, clock):
     assert "lobbywatch_api_failed_auth_total 0.0" in text
 
 
-def test_a_store_that_refuses_writes_answers_503_not_500(client, clock, monkeypatch):
+class _FullDisk:
+    """The store's connection on a full disk: reads work, every write fails as SQLite fails."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> _FullDisk:
+        self._db.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> bool | None:
+        return self._db.__exit__(*exc)
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize("action", ["ack", "accept", "pass-done"])
+def test_a_store_that_refuses_writes_answers_503_not_500(client, clock, monkeypatch, action):
     store = store_of(client)
     insert_alert(store, "a1", clock.now)
-
-    def read_only(*_args, **_kwargs):
-        raise sqlite3.OperationalError("attempt to write a readonly database")
-
-    monkeypatch.setattr(store, "record_ack", read_only)
-    response = client.post("/v1/alerts/a1/ack", json={"status": "accepted"}, headers=auth("admin"))
+    monkeypatch.setattr(store, "_db", _FullDisk(store._db))
+    response = client.post(
+        f"/v1/alerts/a1/{action}", json={"status": "accepted"}, headers=auth("admin")
+    )
     assert response.status_code == 503
-    assert "readonly" in response.json()["detail"]
+    assert "disk is full" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "30"
