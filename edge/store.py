@@ -751,11 +751,14 @@ class Store:
 
     def touch_alerts(self, alert_ids: Iterable[str]) -> None:
         """Give these alerts a new version: something shown in their state changed outside the
-        row (a channel delivery), so the state publishers and streams send them again."""
+        row (a channel delivery), so the state publishers and streams send them again. Only
+        open ones: a cleared alert's state was shown once and is gone from every handheld."""
         with self._tx() as db:
             for alert_id in sorted(set(alert_ids)):  # one new version each
                 db.execute(
-                    f"UPDATE alerts SET version = {_NEXT_VERSION} WHERE alert_id = ?", (alert_id,)
+                    f"UPDATE alerts SET version = {_NEXT_VERSION}"
+                    " WHERE alert_id = ? AND cleared_at IS NULL",
+                    (alert_id,),
                 )
 
     def record_effect(self, alert_id: str, count: float | None, at: datetime) -> None:

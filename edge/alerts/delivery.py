@@ -182,10 +182,17 @@ def deliveries_of(
     return found
 
 
+# What a delivery's error says (a receiver's reply, a mail host) is for IT, in /v1/alerts and
+# health; the alert state goes to every manager's phone and handheld account.
+_NOT_FOR_HANDHELDS = ("last_error",)
+
+
 def lifecycle(query: Query, alert_id: str, names: SiteNames) -> list[dict[str, Any]]:
-    """An alert's deliveries as its state lists them (docs/handheld.md), times in site time."""
+    """An alert's deliveries as its state lists them (docs/handheld.md), times in site time,
+    without their error texts."""
     found = deliveries_of(query, [alert_id], names.channels).get(alert_id, [])
-    return [d.as_json(names.site_time) for d in found]
+    shown = [d.as_json(names.site_time) for d in found]
+    return [{k: v for k, v in d.items() if k not in _NOT_FOR_HANDHELDS} for d in shown]
 
 
 def _iso(at: datetime) -> str:
