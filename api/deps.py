@@ -117,13 +117,20 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def cross_site(request: Request) -> str | None:
     """Why a request that changes something, riding on the cookie, is refused as possibly
     forged by another site's page; None when it is the app's own. It must carry APP_HEADER,
-    and an Origin, when the browser sends one, naming this host."""
+    and an Origin, when the browser sends one, naming this host: the one in the request, or
+    `api.public_url`'s (a TLS proxy in front may rewrite the Host header)."""
     if request.method in SAFE_METHODS:
         return None
     if request.headers.get(APP_HEADER) != "1":
         return f"refused: a request with the app's cookie must send {APP_HEADER}: 1"
     origin = request.headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is None:
+        return None
+    ours = {request.headers.get("host")}
+    public_url = get_context(request).config.api.public_url
+    if public_url is not None:
+        ours.add(urlsplit(public_url).netloc)
+    if urlsplit(origin).netloc not in ours:
         return f"refused: a request from {origin} may not use this site's handheld cookie"
     return None
 

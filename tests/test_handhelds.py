@@ -243,3 +243,25 @@ def test_a_paired_phone_gets_in_on_a_site_without_keys_while_everyone_else_gets_
     assert client.get("/v1/alerts").status_code == 200
     other = TestClient(client.app, base_url="https://device")
     assert other.get("/v1/alerts", headers={"Authorization": "Bearer x"}).status_code == 503
+
+
+def test_behind_a_proxy_that_rewrites_host_the_public_urls_origin_is_the_apps(tmp_path, clock):
+    # nginx in front: the phone's page comes from https://lobby.branch.example, the API sees
+    # "Host: 127.0.0.1:8443". The app's own POSTs must pass; another site's still may not.
+    config = site_config(tmp_path)
+    config = config.model_copy(
+        update={"api": config.api.model_copy(update={"public_url": "https://lobby.branch.example"})}
+    )
+    app = client_for(config, clock, Monotonic()).app
+    client = TestClient(app, base_url="https://127.0.0.1:8443")
+    insert_alert(app.state.lobbywatch.store.store(), "a1", T0)
+    _pair(client)
+    ack = {"json": {"status": "accepted"}}
+    own = client.post(
+        "/v1/alerts/a1/ack", headers={**APP, "Origin": "https://lobby.branch.example"}, **ack
+    )
+    assert own.status_code == 200, own.text
+    evil = client.post(
+        "/v1/alerts/a1/ack", headers={**APP, "Origin": "https://evil.example"}, **ack
+    )
+    assert evil.status_code == 403
