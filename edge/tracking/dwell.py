@@ -135,10 +135,10 @@ class DwellBook:
         exits = dict.fromkeys(self.zones, 0)
         for key, visit in list(self._open.items()):
             if now - visit.seen_at > s.exit_grace_s:
-                track_id, zone = key
+                track_id, left = key
                 del self._open[key]
-                self._finished[zone].append(Visit(track_id, zone, visit.entered_at, visit.seen_at))
-                exits[zone] += 1
+                self._finished[left].append(Visit(track_id, left, visit.entered_at, visit.seen_at))
+                exits[left] += 1
         for track_id, zone in seen.items():
             if zone in self.staff_zones:
                 self._staff_frames[track_id] = self._staff_frames.get(track_id, 0) + 1
