@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.tracking.dwell import DwellBook, DwellSettings, ZoneDwell
 
@@ -141,3 +145,28 @@ def test_a_zone_cannot_be_both_timed_and_staff():
 def test_dwell_settings_out_of_range_are_refused(settings):
     with pytest.raises(ValueError):
         DwellSettings(**settings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.integers(1, 4), st.sampled_from(["waiting", "queue", "staff", None])),
+        max_size=80,
+    )
+)
+def test_visits_of_a_person_to_a_zone_never_overlap_and_are_never_present_in_two_zones(frames):
+    b = book(grace=3)
+    for t, people in enumerate(frames):
+        figures = b.update(people, float(t))
+        # Four people: if one could be present in two zones at once, this could reach eight.
+        assert sum(f.present for f in figures.values()) <= 4
+    b.update({}, len(frames) + 100.0)
+    for zone in ("waiting", "queue"):
+        by_track: dict[int, list[tuple[float, float]]] = {}
+        for v in b.finished(zone):
+            assert v.dwell_s >= 0
+            by_track.setdefault(v.track_id, []).append((v.entered_at, v.left_at))
+        for spans in by_track.values():
+            spans.sort()
+            # A new visit starts more than the grace after the last one ended.
+            assert all(b2[0] - a2[1] > 3 for a2, b2 in pairwise(spans))
