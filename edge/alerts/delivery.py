@@ -5,8 +5,10 @@ Planned from the record, not from the service's calls: every alert event that ha
 (raised, each escalation, accepted, pass done, cleared) is in the `alerts` row, whichever
 process made it (an ack through the API lands only there). The planner turns each event a
 channel is sent into one `deliveries` row whose id names the alert, the event and the channel,
-so planning twice, or again after a restart, adds nothing. A row is sent once: it is `sent` only
-when the receiver took it, else it waits and is tried again, with a backoff per channel (a
+so planning twice, or again after a restart, adds nothing. A row is sent once (at least once
+across a crash between its send and its record: its id is the receivers' key to drop a copy;
+a record the store refuses is kept in memory meanwhile, and the row not sent again): it is
+`sent` only when the receiver took it, else it waits and is tried again, with a backoff per channel (a
 channel down for an hour is tried about 15 times, then delivers what still matters once, in
 order). What no longer matters is given up: a "raised" whose alert cleared, an escalation
 already accepted, anything older than the channel's expire_after_s.
@@ -22,6 +24,7 @@ The worker's thread is the only one that sends, through the sender process
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -458,6 +461,9 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._job_ids = itertools.count(1)  # a late answer can never pass for a retry's
+        # Row updates the store refused (a full disk, a lock), in order, until it takes writes
+        # again. Only the worker's thread changes it.
+        self._unrecorded: list[_Kept] = []
         self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self.heartbeat = clock()
 
@@ -502,10 +508,10 @@ class DeliveryWorker:
         was sent (there may be more: call again at once)."""
         if not self.log.ensure():
             return False
-        try:
+        self._flush()
+        # Planned again once the store takes writes; what is planned already still goes out.
+        with contextlib.suppress(StoreWriteError):
             self.plan()
-        except StoreWriteError:
-            return False  # planned again once the store takes writes
         busy = False
         for channel in self.channels:
             try:
@@ -513,6 +519,58 @@ class DeliveryWorker:
             except StoreWriteError:
                 return False
         return busy
+
+    # --- updates the store refused ---------------------------------------------------------------
+
+    def _write(self, channel_id: str, rows: Sequence[Delivery], **values: object) -> bool:
+        """Update the rows `ids` now, or keep the update until the store takes writes (behind
+        any kept before it, so the rows end as they were decided). True when it is written.
+
+        Kept, not dropped: a row sent but still `waiting` in the store would be sent again on
+        every tick (the rows a kept update settles are skipped meanwhile: `_settled`). What is
+        kept is lost if the process dies first; then the row is sent again after the restart,
+        and its delivery id lets the receiver drop the copy."""
+        ids = tuple(r.delivery_id for r in rows)
+        if not self._unrecorded:
+            try:
+                self.log.update(ids, **values)
+                return True
+            except StoreWriteError as exc:
+                log.error("delivery records kept in memory until the store takes writes again"
+                          " (%s); what was sent is not sent again", exc)  # fmt: skip
+        kept = _Kept(channel_id, ids, frozenset(r.alert_id for r in rows), dict(values))
+        with self._lock:  # status() counts them
+            self._unrecorded.append(kept)
+        return False
+
+    def _flush(self) -> None:
+        """Write the kept updates, in order, until the store refuses one."""
+        written: set[str] = set()
+        while self._unrecorded:
+            kept = self._unrecorded[0]
+            try:
+                self.log.update(kept.ids, **kept.values)
+            except StoreWriteError:
+                break
+            with self._lock:
+                del self._unrecorded[0]
+            written |= kept.alert_ids
+        if written and not self._unrecorded:
+            log.warning("the delivery records kept in memory are in the store")
+        if written:
+            self._on_change(written)
+
+    def _settled(self) -> dict[str, DeliveryState]:
+        """Rows whose final state is only kept in memory so far."""
+        settled: dict[str, DeliveryState] = {}
+        for kept in self._unrecorded:
+            state = kept.values.get("state")
+            for did in kept.ids:
+                if state in ("sent", "failed", "expired"):
+                    settled[did] = state
+                elif state in OPEN_STATES:
+                    settled.pop(did, None)
+        return settled
 
     def plan(self) -> int:
         """Add a row for each event a channel is sent and has not been planned; returns how many."""
@@ -562,7 +620,9 @@ class DeliveryWorker:
         return self._counts(alert.zones)
 
     def _serve(self, channel: Channel) -> bool:
-        rows = self._current(channel, self.log.open_rows(channel.id))
+        settled = self._settled()
+        rows = [r for r in self.log.open_rows(channel.id) if r.delivery_id not in settled]
+        rows = self._current(channel, rows, settled)
         if not rows:
             return False
         health = self._health[channel.id]
@@ -574,22 +634,31 @@ class DeliveryWorker:
         if free == 0:
             held = [r.delivery_id for r in rows if r.state != "rate_limited"]
             if held:
-                self.log.update(held, state="rate_limited")
+                try:
+                    self.log.update(held, state="rate_limited")
+                except StoreWriteError:
+                    return False  # only what the lifecycle shows: they wait either way
                 self._on_change({r.alert_id for r in rows})
             return False
         batch = rows[:1] if free > 1 or len(rows) == 1 else rows[:MAX_MERGED]
+        # The attempt is in the store before the message leaves (a crash in between leaves a
+        # trace), or kept with the rest when the store refuses it.
+        self._write(channel.id, batch, attempts=1, last_attempt_at=self._wall())
         outcome = self._send(channel, batch)
         self._record(channel, batch, outcome, now)
         return outcome.ok
 
-    def _current(self, channel: Channel, rows: list[Delivery]) -> list[Delivery]:
+    def _current(
+        self, channel: Channel, rows: list[Delivery], settled: Mapping[str, DeliveryState]
+    ) -> list[Delivery]:
         """The rows still worth sending; the others are given up (expired, or failed when they
-        were tried), in order, so that a follow-up sees its opening's fate."""
+        were tried), in order, so that a follow-up sees its opening's fate (`settled`: final
+        states not in the store yet)."""
         if not rows:
             return rows
         now, wall = self._clock(), self._wall()
         keep: list[Delivery] = []
-        given_up: dict[str, DeliveryState] = {}
+        given_up: dict[str, DeliveryState] = dict(settled)
         alerts: dict[str, AlertRecord | None] = {}
         for row in rows:
             if row.alert_id not in alerts:
@@ -606,7 +675,7 @@ class DeliveryWorker:
                 continue
             state: DeliveryState = "failed" if row.attempts else "expired"
             text = reason if not row.attempts else f"gave up ({reason}): {row.last_error}"
-            self.log.update([row.delivery_id], state=state, last_error=text, done_at=wall)
+            self._write(channel.id, [row], state=state, last_error=text, done_at=wall)
             given_up[row.delivery_id] = state
             with self._lock:
                 health = self._health[channel.id]
@@ -657,13 +726,12 @@ class DeliveryWorker:
         self, channel: Channel, batch: Sequence[Delivery], outcome: Outcome, now: float
     ) -> None:
         wall = self._wall()
-        ids = [r.delivery_id for r in batch]
         health = self._health[channel.id]
         if outcome.ok:
             self._windows[channel.id].note(now)
-            self.log.update(
-                ids, state="sent", attempts=1, last_attempt_at=wall, sent_at=wall, done_at=wall,
-                merged=len(batch), last_error=None,
+            self._write(
+                channel.id, batch, state="sent", sent_at=wall, done_at=wall, merged=len(batch),
+                last_error=None,
             )  # fmt: skip
             with self._lock:
                 if health.failures:
@@ -681,9 +749,7 @@ class DeliveryWorker:
             error = shorten(
                 redact(outcome.error or "not delivered", self._secrets[channel.id]), 300
             )
-            self.log.update(
-                ids, state="waiting", attempts=1, last_attempt_at=wall, last_error=error
-            )
+            self._write(channel.id, batch, state="waiting", last_error=error)
             with self._lock:
                 health.failures += 1
                 wait = backoff_s(health.failures, outcome)
@@ -701,6 +767,10 @@ class DeliveryWorker:
         """Per channel, for the device state file (health, metrics, the status line)."""
         counts = self.log.counts() if self.log.ready else {}
         with self._lock:
+            unrecorded = {
+                cid: len({i for k in self._unrecorded if k.channel == cid for i in k.ids})
+                for cid in self._health
+            }
             channels = {
                 cid: {
                     "kind": h.kind,
@@ -711,6 +781,8 @@ class DeliveryWorker:
                     "failures": h.failures,
                     "waiting": counts.get((cid, "waiting"), 0),
                     "rate_limited": counts.get((cid, "rate_limited"), 0),
+                    # sent or given up, not in the store yet (it refuses writes)
+                    "unrecorded": unrecorded[cid],
                     "sent": h.sent,
                     "failed": h.failed,
                     "expired": h.expired,
@@ -722,6 +794,16 @@ class DeliveryWorker:
         for cid, problem in self.problems.items():
             channels[cid] = {"kind": kinds.get(cid), "state": "off", "last_error": problem}
         return channels
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """An update of `deliveries` rows that the store refused, kept until it takes writes."""
+
+    channel: str
+    ids: tuple[str, ...]
+    alert_ids: frozenset[str]
+    values: dict[str, object]
 
 
 def _fingerprint(alert: AlertRecord) -> tuple[object, ...]:

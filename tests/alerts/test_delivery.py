@@ -10,7 +10,7 @@ import pytest
 
 from edge.alerts.delivery import DeliveryWorker, deliveries_of, events_of
 from edge.config import ChannelConfig
-from edge.store import Store
+from edge.store import Store, StoreWriteError
 from tests.alerts.support import (
     FakeClock,
     ScriptedSender,
@@ -256,3 +256,31 @@ def test_which_events_a_channel_is_sent(tmp_path, store, clock, audience, events
     assert record is not None
     got = events_of(record, _channel(audience=audience, events=events))
     assert [e if not n else f"{e}:{n}" for e, n, _ in got] == expected
+
+
+def test_a_sent_delivery_the_store_cannot_record_is_not_sent_again(
+    tmp_path, store, clock, monkeypatch
+):
+    config = make_config(tmp_path, MANAGER)
+    sender = ScriptedSender()
+    w = worker(config, store, ENV, sender, clock)
+    raise_alert(store, "a1", clock.wall)
+    assert w.plan() == 1
+    update = w.log.update
+    full = True
+
+    def refusing(ids, **values):
+        if full:
+            raise StoreWriteError("store lw.db: database or disk is full")
+        update(ids, **values)
+
+    monkeypatch.setattr(w.log, "update", refusing)
+    run(w, clock, 120)
+    assert len(sender.taken) == 1, "sent once while the store refused to record it"
+    assert states(store, "a1") == [("lobby-ntfy", "raised", "waiting", 0)]
+    assert w.status()["lobby-ntfy"]["unrecorded"] == 1
+    full = False
+    run(w, clock, 5)
+    assert len(sender.taken) == 1
+    assert states(store, "a1") == [("lobby-ntfy", "raised", "sent", 1)]
+    assert w.status()["lobby-ntfy"]["unrecorded"] == 0
