@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.lobbysim.engine import EngineController, EngineRig, Manager, site_config
 from bench.lobbysim.run import run_day
-from tests.lobbysim.test_lobby import SHORT
+from tests.lobbysim.support import SHORT
 
 RULE = """\
     - {id: waiting-full, name: Waiting area full, zones: [waiting, queue], raise_at: 6,

@@ -7,17 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.lobbysim.lobby import ZONES, Lobby, LobbyParams, draw_customers
+from bench.lobbysim.lobby import ZONES, Lobby, draw_customers
 from bench.lobbysim.observe import Detector, NoiseParams
 from bench.lobbysim.run import run_day
-
-#: Two hours at the lunchtime rate, three counters: a short day that still builds a queue.
-SHORT = LobbyParams(
-    open_s=2 * 3600.0,
-    profile=((0.0, 0.8), (2.0, 0.8)),
-    staff=((0.0, 2), (3600.0, 3)),
-    surges_per_day=0.0,
-)
+from tests.lobbysim.support import SHORT
 
 
 def test_one_seed_gives_the_same_day_twice_and_another_seed_another_day():
@@ -47,6 +40,10 @@ def test_littles_law_holds_on_the_truth_of_the_waiting_area(seed):
     mean_count = day.zone("waiting").mean()
     assert mean_count > 1.0  # a queue built up: the check is not 0 == 0
     assert mean_count == pytest.approx(rate * np.mean(dwell), rel=0.02)
+    # No pass ran: the waiting area holds exactly the ticket holders not yet called, so the
+    # same law holds with the true waits of the counter customers.
+    waits = [c.wait for c in day.customers if c.route == "counter" and c.wait is not None]
+    assert mean_count == pytest.approx(len(waits) / span * np.mean(waits), rel=0.02)
 
 
 def test_the_whole_day_is_served_and_every_wait_is_sane():
