@@ -98,6 +98,7 @@ class Customer:
     service_start: float | None = None
     end: float | None = None
     route: Literal["counter", "kiosk"] | None = None
+    counter: int | None = None  # which counter called them (0-based)
     diverted: bool = False
     visits: list[tuple[Zone, float, float | None]] = field(default_factory=list)
 
@@ -255,14 +256,14 @@ class Lobby:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        for counter in self.counters:
+        for number, counter in enumerate(self.counters):
             if not self.waiting:
                 return
             if counter.open and not counter.closing and counter.busy is None:
                 cid = self.waiting.popleft()
                 c = self.customers[cid]
                 self._leave(cid, "waiting")
-                c.called_at = self.now
+                c.called_at, c.counter = self.now, number
                 counter.busy = cid
                 self._enter(cid, "queue")
                 self._push(self.now + c.walk_s, "at_counter", cid)

@@ -104,3 +104,15 @@ def test_tracks_name_everyone_present_in_every_frame():
     for zones, row in zip(per_frame, counts, strict=True):
         assert len(zones) == row.sum()
         assert all(zones.count(z) == row[ZONES.index(z)] for z in ZONES)
+
+
+def test_a_closing_counter_finishes_its_customer_and_calls_no_one_new():
+    params = dataclasses.replace(SHORT, staff=((0.0, 3), (1800.0, 1)))
+    lobby = Lobby(params, draw_customers(params, np.random.default_rng(3)))
+    lobby.advance_to(1800.0)
+    closing = [c.busy for c in lobby.counters if c.closing]
+    assert closing and sum(c.open and not c.closing for c in lobby.counters) == 1
+    lobby.advance_to(1e9)
+    assert all(lobby.customers[cid].end is not None for cid in closing if cid is not None)
+    later = {c.counter for c in lobby.customers if c.counter is not None and c.called_at > 1800}
+    assert len(later) == 1  # one counter calls everyone after the change
