@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
 from edge.alerts.channels import Channel, Renderer, redact, resolve_all, webhook_body
-from edge.alerts.sender import Job, Outcome, SenderProcess
+from edge.alerts.sender import GRACE_S, Job, Outcome, SenderProcess
 from edge.alerts.state import SiteNames
 from edge.config import ChannelConfig, ChannelEvent, LobbyConfig
 from edge.logsafe import shorten
@@ -57,6 +57,11 @@ BACKOFF_MAX_S = 300.0
 #: Messages merged into one at most when a channel's rate limit holds them back.
 MAX_MERGED = 20
 WINDOW_S = 60.0
+#: Seconds a failing loop (the sender process cannot start: EMFILE) waits at most between tries.
+RESTART_MAX_S = 60.0
+#: Seconds past the longest attempt (a channel's timeout_s and the sender's grace) without a
+#: heartbeat before the worker is reported stalled.
+STALL_MARGIN_S = 30.0
 
 CountOf = Callable[[Sequence[str]], "float | None"]
 
@@ -466,6 +471,10 @@ class DeliveryWorker:
         self._unrecorded: list[_Kept] = []
         self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
         self.heartbeat = clock()
+        self.stall_s = (
+            STALL_MARGIN_S + GRACE_S + max((c.config.timeout_s for c in self.channels), default=0.0)
+        )
+        self._ended: str | None = None  # why the thread ended, where it did
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -484,22 +493,48 @@ class DeliveryWorker:
         self.sender.close()
 
     def _run(self) -> None:
-        # The sender process starts now, not with the first alert (it loads apprise).
+        try:
+            self._loop()
+        except BaseException as exc:  # shown by status(), not only in the log
+            self._ended = f"{type(exc).__name__}: {exc}"
+            log.critical("the delivery worker ended: %s", self._ended, exc_info=True)
+
+    def _loop(self) -> None:
+        # The sender process starts now, not with the first alert (it loads apprise); inside
+        # the loop's try, so that a start that fails (EMFILE) is tried again, not fatal.
         warm = getattr(self.sender, "warm", None)
-        if warm is not None:
-            warm()
+        failures = 0
         while not self._stop.is_set():
             busy = False
             try:
+                if warm is not None:
+                    warm()
+                    warm = None
                 busy = self.cycle()
+                failures = 0
             except Exception:
-                # A locked database or a bad row must not end deliveries for good.
-                log.exception("delivery cycle failed; retrying")
-                self._stop.wait(1.0)
+                # A locked database, a bad row or no file descriptor left must not end
+                # deliveries for good.
+                failures += 1
+                wait = min(RESTART_MAX_S, 2.0 ** (failures - 1))
+                log.exception("delivery cycle failed; retrying in %.0f s", wait)
+                self._stop.wait(wait)
             self.heartbeat = self._clock()
             if not busy:
                 self._wake.wait(TICK_S)
                 self._wake.clear()
+
+    def stalled(self) -> str | None:
+        """Why the worker is not turning (its thread ended, or no heartbeat for stall_s, while
+        it should run); None while it is."""
+        if not self._thread.is_alive():
+            if self._thread.ident is None or self._stop.is_set():
+                return None  # not started yet, or stopped on purpose
+            return f"the delivery worker ended ({self._ended or 'no reason known'})"
+        quiet = self._clock() - self.heartbeat
+        if quiet > self.stall_s:
+            return f"the delivery worker has not turned for {quiet:.0f} s"
+        return None
 
     # --- one pass ------------------------------------------------------------------------------
 
@@ -514,6 +549,9 @@ class DeliveryWorker:
             self.plan()
         busy = False
         for channel in self.channels:
+            if self._stop.is_set():
+                break
+            self.heartbeat = self._clock()  # each channel may take one attempt's timeout
             try:
                 busy |= self._serve(channel)
             except StoreWriteError:
@@ -766,6 +804,7 @@ class DeliveryWorker:
     def status(self) -> dict[str, Any]:
         """Per channel, for the device state file (health, metrics, the status line)."""
         counts = self.log.counts() if self.log.ready else {}
+        stalled = self.stalled()
         with self._lock:
             unrecorded = {
                 cid: len({i for k in self._unrecorded if k.channel == cid for i in k.ids})
@@ -787,9 +826,19 @@ class DeliveryWorker:
                     "failed": h.failed,
                     "expired": h.expired,
                     "last_sent_at": None if h.last_sent_at is None else h.last_sent_at.isoformat(),
+                    "worker": "running",
                 }
                 for cid, h in self._health.items()
             }
+        if stalled is not None:
+            # Nothing of these channels is sent while the worker is stalled: each is failing
+            # (the state health, metrics and the status line know), the worker says why.
+            since = self._wall() - timedelta(seconds=max(0.0, self._clock() - self.heartbeat))
+            for channel in channels.values():
+                channel.update(
+                    state="failing", worker="stalled", last_error=stalled,
+                    since=channel["since"] or since.isoformat(),
+                )  # fmt: skip
         kinds = {c.id: c.kind for c in self.config.alerts.channels}
         for cid, problem in self.problems.items():
             channels[cid] = {"kind": kinds.get(cid), "state": "off", "last_error": problem}

@@ -4,6 +4,7 @@ up when no longer useful, and the same after a restart."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from tests.alerts.support import (
     raise_alert,
     worker,
 )
+from tests.waiting import wait_for
 
 ENV = {"LW_NTFY": "ntfy://ntfy.bank.example/lobby", "LW_BOSS": "ntfy://ntfy.bank.example/boss"}
 MANAGER = "    - {id: lobby-ntfy, kind: ntfy, url_env: LW_NTFY, max_per_minute: 6}"
@@ -284,3 +286,83 @@ def test_a_sent_delivery_the_store_cannot_record_is_not_sent_again(
     assert len(sender.taken) == 1
     assert states(store, "a1") == [("lobby-ntfy", "raised", "sent", 1)]
     assert w.status()["lobby-ntfy"]["unrecorded"] == 0
+
+
+class FlakySender(ScriptedSender):
+    """Cannot start its process at first (no file descriptor left), then works; a send can be
+    held in flight until `release` is set."""
+
+    def __init__(self, warm_failures: int = 0, hold: bool = False) -> None:
+        super().__init__()
+        self.warm_failures = warm_failures
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+
+    def warm(self) -> None:
+        if self.warm_failures:
+            self.warm_failures -= 1
+            raise OSError(24, "Too many open files")
+
+    def send(self, job):
+        self.in_flight.set()
+        self.release.wait(10)
+        return super().send(job)
+
+
+def test_a_sender_process_that_cannot_start_is_tried_again_not_the_end_of_deliveries(
+    tmp_path, store, clock
+):
+    config = make_config(tmp_path, MANAGER)
+    sender = FlakySender(warm_failures=1)
+    w = worker(config, store, ENV, sender, clock)
+    raise_alert(store, "a1", clock.wall)
+    w.start()
+    try:
+        wait_for(lambda: sender.taken, timeout=10, what="the delivery after a failed start")
+        assert w.status()["lobby-ntfy"]["state"] == "ok"
+    finally:
+        w.stop()
+    assert states(store, "a1") == [("lobby-ntfy", "raised", "sent", 1)]
+
+
+def test_a_worker_whose_thread_ended_is_reported_stalled(tmp_path, store, clock, monkeypatch):
+    config = make_config(tmp_path, MANAGER)
+    w = worker(config, store, ENV, ScriptedSender(), clock)
+
+    def broken() -> bool:
+        raise SystemExit("a bug that ends the thread")
+
+    monkeypatch.setattr(w, "cycle", broken)
+    assert w.status()["lobby-ntfy"]["state"] == "ok", "not started yet: nothing wrong"
+    w.start()
+    wait_for(lambda: not w._thread.is_alive(), timeout=5, what="the thread's end")
+    channel = w.status()["lobby-ntfy"]
+    assert channel["state"] == "failing" and channel["worker"] == "stalled"
+    assert "ended" in channel["last_error"] and "SystemExit" in channel["last_error"]
+    w.stop()
+    assert w.status()["lobby-ntfy"]["state"] == "ok", "stopped on purpose"
+
+
+def test_a_worker_without_a_heartbeat_for_longer_than_an_attempt_is_reported_stalled(
+    tmp_path, store, clock
+):
+    config = make_config(tmp_path, MANAGER)
+    sender = FlakySender(hold=True)
+    w = worker(config, store, ENV, sender, clock)
+    raise_alert(store, "a1", clock.wall)
+    w.start()
+    try:
+        assert sender.in_flight.wait(10)
+        clock.advance(w.stall_s - 1)
+        assert w.status()["lobby-ntfy"]["state"] == "ok", "an attempt may take this long"
+        clock.advance(2)
+        channel = w.status()["lobby-ntfy"]
+        assert channel["state"] == "failing" and channel["worker"] == "stalled"
+        assert "has not turned" in channel["last_error"]
+        sender.release.set()
+        wait_for(lambda: w.status()["lobby-ntfy"]["state"] == "ok", timeout=5, what="ok again")
+    finally:
+        sender.release.set()
+        w.stop()
