@@ -76,7 +76,8 @@ CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
 """
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -157,7 +158,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     expired_at TEXT                     -- given up: it expired before the broker took it
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
-""" + DELIVERIES_SCHEMA
+"""
+    + DELIVERIES_SCHEMA
+)
 
 #: The next site alert version, for the row an INSERT or UPDATE writes (see the alerts table).
 _NEXT_VERSION = "(SELECT COALESCE(MAX(version), 0) + 1 FROM alerts)"
@@ -378,6 +381,7 @@ def _is_write_failure(exc: sqlite3.Error) -> bool:
 
 #: Tables copied from the in-memory stand-in into the file once it can be opened, with the
 #: statement that merges one row (history merges like a restart's; the rest keep what exists).
+#: The alerts' versions are not kept: see _renumber_alerts.
 _RECOVER = (
     ("zone_history", _MERGE_HISTORY),
     ("zone_live", None),
@@ -386,6 +390,8 @@ _RECOVER = (
     ("outbox", None),
     ("deliveries", None),
 )
+#: Tables whose copied rows change what an alert's state shows (its row, its deliveries).
+_ALERT_TABLES = frozenset({"alerts", "deliveries"})
 
 
 class Store:
@@ -414,8 +420,9 @@ class Store:
         self._condition = StoreCondition(writable=True)
         self._last_failure = -RECOVERY_S
         self._memory_only = False
-        self._reserve = None if str(path) == ":memory:" else self.path.with_name(
-            self.path.name + ".reserve"
+        self._generation = 0
+        self._reserve = (
+            None if str(path) == ":memory:" else self.path.with_name(self.path.name + ".reserve")
         )
         try:
             if self._reserve is not None:
@@ -479,6 +486,14 @@ class Store:
         return found is not None and found >= SCHEMA_VERSION
 
     @property
+    def generation(self) -> int:
+        """Grows each time the store moves onto another database (the in-memory stand-in onto
+        its file, in `recover`). What a reader kept from the one before (the open alerts, the
+        alert version it had reached) does not hold there: it reads it all again."""
+        with self._lock:
+            return self._generation
+
+    @property
     def condition(self) -> StoreCondition:
         with self._lock:
             self._settle()
@@ -521,8 +536,11 @@ class Store:
                 _prepare(db, self.path, self._site_id)
                 db.executescript(DELIVERIES_SCHEMA)  # a current store from before deliveries
                 with db:
+                    base = max(_alerts_version(db), _alerts_version(self._db))
+                    landed: set[str] = set()
                     for table, merge in _RECOVER:
-                        _copy_rows(self._db, db, table, merge)
+                        landed |= _copy_rows(self._db, db, table, merge)
+                    _renumber_alerts(self._db, db, landed, base)
             except (OSError, sqlite3.Error) as exc:
                 if isinstance(exc, sqlite3.Error) and not _is_write_failure(exc):
                     raise
@@ -531,6 +549,7 @@ class Store:
             self._db.close()
             self._db = db
             self._memory_only = False
+            self._generation += 1
             self._keep_reserve()
             log.warning("store %s opened: what was kept in memory is now in it", self.path)
             return True
@@ -941,10 +960,12 @@ def probe_write(path: Path, key: str, at: datetime) -> str | None:
 
 def _copy_rows(
     src: sqlite3.Connection, dst: sqlite3.Connection, table: str, merge: str | None
-) -> None:
+) -> set[str]:
+    """Copy `table` from the stand-in into the file; answers the alerts whose shown state the
+    rows that landed changed (for the alerts and their deliveries; the other tables, none)."""
     rows = src.execute(f"SELECT * FROM {table}").fetchall()
     if not rows:
-        return
+        return set()
     columns = [c for c in rows[0].keys() if c != "seq"]  # noqa: SIM118 (a Row iterates values)
     if merge is None:
         conflict = "OR REPLACE" if table.endswith("_live") else "OR IGNORE"
@@ -952,7 +973,38 @@ def _copy_rows(
             f"INSERT {conflict} INTO {table} ({', '.join(columns)})"
             f" VALUES ({', '.join(':' + c for c in columns)})"
         )
-    dst.executemany(merge, [{c: row[c] for c in columns} for row in rows])
+    values = [{c: row[c] for c in columns} for row in rows]
+    if table not in _ALERT_TABLES:
+        dst.executemany(merge, values)
+        return set()
+    # One statement per row, to tell a row that landed from one the file already held (an
+    # outage's alerts and deliveries are few).
+    return {str(v["alert_id"]) for v in values if dst.execute(merge, v).rowcount > 0}
+
+
+def _renumber_alerts(
+    src: sqlite3.Connection, dst: sqlite3.Connection, landed: set[str], base: int
+) -> None:
+    """Give the alerts that the copy changed new versions above `base`, in the order of their
+    versions on the stand-in. Those are numbered from 1 there: kept as they were, they would
+    sit below the file's MAX, the site version would not grow and "changed since n" (the API's
+    streams and replays, the device's retained states) would never return them. `base` is the
+    higher of the file's and the stand-in's versions before the copy, so that a state a
+    handheld took from the stand-in during the outage is older than every one after it too
+    (a handheld drops a state older than the one it holds)."""
+    on_memory = {
+        row["alert_id"]: row["version"]
+        for row in src.execute("SELECT alert_id, version FROM alerts").fetchall()
+    }
+    ordered = sorted(landed, key=lambda a: (on_memory.get(a, 0), a))
+    dst.executemany(
+        "UPDATE alerts SET version = ? WHERE alert_id = ?",
+        [(base + n, alert_id) for n, alert_id in enumerate(ordered, start=1)],
+    )
+
+
+def _alerts_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(MAX(version), 0) FROM alerts").fetchone()[0])
 
 
 def _select_alerts(

@@ -9,19 +9,27 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import MQTTErrorCode
 
 from api.app import create_app
+from api.stream import StoreWatch
+from edge.alerts.retained import AlertStatePublisher
+from edge.alerts.state import SiteNames
 from edge.config import load_config
 from edge.handheld import Handheld
+from edge.mqtt import Topics
 from edge.runtime.device_state import read_state, state_path
 from edge.store import RECOVERY_S, CameraLive, HistoryRow, Store, StoreWriteError
 from edge.types import CameraStatus
+from tests.alerts.support import raise_alert
 from tests.mqtt_broker import Broker
 from tests.processes import HALL_ON_FRAMES, Device, Watcher
 from tests.waiting import wait_for
@@ -91,6 +99,84 @@ def test_a_store_that_cannot_be_created_runs_on_memory_and_lands_in_the_file_lat
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT bucket_start, samples, mean FROM zone_history").fetchall()
     assert rows == [(0, 2, 3.0), (10, 4, 4.0)]
+
+
+class FakeLink:
+    """What the alert state publisher needs of the MQTT link: every publish taken at once."""
+
+    def __init__(self) -> None:
+        self.topics = Topics("lobbywatch", "b1")
+        self.connected = threading.Event()
+        self.connected.set()
+        self.published: list[tuple[str, str, bool]] = []
+
+    def publish(
+        self, topic: str, payload: str, *, qos: int = 1, retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> SimpleNamespace:  # fmt: skip
+        self.published.append((topic, payload, retain))
+        return SimpleNamespace(rc=MQTTErrorCode.MQTT_ERR_SUCCESS)
+
+    def retained(self) -> dict[str, str]:
+        """Per topic, what the broker would hold retained now."""
+        held: dict[str, str] = {}
+        for topic, payload, retain in self.published:
+            if retain and payload:
+                held[topic] = payload
+            elif retain:
+                held.pop(topic, None)
+        return held
+
+
+def test_alerts_raised_on_memory_land_above_the_files_version_and_reach_streams_and_retained(
+    small_disk,
+):
+    path = small_disk.path / "lw.db"
+    with Store(path, site_id="b1") as before:  # the file as the outage finds it
+        raise_alert(before, "a1", AT)
+        raise_alert(before, "a2", AT)
+        before.apply_ack("a1", "desk", "accepted", AT)
+        n = before.alerts_version()
+    assert n == 3
+    path.with_name("lw.db.reserve").unlink()  # spent by an earlier open on the full disk
+    small_disk.fill()
+    store = Store(path, site_id="b1", memory_fallback=True)
+    assert store.condition.memory_only
+    link = FakeLink()
+    publisher = AlertStatePublisher(store, link, SiteNames("Europe/Paris", "en"), lambda z: None)  # type: ignore[arg-type]
+    publisher.on_retained("a1")  # the broker's retained states, which memory does not hold
+    raise_alert(store, "m1", AT + timedelta(minutes=1))  # versions 1 to 4 on memory
+    raise_alert(store, "m2", AT + timedelta(minutes=2))
+    store.escalate_alert("m2", AT + timedelta(minutes=3), [])
+    store.apply_ack("m1", "desk", "accepted", AT + timedelta(minutes=4))
+    publisher.pump()
+    outage = [json.loads(payload) for _, payload, _ in link.published if payload]
+    assert set(link.retained()) == {
+        link.topics.alert_state("m1"), link.topics.alert_state("m2"), link.topics.alerts_open,
+    }  # fmt: skip
+
+    small_disk.free()
+    with Store(path, site_id="b1") as reader:  # the API's, on the file
+        watch = StoreWatch(reader.alerts_version, lambda: [])
+        watch.poll_once()
+        assert store.recover()
+        assert watch.poll_once() and watch.version == 6  # the streams wake
+        changed = reader.alerts_changed_since(n)  # what a Last-Event-ID replay sends
+    # Above the file's 3 and the memory's 4 (m2 at 3, m1 at 4 there), in the memory's order.
+    assert [(a.alert_id, a.version) for a in changed] == [("m2", 5), ("m1", 6)]
+    assert max(state["version"] for state in outage) == 4  # what handhelds hold is older
+    assert store.alerts_version() == 6
+    assert [a.alert_id for a in store.alerts_changed_since(n)] == ["m2", "m1"]
+
+    publisher.pump()  # all again from the file, as after a reconnect
+    held = link.retained()
+    assert set(held) == {
+        *(link.topics.alert_state(a) for a in ("a1", "a2", "m1", "m2")), link.topics.alerts_open
+    }  # fmt: skip
+    index = json.loads(held[link.topics.alerts_open])
+    assert index == {"version": 6, "alerts": ["a1", "a2", "m1", "m2"]}
+    assert json.loads(held[link.topics.alert_state("m1")])["version"] == 6
+    store.close()
 
 
 SITE = "branch-7"

@@ -10,6 +10,7 @@ import pytest
 from edge.history import HistoryRecorder
 from edge.store import SCHEMA_VERSION, CameraLive, HistoryRow, Store
 from edge.types import CameraStatus, ZoneReading
+from tests.alerts.support import raise_alert
 
 T0 = 1_790_000_000  # a multiple of 10: the start of an interval
 
@@ -126,4 +127,37 @@ def test_a_newer_store_is_used_as_it_is_after_a_rollback(tmp_path, caplog):
     store = Store(path)
     assert store.get_meta("schema_version") == str(SCHEMA_VERSION + 1)
     assert "newer than this lobbywatch" in caplog.text
+    store.close()
+
+
+def test_recover_gives_what_the_copy_changed_versions_above_the_file_in_the_memorys_order(
+    tmp_path,
+):
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+    blocked = tmp_path / "data"
+    blocked.write_text("")  # a file where the store's folder belongs: the store cannot open
+    store = Store(blocked / "lw.db", site_id="b1", memory_fallback=True)
+    assert store.condition.memory_only
+    raise_alert(store, "m1", at)  # 1 on memory
+    raise_alert(store, "m2", at)  # 2
+    store.clear_alert("m1", at, 0.0, [])  # 3: m1 changed last
+    with store.transaction() as db:  # a delivery of an alert the file holds (a2)
+        db.execute(
+            "INSERT INTO deliveries (delivery_id, alert_id, channel, event, title, body, payload,"
+            " created_at, state) VALUES ('a2:raised@mail', 'a2', 'mail', 'raised', 't', 'b',"
+            " '{}', ?, 'waiting')",
+            (at.isoformat(),),
+        )  # fmt: skip
+    blocked.unlink()
+    with Store(blocked / "lw.db", site_id="b1") as file:
+        for alert_id in ("a1", "a2", "a3", "a4"):
+            raise_alert(file, alert_id, at)
+        file.clear_alert("a1", at, 0.0, [])
+        assert file.alerts_version() == 5
+
+    assert store.recover() and store.generation == 1
+    changed = store.alerts_changed_since(5)
+    assert [(a.alert_id, a.version) for a in changed] == [("a2", 6), ("m2", 7), ("m1", 8)]
+    versions = {a.alert_id: a.version for a in store.alerts()}
+    assert (versions["a1"], versions["a3"]) == (5, 3)  # rows the copy left alone keep theirs
     store.close()

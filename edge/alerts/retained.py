@@ -11,7 +11,8 @@ retained message is removed with an empty retained payload.
 Nothing here needs a durable queue of its own: the latest state is all a retained topic holds.
 On every (re)connect all open states and the index are published again, and the device's own
 retained states on the broker (the link subscribes to them) are swept: one the store does not
-hold open (its removal lost to a crash, or left by a store that was replaced) is removed.
+hold open (its removal lost to a crash, or left by a store that was replaced) is removed. The
+same happens when the store, run on memory while its disk was full, lands in its file.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class AlertStatePublisher:
         self._cleared_expiry_s = cleared_expiry_s
         self._seen = 0  # the site version published up to
         self._resync = True  # publish everything open (set on every connect)
+        self._generation = store.generation  # the store's database the versions are of
         self._index: str | None = None  # the index payload last handed to the broker
         self._found: queue.SimpleQueue[str] = queue.SimpleQueue()
 
@@ -66,6 +68,11 @@ class AlertStatePublisher:
         """Publish what changed (everything open after a connect); returns how many states."""
         if not self.link.connected.is_set():
             return 0
+        generation = self.store.generation
+        if generation != self._generation:
+            # The store moved from its in-memory stand-in onto its file: the alerts open there,
+            # and its versions, are not those published from memory. All again, as on a connect.
+            self._generation, self._resync = generation, True
         if self._resync:
             self._resync, self._index = False, None
             version = self.store.alerts_version()
