@@ -18,7 +18,7 @@ Trackers: the product's FootTracker (edge/tracking/tracks.py) as configured and 
 velocity; with --bytetrack also supervision's ByteTrack (IoU), in an environment that has
 supervision (not the product's: it is not a dependency):
 
-    python bench/track_dwell.py COUNT.jsonl [--every 2] [--bytetrack]
+    python bench/track_dwell.py COUNT.jsonl [--every 2] [--strict] [--gate 1.0] [--lost 10] [--bytetrack]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,8 @@ def main() -> None:
     parser.add_argument("--zone", default="floor")
     parser.add_argument("--every", type=int, default=1, help="every Nth frame (2 Hz / N)")
     parser.add_argument("--bytetrack", action="store_true")
+    parser.add_argument("--gate", type=float, default=TrackerSettings().gate)
+    parser.add_argument("--lost", type=float, default=TrackerSettings().lost_s, help="lost_s")
     parser.add_argument(
         "--strict", action="store_true", help="link heads only where plain (ratio test 2.0)"
     )
@@ -230,12 +233,13 @@ def main() -> None:
     heads = [np.array(truth[names[r["frame"]]]["heads_xy"], float).reshape(-1, 2) for r in records]
     labels, moved = head_tracks(heads, height_at(frames, heads), 2.0 if args.strict else 0.0)
     dt = args.every / 2.0
+    shipped = TrackerSettings(gate=args.gate, lost_s=args.lost)
     trackers: dict[str, Ids] = {
-        "FootTracker (shipped)": foot(TrackerSettings()),
-        "FootTracker, no velocity": foot(TrackerSettings(predict_s=0.0)),
+        f"FootTracker (gate {args.gate:g}, lost_s {args.lost:g})": foot(shipped),
+        "same, no velocity": foot(replace(shipped, predict_s=0.0)),
     }
     if args.bytetrack:
-        trackers["supervision ByteTrack (IoU)"] = bytetrack(1 / dt, TrackerSettings().lost_s)
+        trackers["supervision ByteTrack (IoU)"] = bytetrack(1 / dt, args.lost)
     rows = {name: evaluate(ids, frames, heads, labels, moved, dt) for name, ids in trackers.items()}
     header = list(next(iter(rows.values())))
     print(
