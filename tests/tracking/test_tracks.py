@@ -57,12 +57,17 @@ def test_a_seated_person_keeps_their_id_while_someone_walks_past_in_front():
             assert ids[0] == seated
 
 
-def test_two_people_crossing_keep_their_ids():
+@pytest.mark.parametrize(
+    ("hz", "step"),
+    [(2.0, 0.5), (1.0, 0.8)],  # 0.8 box heights a second: a brisk walk (1.4 m/s)
+)
+def test_two_people_crossing_keep_their_ids(hz, step):
     tracker = FootTracker()
     first = None
-    for i in range(16):  # 2 Hz, each walking 0.5 box heights per frame towards the other
-        left, right = box(100 + 75 * i, 400), box(1225 - 75 * i, 410)
-        ids = tracker.update(boxes(left, right), i * 0.5).ids
+    frames = int(1100 / (step * H)) + 1
+    for i in range(frames):  # each walking towards the other, feet 10 px apart in depth
+        left, right = box(100 + step * H * i, 400), box(1200 - step * H * i, 410)
+        ids = tracker.update(boxes(left, right), i / hz).ids
         if i == 1:
             first = ids
         if i >= 1:
