@@ -488,9 +488,11 @@ class DeliveryWorker:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        # The sender first: it ends a send in flight at once (a receiver that never answers
+        # would hold the thread for the channel's timeout_s and the sender's grace).
+        self.sender.close()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.sender.close()
 
     def _run(self) -> None:
         try:

@@ -17,6 +17,7 @@ as short texts with every part of the channel's secrets taken out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -389,10 +390,13 @@ class SenderProcess:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._closing = threading.Event()
         self.restarts = 0
 
     def send(self, job: Job) -> Outcome:
         with self._lock:
+            if self._closing.is_set():
+                return Outcome(False, "not sent: the service is stopping")
             proc = self._ensure()
             assert proc.stdin is not None
             line = json.dumps(asdict(job), ensure_ascii=False).encode() + b"\n"
@@ -415,6 +419,8 @@ class SenderProcess:
                 if answer is None:
                     code = proc.wait()
                     self._proc = None
+                    if self._closing.is_set():
+                        return Outcome(False, "no answer before the service stopped")
                     return Outcome(False, f"the sender process ended ({describe_exit(code)})")
                 try:
                     data = json.loads(answer)
@@ -432,10 +438,27 @@ class SenderProcess:
     def warm(self) -> None:
         """Start the sender process ahead of the first job."""
         with self._lock:
-            self._ensure()
+            if not self._closing.is_set():
+                self._ensure()
 
     def close(self) -> None:
-        with self._lock:
+        """End the sender process; sends after this one fail at once.
+
+        Without waiting for a send in flight: it holds the lock up to its timeout and the
+        grace (65 s for a receiver that never answers), and stopping the service must not. The
+        child is killed instead, and the waiting send woken: it returns at once, the delivery
+        still waiting (and sent again after the restart: at least once)."""
+        self._closing.set()
+        if not self._lock.acquire(blocking=False):
+            proc, lines = self._proc, self._lines  # the send in flight's: it holds the lock
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(OSError):  # it ended meanwhile
+                    proc.kill()
+            lines.put(None)  # as the child's end would, without waiting for its pipe
+            if not self._lock.acquire(timeout=2.0):
+                log.warning("a send did not end when the sender was closed")
+                return
+        try:
             if self._proc is not None and self._proc.stdin is not None:
                 try:
                     self._proc.stdin.close()
@@ -443,6 +466,8 @@ class SenderProcess:
                 except (OSError, subprocess.TimeoutExpired):
                     pass
             self._kill()
+        finally:
+            self._lock.release()
 
     @property
     def pid(self) -> int | None:

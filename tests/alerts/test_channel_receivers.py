@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import socket
 import time
 from email import message_from_bytes
 from email.header import decode_header, make_header
@@ -73,6 +74,13 @@ def view(store, alert_id="a1"):
     return views[0] if views else None
 
 
+def attempted(store, alert_id="a1"):
+    """Whether the delivery's first attempt has its result in the store (its count is written
+    before the message leaves, and stopping ends an attempt in flight)."""
+    v = view(store, alert_id)
+    return v is not None and v.attempts >= 1 and (v.last_error is not None or v.state != "waiting")
+
+
 def deliver(w: DeliveryWorker, store, until, timeout: float = 20.0):
     w.start()
     try:
@@ -121,7 +129,7 @@ def test_a_refusal_in_a_robots_http_200_answer_is_not_taken_for_delivery(tmp_pat
     wrong = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=0000-wrong-key-0000"
     w = make_worker(tmp_path, store, "wecom", robots, url=wrong)
     raise_alert(store, "a1", _now())
-    deliver(w, store, lambda: (v := view(store)) is not None and v.attempts >= 1)
+    deliver(w, store, lambda: attempted(store))
     v = view(store)
     assert v.state == "waiting" and robots.received == []
     assert v.last_error == "wecom refused it: code 93000 invalid webhook url"
@@ -163,7 +171,7 @@ def test_a_hostile_receiver_costs_one_failed_attempt_and_nothing_else(
     raise_alert(store, "a1", _now())
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
-    deliver(w, store, lambda: (v := view(store)) is not None and v.attempts >= 1, timeout=30)
+    deliver(w, store, lambda: attempted(store), timeout=30)
     assert time.monotonic() - started < 2 + 5 + 3, "the attempt ended by its timeout and grace"
     v = view(store)
     assert v.state == "waiting" and v.last_error is not None and v.last_error.startswith(error)
@@ -184,7 +192,7 @@ def test_no_secret_reaches_the_logs_the_store_or_health(tmp_path, store, robots,
             with Store(tmp_path / f"{kind}.db", site_id="branch-7") as s:
                 w = make_worker(tmp_path, s, kind, robots, mail_port=port)
                 raise_alert(s, "a1", _now())
-                deliver(w, s, lambda s=s: (v := view(s)) is not None and v.attempts >= 1)
+                deliver(w, s, lambda s=s: attempted(s))
                 seen += [repr(w.channels), str(w.status()), str(view(s))]
     seen.append(caplog.text)
     for text in seen:
@@ -196,3 +204,38 @@ def _now():
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc)
+
+
+def test_stopping_does_not_wait_for_a_receiver_that_never_answers(tmp_path, store):
+    # A port that takes the connection (the kernel's backlog) and the request, and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        port = silent.getsockname()[1]
+        channel = (
+            "    - {id: webhook-1, kind: webhook, url_env: LW_URL, secret_env: LW_SECRET,"
+            " timeout_s: 30}"
+        )
+        config = make_config(tmp_path, channel)
+        environ = {"LW_URL": f"http://127.0.0.1:{port}/hook", "LW_SECRET": rx.WEBHOOK_SECRET}
+        channels = channels_of(config, environ)
+        sender = SenderProcess([s for c in channels for s in c.secrets()])
+        w = DeliveryWorker(config, store, channels, sender, counts=lambda zones: 12.0)
+        raise_alert(store, "a1", _now())
+        w.start()
+        try:
+            wait_for(lambda: (v := view(store)) is not None and v.attempts >= 1, timeout=20,
+                     what="the attempt")  # fmt: skip
+            time.sleep(1.0)  # the job is in the sender process, waiting on the receiver
+        finally:
+            started = time.monotonic()
+            w.stop()
+            took = time.monotonic() - started
+        assert took < 4, f"stop() took {took:.1f} s"
+        assert not w._thread.is_alive()
+        v = view(store)
+        assert v.state == "waiting", "sent again after the restart, not lost"
+        assert v.last_error == "no answer before the service stopped"
+    finally:
+        silent.close()
