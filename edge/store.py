@@ -50,8 +50,10 @@ _INDEXES = "CREATE INDEX IF NOT EXISTS alerts_version ON alerts (version);"
 
 DELIVERIES_SCHEMA = """
 -- Alert messages for the bank's own channels (WeCom, DingTalk, e-mail..., edge/alerts/delivery.py):
--- one row per alert event and channel, planned from the alert's record, sent at most once,
--- retried while waiting, given up once no longer useful. Its own table, created where missing
+-- one row per alert event and channel, planned from the alert's record, retried while waiting,
+-- given up once no longer useful. Sent at least once, not exactly once: a crash between the
+-- send and its record sends it again after the restart, and the delivery id is the receivers'
+-- key to drop the copy. Its own table, created where missing
 -- by the delivery worker too, so that it needs no schema version.
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
