@@ -75,7 +75,9 @@ def mall_sequence(
 class SmallDisk:
     """A real, small file system (tmpfs) that a test can fill up and free again."""
 
-    def __init__(self, path: Path, size: str = "3m") -> None:
+    # Room for a first run's store before the test fills the rest: SQLite lets its write-ahead
+    # log grow to about 4 MiB before a checkpoint, which a slow machine reached in 3 MiB.
+    def __init__(self, path: Path, size: str = "16m") -> None:
         import subprocess
 
         path.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,7 @@ class SmallDisk:
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 3 MiB tmpfs at tmp_path/disk (skips where tmpfs cannot be mounted: not root)."""
+    """A 16 MiB tmpfs at tmp_path/disk (skips where tmpfs cannot be mounted: not root)."""
     disk = SmallDisk(tmp_path / "disk")
     yield disk
     disk.unmount()

@@ -1,6 +1,6 @@
 """A full disk: the store refuses writes, the device keeps counting and alerting and says so.
 
-Real SQLite on a real, small file system (a 3 MiB tmpfs) filled to the last byte, and for the
+Real SQLite on a real, small file system (a 16 MiB tmpfs) filled to the last byte, and for the
 service a real `lobbywatch run` on real Mall frames with a real Mosquitto.
 """
 

@@ -1,6 +1,6 @@
 """Alert decisions on a full disk: taken, kept in order, written once the store takes writes.
 
-A real store on a real, full file system (3 MiB tmpfs); the alert service as the notifier runs
+A real store on a real, full file system (16 MiB tmpfs); the alert service as the notifier runs
 it, with a fake clock.
 """
 
