@@ -265,6 +265,15 @@ class Authenticator:
             raise AuthError(403, f"key {principal.key_id!r} is a {principal.role}; needs {role}")
         return principal
 
+    def still_valid(self, principal: Principal, token: str) -> bool:
+        """Whether `token` still names `principal` (a paired phone may have been revoked since).
+        Not through the failure limiter: re-checking a credential already admitted is not a
+        login attempt, and a stream must not end because another client failed from its
+        address."""
+        if principal.handheld:
+            return self.handhelds is not None and self.handhelds.lookup(token) == principal.key_id
+        return self._match(token) == principal
+
     def pair(self, code: str, client: str) -> tuple[Principal, str]:
         """Exchange a pairing code for the handheld's principal and its token (shown once).
         A wrong, used or expired code counts as a failed authentication: 401, then 429."""

@@ -87,28 +87,19 @@ def require(role: Role) -> Callable[..., Principal]:
             if from_cookie and exc.status == 401:  # revoked: the browser forgets the token
                 headers["Set-Cookie"] = expired_cookie()
             raise HTTPException(exc.status, exc.detail, headers=headers) from None
-        request.state.lobbywatch_credential = (token, from_cookie)
+        request.state.lobbywatch_credential = (token, principal)
         return principal
 
     return dependency
 
 
-def still_admitted(request: Request, role: Role) -> Callable[[], bool]:
+def still_admitted(request: Request) -> Callable[[], bool]:
     """For a response that lasts (the alert stream): whether the credential the request was
-    admitted with still admits `role`; a phone revoked meanwhile is not. Blocking (it may read
-    the store): call it from a thread."""
+    admitted with still stands; a phone revoked meanwhile does not. Blocking (it may read the
+    store): call it from a thread."""
     context = get_context(request)
-    token, from_cookie = request.state.lobbywatch_credential
-    client = client_of(request)
-
-    def check() -> bool:
-        try:
-            context.auth.authenticate(token, client, role, handheld_only=from_cookie)
-        except AuthError:
-            return False
-        return True
-
-    return check
+    token, principal = request.state.lobbywatch_credential
+    return lambda: context.auth.still_valid(principal, token)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

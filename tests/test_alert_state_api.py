@@ -360,6 +360,21 @@ def test_a_revoked_phones_stream_ends_and_its_reconnect_is_refused(tmp_path, mon
         assert httpx.get(f"{base}/v1/alerts/stream", headers=phone).status_code == 401
 
 
+def test_a_stream_goes_on_when_its_address_goes_over_the_failure_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(api.stream, "RECHECK_S", 0.3)
+    config = site_config(tmp_path)
+    with served(config) as base:
+        listener = Listener(base).start()
+        listener.wait("snapshot")
+        wrong = {"Authorization": "Bearer " + "x" * 40}
+        for _ in range(12):  # someone else on this address guesses keys
+            httpx.get(f"{base}/v1/alerts/open", headers=wrong)
+        assert httpx.get(f"{base}/v1/alerts/open", headers=auth("viewer")).status_code == 429
+        time.sleep(1.0)  # three re-checks
+        assert not listener.ended.is_set(), "an admitted stream was cut by others' failures"
+        listener.stop.set()
+
+
 def test_two_handhelds_racing_get_one_winner_and_one_already(tmp_path):
     config = site_config(tmp_path)
     device = device_store(config)

@@ -154,7 +154,7 @@ async def alert_stream(
         feed,
         watch_of(request, feed),
         last_event_id(last_event_id_header),
-        admitted=still_admitted(request, "viewer"),
+        admitted=still_admitted(request),
     )
     stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
     return EventStream(events, stopping)
