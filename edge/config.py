@@ -53,8 +53,11 @@ Polygon = Annotated[
     ),
 ]
 ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "staff"]
-# Where customers wait: the zones whose visits are timed by default (TrackingConfig).
-TIMED_ROLES: tuple[ZoneRole, ...] = ("waiting", "queue")
+# Where customers wait: the line whose wait is estimated (docs/queueing.md).
+LINE_ROLES: tuple[ZoneRole, ...] = ("waiting", "queue")
+# Zones whose visits are timed by default (TrackingConfig): every customer role. Waits come
+# from the line's visits, departures from service visits, arrivals from entrance visits.
+TIMED_ROLES: tuple[ZoneRole, ...] = ("waiting", "queue", "service", "entrance", "self_service")
 
 
 class _Strict(BaseModel):
@@ -140,6 +143,19 @@ class ZoneConfig(_Strict):
     priority: int = Field(
         0, description="Where zones overlap, a person counts only in the highest-priority zone"
     )
+    capacity: int | None = Field(
+        None,
+        ge=1,
+        le=200,
+        description="self_service zones: how many kiosks there are (advice says how many are free)",
+    )
+    counter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="service and staff zones: the counter they belong to, shown as 'counter 3'",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -147,6 +163,14 @@ class ZoneConfig(_Strict):
         if _polygon_area(polygon) < 1e-6:
             raise ValueError("polygon has no area (points repeated or on one line)")
         return polygon
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> ZoneConfig:
+        if self.capacity is not None and self.role != "self_service":
+            raise ValueError(f"capacity is for self_service zones, not {self.role}")
+        if self.counter is not None and self.role not in ("service", "staff"):
+            raise ValueError(f"counter is for service and staff zones, not {self.role}")
+        return self
 
 
 class IgnoreMaskConfig(_Strict):
@@ -789,6 +813,10 @@ class ScheduleConfig(_Strict):
         return hours
 
 
+RuleMetric = Literal["count", "wait", "forecast_count", "forecast_wait", "arrivals"]
+DiversionPoint = Literal["waiting_area", "entrance"]
+
+
 class AlertRuleConfig(_Strict):
     id: Id
     name: str = ""
@@ -806,6 +834,27 @@ class AlertRuleConfig(_Strict):
         600.0, gt=0, description="When to measure the waiting count after the pass is done"
     )
     periods: list[PeriodConfig] = Field(default_factory=list)
+    metric: RuleMetric = Field(
+        "count",
+        description="What raise_at and clear_at measure: count (people in the zones), wait "
+        "(estimated minutes of wait for a customer arriving now), forecast_count or "
+        "forecast_wait (people or minutes horizon_min ahead), arrivals (entrance arrivals in "
+        "5 minutes)",
+    )
+    horizon_min: Literal[15, 30] = Field(
+        15, description="forecast_count and forecast_wait: minutes ahead"
+    )
+    point: DiversionPoint = Field(
+        "waiting_area",
+        description="The diversion point the alert is for: waiting_area (the lobby manager's "
+        "pass) or entrance (the greeter at the ticket machine)",
+    )
+    reask_after_s: float | None = Field(
+        600.0,
+        gt=0,
+        description="After a pass is done, ask for another if the condition still holds this "
+        "many seconds later; null: never",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AlertRuleConfig:
@@ -813,6 +862,32 @@ class AlertRuleConfig(_Strict):
             raise ValueError("clear_at must be below raise_at")
         _unique(list(self.zones), "zone in rule")
         return self
+
+
+class QueueConfig(_Strict):
+    """The wait estimate, its forecast and the advice in alerts (docs/queueing.md)."""
+
+    window_s: float = Field(
+        1200.0, ge=120, le=4 * 3600, description="Seconds of departures and arrivals the wait "
+        "estimate is measured over"
+    )  # fmt: skip
+    min_departures: int = Field(
+        3, ge=1, le=100, description="Fewer departures in the window: no throughput-based wait"
+    )
+    min_service_s: float = Field(
+        30.0, ge=0, le=3600, description="A shorter visit to a service zone is a passer-by"
+    )
+    max_wait_s: float = Field(
+        3 * 3600.0, gt=0, le=24 * 3600, description="Wait estimates are capped here"
+    )
+    unstaffed_after_s: float = Field(
+        120.0, ge=0, le=3600, description="A counter empty this long while the line grows is "
+        "unstaffed"
+    )  # fmt: skip
+    surge_factor: float = Field(
+        2.0, gt=1, le=20, description="Entrance arrivals at this multiple of the usual for the "
+        "time of day are a surge"
+    )  # fmt: skip
 
 
 class CameraAlertConfig(_Strict):
@@ -1051,6 +1126,7 @@ class LobbyConfig(_Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 
     @model_validator(mode="after")
