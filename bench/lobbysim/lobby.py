@@ -178,6 +178,9 @@ class Lobby:
         self.kiosks_busy: set[int] = set()
         self.counters: list[_Counter] = []
         self.passes: list[tuple[float, float, int]] = []  # (start, end, customers moved)
+        self.extra = 0  # counters opened by colleagues the manager called, on top of the rota
+        self.colleagues: list[tuple[float, float]] = []  # (from, until) of each called colleague
+        self._rota = 0  # counters the staff rota has open now
         for c in customers:
             self._push(c.arrival, "arrive", c.id)
         for i, (at, _) in enumerate(params.staff):
@@ -204,6 +207,17 @@ class Lobby:
         self.passes.append((t, end, 0))
         return end
 
+    def call_colleague(self, at: float, until: float) -> None:
+        """A colleague from the back office opens one more counter from `at` until `until`
+        (they finish the customer in hand first): what "kiosks full: open a counter" asks for."""
+        self._push(at, "extra", +1)
+        self._push(until, "extra", -1)
+        self.colleagues.append((at, until))
+
+    def counter_states(self) -> list[tuple[bool, bool]]:
+        """Per counter ever opened: (staffed now, a customer called to it or served there)."""
+        return [(c.open, c.busy is not None) for c in self.counters]
+
     @property
     def empty(self) -> bool:
         return not any(self.zones.values())
@@ -214,7 +228,7 @@ class Lobby:
         return self.now >= self.params.open_s and self.empty and not self._events_left()
 
     def _events_left(self) -> bool:
-        return any(kind != "staff" for _, _, kind, _ in self._events)
+        return any(kind not in ("staff", "extra") for _, _, kind, _ in self._events)
 
     def present(self) -> list[tuple[int, Zone]]:
         """Who is where now: the hook for scripted tracks (per-person positions come later)."""
@@ -285,7 +299,14 @@ class Lobby:
         self._dispatch()
 
     def _on_staff(self, index: int) -> None:
-        wanted = self.params.staff[index][1]
+        self._rota = self.params.staff[index][1]
+        self._staff_to(self._rota + self.extra)
+
+    def _on_extra(self, change: int) -> None:
+        self.extra += change
+        self._staff_to(self._rota + self.extra)
+
+    def _staff_to(self, wanted: int) -> None:
         while len(self.counters) < wanted:
             self.counters.append(_Counter())
         working = [c for c in self.counters if c.open and not c.closing]

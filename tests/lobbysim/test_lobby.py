@@ -116,3 +116,24 @@ def test_a_closing_counter_finishes_its_customer_and_calls_no_one_new():
     assert all(lobby.customers[cid].end is not None for cid in closing if cid is not None)
     later = {c.counter for c in lobby.customers if c.counter is not None and c.called_at > 1800}
     assert len(later) == 1  # one counter calls everyone after the change
+
+
+def test_a_called_colleague_opens_one_more_counter_for_a_while_and_shortens_the_waits():
+    params = dataclasses.replace(SHORT, staff=((0.0, 1),))
+    customers = draw_customers(params, np.random.default_rng(5))
+    alone = Lobby(params, customers)
+    alone.advance_to(params.open_s + 4 * 3600)
+    helped = Lobby(params, draw_customers(params, np.random.default_rng(5)))
+    helped.advance_to(600.0)
+    assert [staffed for staffed, _ in helped.counter_states()] == [True]
+    helped.call_colleague(900.0, 2700.0)
+    helped.advance_to(1000.0)
+    assert [staffed for staffed, _ in helped.counter_states()] == [True, True]
+    helped.advance_to(params.open_s + 4 * 3600)
+    assert helped.done and helped.colleagues == [(900.0, 2700.0)]
+    assert [staffed for staffed, _ in helped.counter_states()] == [True, False]
+    # The same customers; the one who served in between took some of them.
+    assert {c.counter for c in helped.customers if c.route == "counter"} == {0, 1}
+    waits = [c.wait for c in alone.customers if c.wait is not None]
+    helped_waits = [c.wait for c in helped.customers if c.wait is not None]
+    assert np.mean(helped_waits) < np.mean(waits)
