@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from edge.alerts.engine import Cleared, Escalated, Phase, Raised, RuleEngine
+from edge.alerts.engine import Cleared, Escalated, Phase, Raised, Reasked, RuleEngine
 from edge.config import AlertRuleConfig, ScheduleConfig
 from edge.schedule import Schedule
 
@@ -132,6 +132,100 @@ def test_restored_alert_continues_and_clears_once():
     assert isinstance(event, Cleared) and event.alert_id == "waiting-old"
 
 
+# --- re-asks: another pass while the lobby stays full -----------------------------------------
+
+
+def _done_after_raise(rule: AlertRuleConfig, schedule: Schedule | None = None) -> Driver:
+    """Raised (20 people for 61 s), accepted and its pass reported done just now."""
+    d = Driver(RuleEngine(rule, schedule or always_open(), alert_ids=counter_ids()))
+    (raised,) = d.feed(20, seconds=61)
+    d.engine.acknowledge(raised.alert_id)
+    d.engine.pass_done(raised.alert_id, d.mono)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # (value, seconds) after the pass was done -> the events of the last leg
+        ([(20, 599)], []),  # reask_after_s not yet over
+        ([(20, 599), (20, 1)], ["Reasked"]),  # still full 600 s after the pass
+        ([(12, 599), (12, 60)], []),  # in the band (above clear_at, below raise_at): no ask
+        ([(12, 700), (16, 1)], ["Reasked"]),  # full again later: asked when it is
+        ([(5, 121), (20, 600)], []),  # cleared meanwhile: no re-ask (a new alert after cooldown)
+        ([(None, 700)], []),  # unknown: never asks
+        ([(None, 700), (20, 1)], ["Reasked"]),  # known and full again: asks
+    ],
+)
+def test_a_done_pass_is_asked_again_only_while_the_value_stays_at_raise_at(script, expected):
+    d = _done_after_raise(make_rule(escalate_after_s=None, reask_after_s=600))
+    events: list = []
+    for value, seconds in script:
+        events = d.feed(value, seconds=seconds)
+    assert [e for e in kinds(events) if e != "Raised"] == expected
+
+
+def test_a_reask_is_the_next_pass_of_the_same_alert_and_escalates_anew():
+    d = _done_after_raise(make_rule(reask_after_s=600, escalate_after_s=300, max_escalations=1))
+    (reasked,) = d.feed(22, seconds=600)
+    assert isinstance(reasked, Reasked)
+    assert (reasked.alert_id, reasked.number, reasked.value, reasked.threshold) == (
+        "waiting-0", 2, 22, 15,
+    )  # fmt: skip
+    assert reasked.at == d.utc
+    assert d.feed(22, seconds=299) == []
+    (escalated,) = d.feed(22, seconds=1)  # unaccepted again: escalated, numbered from 1
+    assert isinstance(escalated, Escalated) and escalated.number == 1
+    d.engine.acknowledge("waiting-0")
+    d.engine.pass_done("waiting-0", d.mono)
+    (third,) = d.feed(22, seconds=600)
+    assert isinstance(third, Reasked) and third.number == 3
+
+
+def test_no_reask_before_a_pass_is_done_or_when_the_rule_never_reasks():
+    d = Driver(RuleEngine(make_rule(escalate_after_s=None), always_open(), alert_ids=counter_ids()))
+    (raised,) = d.feed(20, seconds=61)
+    d.engine.acknowledge(raised.alert_id)  # accepted, the pass not yet done
+    assert d.feed(20, seconds=3600) == []
+    never = _done_after_raise(make_rule(escalate_after_s=None, reask_after_s=None))
+    assert never.feed(20, seconds=3600) == []
+
+
+def test_a_repeated_pass_done_keeps_the_first_time():
+    d = _done_after_raise(make_rule(escalate_after_s=None, reask_after_s=600))
+    d.feed(20, seconds=300)
+    d.engine.pass_done("waiting-0", d.mono)  # the same pass, seen again through the store
+    d.engine.pass_done("other-alert", d.mono)  # not this rule's alert: nothing
+    assert kinds(d.feed(20, seconds=300)) == ["Reasked"]
+
+
+def test_no_reask_while_alerts_are_not_allowed_then_one_after():
+    # Monday 12:20 London: the quiet period is 12:30-13:00, the pass done at 12:21.
+    schedule = Schedule(LONDON, "Europe/London")
+    d = Driver(RuleEngine(make_rule(escalate_after_s=None, reask_after_s=600), schedule,
+                          alert_ids=counter_ids()),
+               start=datetime(2026, 11, 30, 12, 20, tzinfo=UTC))  # fmt: skip
+    (raised,) = d.feed(20, seconds=61)
+    d.engine.pass_done(raised.alert_id, d.mono)
+    assert d.feed(20, seconds=38 * 60 + 58) == []  # due at 12:31:01, quiet until 12:59:59
+    (reasked,) = d.feed(20, seconds=60)
+    assert isinstance(reasked, Reasked) and reasked.at == datetime(2026, 11, 30, 13, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("pass_done", "seconds", "expected"),
+    [(True, 599, []), (True, 600, ["Reasked"]), (False, 3600, [])],
+)
+def test_a_restored_alert_resumes_its_pass_count_and_reask_timer(pass_done, seconds, expected):
+    engine = RuleEngine(make_rule(escalate_after_s=None), always_open(), alert_ids=counter_ids())
+    engine.restore("waiting-old", 0, True, now=1000.0, passes=2, pass_done=pass_done)
+    d = Driver(engine)  # its monotonic clock starts at 1000: the timer counts from the restore
+    events = d.feed(20, seconds=seconds)
+    assert kinds(events) == expected
+    if expected:
+        assert events[0].number == 3 and events[0].alert_id == "waiting-old"
+
+
 # --- schedules ------------------------------------------------------------------------------
 
 LONDON = ScheduleConfig.model_validate(
@@ -221,6 +315,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.rule = make_rule(
             raise_at=raise_at, clear_at=max(0, raise_at - band), raise_after_s=raise_after,
             clear_after_s=clear_after, cooldown_s=cooldown, escalate_after_s=120, max_escalations=2,
+            reask_after_s=120,
         )  # fmt: skip
         self.schedule = Schedule(LONDON, "Europe/London") if hours else always_open()
         self.engine = RuleEngine(self.rule, self.schedule, alert_ids=counter_ids())
@@ -230,6 +325,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.last_clear: float | None = None
         self.escalations = 0
         self.high_since: float | None = None  # monotonic start of count >= raise_at, known, allowed
+        self.done_at: float | None = None  # monotonic: the active alert's latest pass done
+        self.passes = 0
 
     def _step(self, count, dt):
         self.mono += dt
@@ -251,11 +348,20 @@ class EngineMachine(RuleBasedStateMachine):
             assert self.mono - self.high_since >= self.rule.raise_after_s - 1e-9
             if self.last_clear is not None:
                 assert self.mono - self.last_clear >= self.rule.cooldown_s - 1e-9
-            self.active, self.escalations = event.alert_id, 0
+            self.active, self.escalations, self.passes, self.done_at = event.alert_id, 0, 1, None
+        elif isinstance(event, Reasked):
+            assert event.alert_id == self.active, "re-asked an alert that is not open"
+            assert allowed, "re-asked while the branch is closed or quiet"
+            assert self.done_at is not None, "re-asked before a pass was done"
+            assert self.mono - self.done_at >= self.rule.reask_after_s - 1e-9
+            assert count is not None and count >= self.engine.thresholds.at(self.utc).raise_at
+            self.passes += 1
+            assert event.number == self.passes
+            self.escalations, self.done_at = 0, None
         elif isinstance(event, Cleared):
             assert event.alert_id == self.active, "cleared an alert that was not raised"
             assert count is not None and count <= self.rule.clear_at
-            self.active, self.last_clear = None, self.mono
+            self.active, self.last_clear, self.done_at = None, self.mono, None
         else:
             assert event.alert_id == self.active
             self.escalations += 1
@@ -283,6 +389,13 @@ class EngineMachine(RuleBasedStateMachine):
     def acknowledge(self):
         if self.active:
             self.engine.acknowledge(self.active)
+
+    @rule()
+    def pass_done(self):
+        if self.active:
+            self.engine.pass_done(self.active, self.mono)
+            if self.done_at is None:
+                self.done_at = self.mono
 
     @rule(hours=st.integers(-12, 12))
     def wall_clock_step(self, hours):

@@ -1,5 +1,7 @@
-"""The alert rule state machine: hysteresis, sustain, cooldown, escalation, schedules.
+"""The alert rule state machine: hysteresis, sustain, cooldown, escalation, re-asks, schedules.
 
+Metric-agnostic: it is fed a value (people, minutes of wait, a forecast: docs/queueing.md) and
+compares it with the rule's thresholds, which are in the same unit; "count" below is that value.
 Pure and clock-injected. Durations (how long a count has held, cooldowns, escalation delays) are
 measured on the monotonic clock, so a wall-clock step (NTP, a wrong RTC after a power cut) can
 neither raise nor clear anything; wall time (UTC) is only asked whether alerts are allowed now
@@ -7,6 +9,12 @@ neither raise nor clear anything; wall time (UTC) is only asked whether alerts a
 
     IDLE --count >= raise_at, alerts allowed--> PENDING_RAISE --held raise_after_s--> ACTIVE
     ACTIVE --count <= clear_at--> PENDING_CLEAR --held clear_after_s--> COOLDOWN --cooldown_s--> IDLE
+    ACTIVE --pass done, reask_after_s later count >= raise_at, alerts allowed--> ACTIVE (re-asked)
+
+A re-ask (Reasked) is the next pass asked of the manager while the lobby stays full after one
+was done: the alert stays the same alert, is unacknowledged again and escalates anew. Without
+it an accepted alert never asks again however long the lobby stays full (BENCHMARKS.md, the
+lobby simulator's first numbers).
 
 A count between clear_at and raise_at changes nothing: that band is what stops an alert from
 flapping when the waiting area hovers around one number. Unknown counts (a camera down) never
@@ -62,7 +70,17 @@ class Cleared:
     at: datetime
 
 
-AlertEvent = Raised | Escalated | Cleared
+@dataclass(frozen=True)
+class Reasked:
+    rule: str
+    alert_id: str
+    value: float
+    threshold: float
+    number: int  # the pass asked: 2 for the first re-ask (the raise asked pass 1)
+    at: datetime
+
+
+AlertEvent = Raised | Escalated | Reasked | Cleared
 
 
 def new_alert_id(rule: str, at: datetime) -> str:
@@ -80,6 +98,8 @@ class RuleState:
     escalations: int = 0
     acknowledged: bool = False
     cooldown_until: float | None = None
+    passes: int = 1  # passes asked so far: the raise is the first
+    pass_done_at: float | None = None  # monotonic: when the latest pass was reported done
 
 
 class RuleEngine:
@@ -106,26 +126,47 @@ class RuleEngine:
     def alert_id(self) -> str | None:
         return self.state.alert_id
 
-    def restore(self, alert_id: str, escalations: int, acknowledged: bool, now: float) -> None:
-        """Resume an alert that was open when the process stopped (its record is in the store).
+    def restore(
+        self,
+        alert_id: str,
+        escalations: int,
+        acknowledged: bool,
+        now: float,
+        *,
+        passes: int = 1,
+        pass_done: bool = False,
+    ) -> None:
+        """Resume an alert that was open when the process stopped (its record is in the store):
+        `passes` asked so far, and whether the latest was reported done.
 
-        The escalation timer restarts now: the process cannot know how long it was down, and an
-        early re-notification is worse than a late one for a manager who already acted.
+        The escalation and re-ask timers restart now: the process cannot know how long it was
+        down (the monotonic clock does not survive it), and an early re-notification is worse
+        than a late one for a manager who already acted.
         """
         self.state = RuleState(
             phase=Phase.ACTIVE,
             alert_id=alert_id,
             notified_at=now,
             escalations=escalations,
-            acknowledged=acknowledged,
+            acknowledged=acknowledged or pass_done,
+            passes=max(1, passes),
+            pass_done_at=now if pass_done else None,
         )
 
     def acknowledge(self, alert_id: str) -> None:
         if self.state.alert_id == alert_id:
             self.state.acknowledged = True
 
+    def pass_done(self, alert_id: str, now: float) -> None:
+        """The latest pass of `alert_id` was reported done (monotonic `now`): the re-ask timer
+        starts. A repeat (the same pass seen again through the store) keeps the first time."""
+        s = self.state
+        if s.alert_id == alert_id and s.pass_done_at is None:
+            s.acknowledged = True
+            s.pass_done_at = now
+
     def step(self, count: float | None, now: float, utc: datetime) -> list[AlertEvent]:
-        """Advance with the current total of the rule's zones (None = unknown)."""
+        """Advance with the rule's current value (the zones' total, a wait...; None = unknown)."""
         s = self.state
         thresholds = self.thresholds.at(utc)
         allowed = self.schedule.alerts_allowed(utc)
@@ -146,6 +187,8 @@ class RuleEngine:
                 self._enter(Phase.PENDING_CLEAR, now, utc)
             if s.phase is Phase.PENDING_CLEAR:
                 events += self._pending_clear(count, now, utc, thresholds.clear_at)
+        if s.phase is Phase.ACTIVE and allowed and count is not None:
+            events += self._maybe_reask(count, now, utc, thresholds.raise_at)
         if s.phase in (Phase.ACTIVE, Phase.PENDING_CLEAR) and allowed:
             events += self._maybe_escalate(count, now, utc, thresholds.raise_at)
         return events
@@ -164,6 +207,7 @@ class RuleEngine:
         alert_id = self._alert_ids(self.rule.id, utc)
         self._enter(Phase.ACTIVE)
         s.alert_id, s.notified_at, s.escalations, s.acknowledged = alert_id, now, 0, False
+        s.passes, s.pass_done_at = 1, None
         return [Raised(self.rule.id, alert_id, count, raise_at, since, utc)]
 
     def _pending_clear(
@@ -179,7 +223,30 @@ class RuleEngine:
         event = Cleared(self.rule.id, s.alert_id, count, clear_at, utc)
         self._enter(Phase.COOLDOWN)
         s.alert_id, s.cooldown_until = None, now + self.rule.cooldown_s
+        s.passes, s.pass_done_at = 1, None
         return [event]
+
+    def _maybe_reask(
+        self, value: float, now: float, utc: datetime, raise_at: float
+    ) -> list[AlertEvent]:
+        """The next pass, once reask_after_s have passed since the latest was done and the
+        value is still at or above raise_at. Checked when the time comes, not held through:
+        a value that sank into the band (above clear_at) and came back is a full lobby again,
+        and one that sank to clear_at went to PENDING_CLEAR, where nothing is re-asked."""
+        s, rule = self.state, self.rule
+        if (
+            rule.reask_after_s is None
+            or s.pass_done_at is None
+            or s.alert_id is None
+            or value < raise_at
+            or now - s.pass_done_at < rule.reask_after_s
+        ):
+            return []
+        s.passes += 1
+        s.pass_done_at = None
+        s.acknowledged = False  # a new ask: it escalates again if nobody accepts it
+        s.escalations, s.notified_at = 0, now
+        return [Reasked(rule.id, s.alert_id, value, raise_at, s.passes, utc)]
 
     def _maybe_escalate(
         self, count: float | None, now: float, utc: datetime, raise_at: float
