@@ -1,0 +1,234 @@
+"""The wait estimate on scripted queues: Little's law, the fallbacks, unknown, online time, the
+dwell cross-check, the ticket feed, the cap, and the wait forecast."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from edge.queueing.forecast import CountForecast
+from edge.queueing.tickets import TicketBook, TicketEvent
+from edge.queueing.wait import WaitEstimate, WaitEstimator, WaitSettings, ahead, forecast_wait
+
+OPENS = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    """Steady seconds and the matching UTC time, moved by the test."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def utc(self) -> datetime:
+        return OPENS + timedelta(seconds=self.t)
+
+
+def steady_line(
+    est: WaitEstimator,
+    minutes: int,
+    line: float,
+    *,
+    departures_per_min: float = 0.0,
+    arrivals_per_min: float = 0.0,
+    online: bool = True,
+    start_s: float = 0.0,
+) -> float:
+    """Feed `minutes` of one observation a second with departures and arrivals spread evenly;
+    returns the time of the last observation."""
+    owed_d = owed_a = 0.0
+    t = start_s
+    for second in range(1, minutes * 60 + 1):
+        t = start_s + second
+        est.observe(t, line if online else None, 1.0 if online else 0.0)
+        owed_d += departures_per_min / 60.0
+        owed_a += arrivals_per_min / 60.0
+        if owed_d >= 1.0:
+            est.departure(t)
+            owed_d -= 1.0
+        if owed_a >= 1.0:
+            est.arrival(t)
+            owed_a -= 1.0
+    return t
+
+
+def test_littles_law_on_a_steady_queue_of_ten_served_one_a_minute():
+    est = WaitEstimator()
+    now = steady_line(est, 20, 10.0, departures_per_min=1.0)
+    w = est.estimate(now)
+    assert w.method == "departures" and w.confidence == "high"
+    assert w.throughput_per_min == pytest.approx(1.0, rel=0.05)
+    # Ten ahead plus the service that must end to free a counter: 11 minutes.
+    assert w.wait_s == pytest.approx(ahead(10.0) * 60.0, rel=0.05)
+    assert w.wait_s == pytest.approx(11 * 60.0, rel=0.05)
+    assert w.low_s is not None and w.high_s is not None
+    assert w.low_s < w.wait_s < w.high_s
+    assert w.reason == ""
+
+
+def test_without_departures_littles_law_on_arrivals_gives_a_low_confidence_figure():
+    est = WaitEstimator()
+    now = steady_line(est, 20, 10.0, arrivals_per_min=2.0)
+    w = est.estimate(now)
+    assert w.method == "arrivals" and w.confidence == "low"
+    assert w.throughput_per_min is None
+    assert w.arrivals_per_min == pytest.approx(2.0, rel=0.05)
+    assert w.wait_s == pytest.approx(5 * 60.0, rel=0.05)  # L = lambda W: 10 / 2 per minute
+
+
+def test_unknown_while_the_line_count_is_unknown_and_before_any_count():
+    est = WaitEstimator()
+    first = est.estimate(0.0)
+    assert first.wait_s is None and first.confidence == "unknown" and first.reason
+    now = steady_line(est, 20, 10.0, departures_per_min=1.0)
+    est.observe(now + 1, None, 0.0)  # the camera goes down
+    w = est.estimate(now + 1)
+    assert not w.known and w.confidence == "unknown" and w.method == "none"
+    assert "offline" in w.reason
+    assert w.throughput_per_min is not None  # the flows are still reported
+
+
+def test_too_few_departures_arrivals_and_visits_is_unknown_with_the_counts_in_the_reason():
+    est = WaitEstimator()
+    est.observe(1.0, 6.0, 1.0)
+    est.departure(1.0)
+    w = est.estimate(1.0)
+    assert not w.known and "departures (1)" in w.reason and w.line_count == 6.0
+
+
+def test_an_empty_line_waits_zero():
+    est = WaitEstimator()
+    now = steady_line(est, 5, 0.0)
+    w = est.estimate(now)
+    assert w.wait_s == 0.0 and w.confidence == "high"
+
+
+def test_throughput_is_over_the_online_minutes_so_an_outage_does_not_halve_it():
+    est = WaitEstimator()
+    # 10 minutes online serving 1 a minute, then 10 minutes with the camera down (no tracks,
+    # so no departures seen), then one frame online again.
+    t = steady_line(est, 10, 10.0, departures_per_min=1.0)
+    t = steady_line(est, 10, 10.0, online=False, start_s=t)
+    est.observe(t + 1, 10.0, 1.0)
+    w = est.estimate(t + 1)
+    assert w.throughput_per_min == pytest.approx(1.0, rel=0.05)
+    assert w.wait_s == pytest.approx(11 * 60.0, rel=0.06)
+
+
+def test_departures_older_than_the_window_are_forgotten():
+    est = WaitEstimator(WaitSettings(window_s=600.0))
+    t = steady_line(est, 10, 10.0, departures_per_min=3.0)
+    t = steady_line(est, 10, 10.0, departures_per_min=1.0, start_s=t)
+    w = est.estimate(t)
+    assert w.throughput_per_min == pytest.approx(1.0, rel=0.1)
+    assert len(est._departures) <= 10  # bounded by the window, not the day
+
+
+def test_a_dwell_that_disagrees_with_the_estimate_lowers_confidence_and_says_so():
+    agree, disagree = WaitEstimator(), WaitEstimator()
+    for est, dwell in ((agree, 600.0), (disagree, 120.0)):
+        now = steady_line(est, 20, 10.0, departures_per_min=1.0)
+        for k in range(5):
+            est.line_visit(now - 60.0 * k, dwell)
+    a, d = agree.estimate(now), disagree.estimate(now)
+    assert a.confidence == "high" and a.reason == "" and a.dwell_p50_s == 600.0
+    assert d.confidence == "medium" and d.wait_s == a.wait_s
+    assert "2.0 min" in d.reason and "11.0 min" in d.reason
+
+
+def test_finished_visits_alone_give_a_low_confidence_dwell_figure():
+    est = WaitEstimator()
+    now = steady_line(est, 5, 4.0)
+    for k, dwell in enumerate((200.0, 300.0, 400.0)):
+        est.line_visit(now - k, dwell)
+    w = est.estimate(now)
+    assert w.method == "dwell" and w.confidence == "low" and w.wait_s == 300.0
+
+
+def test_the_estimate_is_capped_and_the_reason_says_so():
+    est = WaitEstimator(WaitSettings(max_wait_s=1800.0))
+    now = steady_line(est, 20, 60.0, departures_per_min=0.2)  # 4 departures in 20 min
+    w = est.estimate(now)
+    assert w.wait_s == 1800.0 and w.high_s == 1800.0 and "capped at 30.0 min" in w.reason
+
+
+def issued(ticket: str, at: datetime) -> TicketEvent:
+    return TicketEvent(kind="issued", ticket=ticket, at=at)
+
+
+def called(ticket: str, at: datetime) -> TicketEvent:
+    return TicketEvent(kind="called", ticket=ticket, at=at, counter="1")
+
+
+def test_a_live_ticket_feed_is_exact_and_wins_over_the_camera():
+    clock = Clock()
+    est = WaitEstimator(wall_clock=clock.utc)
+    book = TicketBook()
+    est.tickets(book)
+    for k in range(20):  # a ticket a minute, each called two minutes later... for 20 minutes
+        book.apply(issued(f"A{k:03}", OPENS + timedelta(minutes=k)))
+    for k in range(10):
+        book.apply(called(f"A{k:03}", OPENS + timedelta(minutes=2 * k + 1)))
+    clock.t = now = steady_line(est, 20, 3.0, departures_per_min=1.0)
+    w = est.estimate(now)
+    assert w.method == "tickets" and w.confidence == "exact"
+    assert w.line_count == 10.0  # tickets waiting, not the camera's 3
+    assert w.throughput_per_min == pytest.approx(0.5)
+    assert w.wait_s == pytest.approx(ahead(10.0) / 0.5 * 60.0)
+
+
+def test_a_silent_or_thin_ticket_feed_falls_back_to_the_camera():
+    clock = Clock()
+    est = WaitEstimator(wall_clock=clock.utc)
+    book = TicketBook()
+    est.tickets(book)
+    book.apply(issued("A001", OPENS))
+    book.apply(called("A001", OPENS + timedelta(minutes=1)))
+    clock.t = now = steady_line(est, 20, 10.0, departures_per_min=1.0)
+    assert est.estimate(now).method == "departures"  # one call: too few
+    for k in range(2, 6):
+        book.apply(called(f"A{k:03}", OPENS + timedelta(minutes=k)))
+    assert est.estimate(now).method == "departures"  # silent for 15 minutes: stale
+    book.apply(called("A009", OPENS + timedelta(minutes=19)))
+    assert est.estimate(now).method == "tickets"
+
+
+def test_the_ticket_path_stands_without_the_camera():
+    clock = Clock()
+    est = WaitEstimator(wall_clock=clock.utc)
+    book = TicketBook()
+    est.tickets(book)
+    for k in range(5):
+        book.apply(issued(f"A{k}", OPENS + timedelta(minutes=k)))
+        book.apply(called(f"A{k}", OPENS + timedelta(minutes=k, seconds=30)))
+    clock.t = 300.0
+    est.observe(300.0, None, 0.0)
+    w = est.estimate(300.0)
+    assert w.method == "tickets" and w.wait_s == 0.0  # nobody waiting
+
+
+def count_forecast(point: float | None, low: float | None, high: float | None) -> CountForecast:
+    return CountForecast(900, 0, 900, 0.8, point=point, low=low, high=high)
+
+
+def known(throughput: float | None, arrivals: float | None) -> WaitEstimate:
+    return WaitEstimate(300.0, 200.0, 400.0, "high", "departures", 5.0, throughput, arrivals, None)
+
+
+def test_forecast_wait_is_the_forecast_count_over_the_current_throughput():
+    f = forecast_wait(count_forecast(9.0, 6.0, 14.0), known(2.0, 3.0))
+    assert f.horizon_s == 900 and f.reason == ""
+    assert f.wait_s == pytest.approx(ahead(9.0) / 2.0 * 60.0)
+    assert f.low_s == pytest.approx(ahead(6.0) / 2.0 * 60.0)
+    assert f.high_s == pytest.approx(ahead(14.0) / 2.0 * 60.0)
+    assert (f.count, f.count_low, f.count_high) == (9.0, 6.0, 14.0)
+
+
+def test_forecast_wait_falls_back_to_the_arrival_rate_then_to_unknown():
+    by_arrivals = forecast_wait(count_forecast(9.0, 6.0, 14.0), known(None, 3.0), 1800)
+    assert by_arrivals.horizon_s == 1800 and by_arrivals.wait_s == pytest.approx(180.0)
+    none = forecast_wait(count_forecast(9.0, 6.0, 14.0), known(None, None))
+    assert none.wait_s is None and none.count == 9.0 and "no throughput" in none.reason
+    unknown_count = CountForecast(900, 0, 900, 0.8, reason="history too short")
+    f = forecast_wait(unknown_count, known(2.0, 3.0))
+    assert f.wait_s is None and f.count is None and f.reason == "history too short"
