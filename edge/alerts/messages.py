@@ -11,7 +11,18 @@ from typing import Any
 import yaml
 
 KEYS = ("raised", "escalated", "cleared", "camera_offline", "camera_online", "unknown_count")
-FIELDS = {"rule", "count", "threshold", "zones", "since", "minutes", "number", "camera"}
+FIELDS = {"rule", "count", "threshold", "zones", "since", "minutes", "number", "camera", "horizon"}
+# Rule texts for a wait, forecast, arrivals or entrance rule and for a re-ask (the alert
+# service): optional, a templates_dir without them takes the shipped ones of its language (a
+# language not shipped: its own "raised" text).
+RULE_KEYS = (
+    "raised_wait",
+    "raised_forecast_wait",
+    "raised_forecast_count",
+    "raised_arrivals",
+    "raised_entrance",
+    "reasked",
+)
 
 # The texts of the advice an alert carries (edge/alerts/advice.py), under `advice:`. One key
 # per advice kind; a kind whose wording depends on who reads it or what names the zone has a
@@ -67,6 +78,14 @@ class MessageCatalog:
                     f"template {language}.{key} uses unknown field(s) {sorted(unknown)}"
                 )
         self._templates: dict[str, str] = {k: str(templates[k]) for k in KEYS}
+        for key in RULE_KEYS:
+            text = str(templates.get(key, shipped.get(key, templates["raised"])))
+            unknown = _fields(text) - FIELDS
+            if unknown:
+                raise ValueError(
+                    f"template {language}.{key} uses unknown field(s) {sorted(unknown)}"
+                )
+            self._templates[key] = text
         advice = _advice_map(templates, source)
         fallback = _advice_map(shipped, f"shipped {language}.yaml")
         self._advice: dict[str, str] = {k: advice.get(k, fallback.get(k, "")) for k in ADVICE_KEYS}
