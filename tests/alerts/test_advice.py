@@ -485,3 +485,13 @@ def test_both_languages_say_the_same_figures():
         }
 
     assert fields("en") == fields("zh-CN")
+
+
+def test_a_counter_named_in_chinese_reads_naturally(catalogs):
+    snapshot = snap(
+        counters=(counter("对公柜台", 300.0), counter(None, 300.0, name="理财室")),
+        line_trend_per_10min=1.0,
+    )
+    advice = advise(snapshot, "waiting_area", catalogs["zh-CN"])
+    assert texts(advice) == ["对公柜台无人值守", "理财室无人值守"]
+    assert [a.figures["counter"] for a in advice] == ["对公柜台", "理财室"]
