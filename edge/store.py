@@ -20,11 +20,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+from edge.queueing.tickets import TicketEvent
 from edge.types import CameraStatus, ZoneReading
 
 log = logging.getLogger("lobbywatch.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: After a failed write the store counts as failing until no write has failed for this long: on
 #: a full disk some writes still fit (a live row overwritten in place, a WAL page reused) while
@@ -34,6 +35,10 @@ RECOVERY_S = 30.0
 #: it opening: SQLite needs its -wal and -shm files to open at all, and a clean stop deletes
 #: them, so without this a restart on a full disk could not read its own store.
 RESERVE_BYTES = 512 * 1024
+#: A queue snapshot (queue_live) older than this is not the lobby now: the API answers
+#: "unknown" and an acknowledgement takes no wait from it. The edge writes one at least every
+#: 5 s while it runs.
+QUEUE_LIVE_MAX_AGE_S = 60.0
 
 # Changes to an existing store, applied in order when a device updates: schema version they
 # bring the store to, and the columns they add (table, column, definition); a table the old
@@ -43,7 +48,21 @@ _MIGRATIONS: tuple[tuple[int, tuple[tuple[str, str, str], ...]], ...] = (
     (2, (("camera_live", "inference_ms", "REAL NOT NULL DEFAULT 0"),)),
     (3, (("outbox", "expired_at", "TEXT"),)),
     (4, (("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),)),
+    (5, (("alerts", "details", "TEXT"),)),
 )
+#: Rows a migration derives from what the old store holds, run once its columns are there (by
+#: the version it brings the store to). Schema 5's passes: every diversion alert of an older
+#: store was one pass, its acknowledgement and effect in the alert's own columns, so reports
+#: cover the time before passes were kept.
+_BACKFILLS: dict[int, str] = {
+    5: """
+INSERT OR IGNORE INTO passes (alert_id, number, asked_at, accepted_at, accepted_by, done_at,
+    done_by, count_before, count_after, measured_at)
+SELECT alert_id, 1, raised_at, acknowledged_at, acknowledged_by, pass_done_at, pass_done_by,
+    count_at_ack, effect_count, effect_measured_at
+FROM alerts WHERE kind = 'diversion'
+""",
+}
 #: Indexes on columns that a migration may have only just added (so not in _SCHEMA, which runs
 #: before the migrations).
 _INDEXES = "CREATE INDEX IF NOT EXISTS alerts_version ON alerts (version);"
@@ -142,9 +161,48 @@ CREATE TABLE IF NOT EXISTS alerts (
     -- The site's alert version at this alert's latest change: every change of any alert takes
     -- the next number (MAX + 1, under the write lock, whichever process writes), so the newest
     -- version is the site's and "what changed since n" is one indexed query (docs/handheld.md).
-    version INTEGER NOT NULL DEFAULT 0
+    version INTEGER NOT NULL DEFAULT 0,
+    details TEXT                        -- JSON: advice, figures, metric, value of the latest ask
 );
 CREATE INDEX IF NOT EXISTS alerts_raised ON alerts (raised_at);
+-- Diversion passes asked of the manager: the raise is pass 1, each re-ask the next. The alert's
+-- own ack and effect columns are those of its latest pass; these rows keep every one. "Before"
+-- is measured when the pass is accepted, "after" effect_after_s after it is done; NULL: unknown.
+CREATE TABLE IF NOT EXISTS passes (
+    alert_id TEXT NOT NULL,
+    number INTEGER NOT NULL,            -- 1 for the raise
+    asked_at TEXT NOT NULL,
+    accepted_at TEXT,
+    accepted_by TEXT,
+    done_at TEXT,
+    done_by TEXT,
+    count_before REAL,                  -- waiting count (the alert's zones) at the accept
+    wait_before_s REAL,                 -- estimated wait then
+    count_after REAL,
+    wait_after_s REAL,
+    kiosks_in_use_after REAL,
+    kiosks_capacity INTEGER,
+    measured_at TEXT,
+    PRIMARY KEY (alert_id, number)
+);
+CREATE INDEX IF NOT EXISTS passes_asked ON passes (asked_at);
+-- Ticket machine events (edge/queueing/tickets.py), from MQTT and the API alike; the edge reads
+-- them in seq order, so both paths are one feed.
+CREATE TABLE IF NOT EXISTS ticket_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,                 -- issued | called | served | cancelled
+    ticket TEXT NOT NULL,
+    at TEXT NOT NULL,                   -- UTC ISO 8601, the machine's time
+    counter TEXT,
+    service TEXT,
+    received_at TEXT NOT NULL           -- UTC, when the store took it
+);
+-- The latest queue snapshot (the JSON published on <prefix>/<site>/queue), for the API.
+CREATE TABLE IF NOT EXISTS queue_live (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    payload TEXT NOT NULL,
+    at TEXT NOT NULL                    -- UTC, when the snapshot was taken
+);
 -- Messages that must reach the broker. Written in the same transaction as the state change
 -- that caused them, marked sent only on PUBACK, replayed after a restart.
 CREATE TABLE IF NOT EXISTS outbox (
@@ -231,6 +289,8 @@ class AlertRecord:
     count_at_clear: float | None
     status: str
     version: int = 0  # the site's alert version at its latest change (0: before versions)
+    details: str | None = None  # JSON text: the advice, figures, metric and value of the latest ask
+    passes: int = 0  # passes asked (a diversion's raise is the first; read from the passes table)
 
     @property
     def seconds_to_ack(self) -> float | None:
@@ -245,6 +305,27 @@ class AlertRecord:
         return self.pass_done_at + timedelta(seconds=self.effect_after_s)
 
 
+@dataclass(frozen=True)
+class PassRecord:
+    """One diversion pass asked of the manager (a row of `passes`); times UTC-aware, figures
+    None where unknown. Before: at the accept; after: the alert's effect_after_s after done."""
+
+    alert_id: str
+    number: int
+    asked_at: datetime
+    accepted_at: datetime | None
+    accepted_by: str | None
+    done_at: datetime | None
+    done_by: str | None
+    count_before: float | None
+    wait_before_s: float | None
+    count_after: float | None
+    wait_after_s: float | None
+    kiosks_in_use_after: float | None
+    kiosks_capacity: int | None
+    measured_at: datetime | None
+
+
 AckOutcome = Literal["accepted", "pass_done", "already", "cleared"]
 
 
@@ -252,7 +333,8 @@ AckOutcome = Literal["accepted", "pass_done", "already", "cleared"]
 class AckResult:
     """What an acknowledgement did: `accepted` or `pass_done` when this one was recorded,
     `already` when an earlier one of the same kind (or a pass done, for an accept) was, and
-    `cleared` when the alert had cleared before it (nothing recorded). `record` is the alert
+    `cleared` when the alert had cleared before it (nothing recorded; a pass done on an alert
+    accepted before it cleared is recorded all the same). `record` is the alert
     as it stands after it, read in the same transaction."""
 
     outcome: AckOutcome
@@ -337,6 +419,8 @@ def _prepare(db: sqlite3.Connection, path: Path, site_id: str | None) -> None:
                         have = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
                         if column not in have:
                             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    if version in _BACKFILLS:
+                        db.execute(_BACKFILLS[version])
                     found = version
             db.execute(_INDEXES)
             db.execute(
@@ -389,11 +473,14 @@ _RECOVER = (
     ("zone_live", None),
     ("camera_live", None),
     ("alerts", None),
+    ("passes", None),
     ("outbox", None),
     ("deliveries", None),
+    ("ticket_events", None),
+    ("queue_live", None),
 )
-#: Tables whose copied rows change what an alert's state shows (its row, its deliveries).
-_ALERT_TABLES = frozenset({"alerts", "deliveries"})
+#: Tables whose copied rows change what an alert's state shows (its row, passes, deliveries).
+_ALERT_TABLES = frozenset({"alerts", "passes", "deliveries"})
 
 
 class Store:
@@ -681,20 +768,68 @@ class Store:
     # --- alerts and the outbox -------------------------------------------------------------
 
     def insert_alert(self, alert: AlertRecord, messages: list[OutboxMessage]) -> None:
-        """Store a new alert and the messages that announce it, in one transaction."""
+        """Store a new alert and the messages that announce it, in one transaction; a
+        diversion's raise is its pass 1 (asked when raised)."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO alerts (alert_id, rule, kind, zones, threshold, since, raised_at,"
-                " count_at_raise, message, escalations, last_notified_at, effect_after_s, version)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_VERSION})",
+                " count_at_raise, message, escalations, last_notified_at, effect_after_s,"
+                f" details, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NEXT_VERSION})",
                 (
                     alert.alert_id, alert.rule, alert.kind, json.dumps(list(alert.zones)),
                     alert.threshold, _iso(alert.since), _iso(alert.raised_at),
                     alert.count_at_raise, alert.message, alert.escalations,
-                    _iso(alert.last_notified_at), alert.effect_after_s,
+                    _iso(alert.last_notified_at), alert.effect_after_s, alert.details,
                 ),
             )  # fmt: skip
+            _ensure_first_pass(db, alert.alert_id)
             self._enqueue(db, messages)
+
+    def reask_alert(
+        self,
+        alert_id: str,
+        number: int,
+        at: datetime,
+        details: str | None,
+        messages: list[OutboxMessage],
+    ) -> bool:
+        """Pass `number` asked: the alert's acknowledged_*, pass_done_*, count_at_ack, effect_*
+        and escalations reset (it is open, not accepted, again), its details replaced (None: no
+        figures for this ask, so none of the last one's are shown), a passes row inserted and
+        the messages enqueued, in one transaction. False if the alert has cleared (nothing
+        changes). A pass already asked (a replayed re-ask) changes nothing and answers True."""
+        with self._tx() as db:
+            _ensure_first_pass(db, alert_id)
+            asked = db.execute(
+                "SELECT 1 FROM passes WHERE alert_id = ? AND number = ?", (alert_id, number)
+            ).fetchone()
+            if asked is not None:
+                return True
+            cursor = db.execute(
+                "UPDATE alerts SET acknowledged_at = NULL, acknowledged_by = NULL,"
+                " count_at_ack = NULL, pass_done_at = NULL, pass_done_by = NULL,"
+                " effect_count = NULL, effect_measured_at = NULL, escalations = 0,"
+                f" last_notified_at = ?, details = ?, version = {_NEXT_VERSION}"
+                " WHERE alert_id = ? AND cleared_at IS NULL",
+                (_iso(at), details, alert_id),
+            )
+            if cursor.rowcount == 0:
+                return False
+            db.execute(
+                "INSERT INTO passes (alert_id, number, asked_at) VALUES (?, ?, ?)",
+                (alert_id, number, _iso(at)),
+            )
+            self._enqueue(db, messages)
+            return True
+
+    def set_alert_details(self, alert_id: str, details: str) -> None:
+        """The advice and figures of the alert's latest ask (JSON text), shown by the handheld
+        and in alert JSON: a new version, so the state publishers send it again."""
+        with self._tx() as db:
+            db.execute(
+                f"UPDATE alerts SET details = ?, version = {_NEXT_VERSION} WHERE alert_id = ?",
+                (details, alert_id),
+            )
 
     def escalate_alert(self, alert_id: str, at: datetime, messages: list[OutboxMessage]) -> bool:
         """Count an escalation and queue its messages, unless the alert was accepted or cleared
@@ -728,15 +863,20 @@ class Store:
         result = self.apply_ack(alert_id, by, status, at)
         return None if result is None else result.record
 
-    def apply_ack(self, alert_id: str, by: str, status: str, at: datetime) -> AckResult | None:
+    def apply_ack(
+        self, alert_id: str, by: str, status: str, at: datetime, *, wait_s: float | None = None
+    ) -> AckResult | None:
         """Apply a handheld's or a manager's acknowledgement; None for an unknown alert.
 
         Idempotent: the first "accepted" and the first "pass_done" win, repeats change nothing
         and answer "already" (two handhelds racing: the conditional update lets exactly one
         win, whichever process writes). A "pass_done" without an earlier "accepted" counts as
-        both. A cleared alert takes neither. The waiting count at the acknowledgement is read
-        from the live table (the sum of the alert's zones; unknown if any zone is unknown), the
-        same way whichever path the acknowledgement took.
+        both. A cleared alert takes no "accepted", and a "pass_done" only if it was accepted
+        before it cleared (the pass may be what cleared it: its effect is measured all the
+        same). The waiting count at the acknowledgement is read from the live table (the sum
+        of the alert's zones; unknown if any zone is unknown), the same way whichever path the
+        acknowledgement took; so is the wait where `wait_s` is not given (the queue snapshot,
+        if at most QUEUE_LIVE_MAX_AGE_S old). Both land on the alert's latest pass too.
         """
         if status not in ("accepted", "pass_done"):
             raise ValueError(f"ack status must be accepted or pass_done, got {status!r}")
@@ -759,10 +899,14 @@ class Store:
                     " acknowledged_by = COALESCE(acknowledged_by, ?),"
                     " acknowledged_at = COALESCE(acknowledged_at, ?),"
                     f" version = {_NEXT_VERSION}"
-                    " WHERE alert_id = ? AND pass_done_at IS NULL AND cleared_at IS NULL",
+                    " WHERE alert_id = ? AND pass_done_at IS NULL"
+                    " AND (cleared_at IS NULL OR acknowledged_at IS NOT NULL)",
                     (_iso(at), by, count, by, _iso(at), alert_id),
                 )
             changed = cursor.rowcount > 0
+            if changed:
+                wait = wait_s if wait_s is not None else _live_wait(db, at)
+                _ack_pass(db, alert_id, status, by, at, count, wait)
             (record,) = _select_alerts(db, "alert_id = ?", [alert_id])
         if changed:
             outcome: AckOutcome = "accepted" if status == "accepted" else "pass_done"
@@ -782,14 +926,96 @@ class Store:
                     (alert_id,),
                 )
 
-    def record_effect(self, alert_id: str, count: float | None, at: datetime) -> None:
+    def record_effect(
+        self,
+        alert_id: str,
+        count: float | None,
+        at: datetime,
+        *,
+        wait_s: float | None = None,
+        kiosks_in_use: float | None = None,
+        kiosks_capacity: int | None = None,
+    ) -> None:
+        """The lobby effect_after_s after the pass was done: the waiting count on the alert,
+        and with the wait (read from the queue snapshot where not given, as in apply_ack) and
+        the kiosks' use on its latest pass done. Once: a repeat changes nothing."""
         with self._tx() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE alerts SET effect_count = ?, effect_measured_at = ?,"
                 f" version = {_NEXT_VERSION}"
                 " WHERE alert_id = ? AND effect_measured_at IS NULL",
                 (count, _iso(at), alert_id),
             )
+            if cursor.rowcount == 0:
+                return
+            wait = wait_s if wait_s is not None else _live_wait(db, at)
+            db.execute(
+                "UPDATE passes SET count_after = ?, wait_after_s = ?, kiosks_in_use_after = ?,"
+                " kiosks_capacity = ?, measured_at = ?"
+                " WHERE alert_id = ? AND measured_at IS NULL AND done_at IS NOT NULL"
+                " AND number = (SELECT MAX(number) FROM passes WHERE alert_id = ?)",
+                (count, wait, kiosks_in_use, kiosks_capacity, _iso(at), alert_id, alert_id),
+            )
+
+    def passes(self, start: datetime, end: datetime) -> list[PassRecord]:
+        """Passes asked in [start, end), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM passes WHERE asked_at >= ? AND asked_at < ?"
+                " ORDER BY asked_at, alert_id, number",
+                (_iso(start), _iso(end)),
+            ).fetchall()
+        return [_pass_from_row(row) for row in rows]
+
+    # --- tickets and the queue snapshot ---------------------------------------------------
+
+    def insert_tickets(self, events: Sequence[TicketEvent]) -> int:
+        """Store ticket machine events in the order given (one transaction); rows written."""
+        if not events:
+            return 0
+        received = _iso(self._wall())
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO ticket_events (kind, ticket, at, counter, service, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.kind, e.ticket, _iso(e.at), e.counter, e.service, received) for e in events],
+            )
+        return len(events)
+
+    def tickets_after(self, row_id: int, limit: int = 1000) -> list[tuple[int, TicketEvent]]:
+        """Ticket events stored after row `row_id` (0: from the first), in the order stored,
+        at most `limit`; each with its row id, the reader's place for the next call."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM ticket_events WHERE seq > ? ORDER BY seq LIMIT ?", (row_id, limit)
+            ).fetchall()
+        return [
+            (
+                int(row["seq"]),
+                TicketEvent(
+                    kind=row["kind"],
+                    ticket=row["ticket"],
+                    at=datetime.fromisoformat(row["at"]),
+                    counter=row["counter"],
+                    service=row["service"],
+                ),
+            )
+            for row in rows
+        ]
+
+    def write_queue(self, payload: str, at: datetime) -> None:
+        """Replace the queue snapshot (JSON text) taken at `at`."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO queue_live (id, payload, at) VALUES (1, ?, ?)",
+                (payload, _iso(at)),
+            )
+
+    def queue_live(self) -> tuple[str, datetime] | None:
+        """The latest queue snapshot and when it was taken; None before the first."""
+        with self._lock:
+            row = self._db.execute("SELECT payload, at FROM queue_live WHERE id = 1").fetchone()
+        return None if row is None else (str(row["payload"]), datetime.fromisoformat(row["at"]))
 
     def alert(self, alert_id: str) -> AlertRecord | None:
         found = self._select_alerts("alert_id = ?", [alert_id])
@@ -1014,7 +1240,11 @@ def _select_alerts(
 ) -> list[AlertRecord]:
     """Alerts matching `where`, oldest raised first unless `where` orders them itself (the
     caller holds the store's lock, or is inside its transaction)."""
-    query = f"SELECT *, {ALERT_STATUS_SQL} AS status FROM alerts WHERE {where}"
+    query = (
+        f"SELECT *, {ALERT_STATUS_SQL} AS status,"
+        " (SELECT COUNT(*) FROM passes p WHERE p.alert_id = alerts.alert_id) AS passes"
+        f" FROM alerts WHERE {where}"
+    )
     if order:
         query += " ORDER BY raised_at"
     return [_alert_from_row(row) for row in db.execute(query, params).fetchall()]
@@ -1057,7 +1287,88 @@ def _alert_from_row(row: sqlite3.Row) -> AlertRecord:
         count_at_clear=row["count_at_clear"],
         status=row["status"],
         version=row["version"],
+        details=row["details"],
+        passes=row["passes"],
     )
+
+
+def _pass_from_row(row: sqlite3.Row) -> PassRecord:
+    return PassRecord(
+        alert_id=row["alert_id"],
+        number=row["number"],
+        asked_at=datetime.fromisoformat(row["asked_at"]),
+        accepted_at=_dt(row["accepted_at"]),
+        accepted_by=row["accepted_by"],
+        done_at=_dt(row["done_at"]),
+        done_by=row["done_by"],
+        count_before=row["count_before"],
+        wait_before_s=row["wait_before_s"],
+        count_after=row["count_after"],
+        wait_after_s=row["wait_after_s"],
+        kiosks_in_use_after=row["kiosks_in_use_after"],
+        kiosks_capacity=row["kiosks_capacity"],
+        measured_at=_dt(row["measured_at"]),
+    )
+
+
+def _ensure_first_pass(db: sqlite3.Connection, alert_id: str) -> None:
+    """A diversion alert's pass 1, where it has none: its raise (an older lobbywatch, run
+    after a rollback, raises without passes rows)."""
+    db.execute(
+        "INSERT INTO passes (alert_id, number, asked_at)"
+        " SELECT alert_id, 1, raised_at FROM alerts WHERE alert_id = ? AND kind = 'diversion'"
+        " AND NOT EXISTS (SELECT 1 FROM passes WHERE alert_id = ?)",
+        (alert_id, alert_id),
+    )
+
+
+def _ack_pass(
+    db: sqlite3.Connection,
+    alert_id: str,
+    status: str,
+    by: str,
+    at: datetime,
+    count: float | None,
+    wait_s: float | None,
+) -> None:
+    """Put an acknowledgement the alert took on its latest pass (a pass done without an
+    accept is both, its "before" figures taken then)."""
+    _ensure_first_pass(db, alert_id)
+    latest = "number = (SELECT MAX(number) FROM passes WHERE alert_id = :alert)"
+    values = {"alert": alert_id, "by": by, "at": _iso(at), "count": count, "wait": wait_s}
+    if status == "accepted":
+        db.execute(
+            "UPDATE passes SET accepted_at = :at, accepted_by = :by, count_before = :count,"
+            f" wait_before_s = :wait WHERE alert_id = :alert AND accepted_at IS NULL AND {latest}",
+            values,
+        )
+        return
+    db.execute(  # the right-hand sides read the row as it was before this update
+        "UPDATE passes SET done_at = :at, done_by = :by,"
+        " count_before = CASE WHEN accepted_at IS NULL THEN :count ELSE count_before END,"
+        " wait_before_s = CASE WHEN accepted_at IS NULL THEN :wait ELSE wait_before_s END,"
+        " accepted_by = COALESCE(accepted_by, :by), accepted_at = COALESCE(accepted_at, :at)"
+        f" WHERE alert_id = :alert AND done_at IS NULL AND {latest}",
+        values,
+    )
+
+
+def _live_wait(db: sqlite3.Connection, at: datetime) -> float | None:
+    """The estimated wait (seconds) in the queue snapshot, if it was taken at most
+    QUEUE_LIVE_MAX_AGE_S from `at`; None where there is none, it is older or it says unknown."""
+    row = db.execute("SELECT payload, at FROM queue_live WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    age = abs((at - datetime.fromisoformat(row["at"])).total_seconds())
+    if age > QUEUE_LIVE_MAX_AGE_S:
+        return None
+    try:
+        minutes = json.loads(row["payload"])["wait"]["minutes"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+        return None
+    return float(minutes) * 60.0
 
 
 def _iso(at: datetime) -> str:
