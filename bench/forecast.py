@@ -1,7 +1,10 @@
 """The count forecast (edge/queueing/forecast.py) against seasonal naive on synthetic history.
 
     .venv/bin/python -m bench.forecast [--weeks 16] [--test-weeks 4] [--seeds 5]
+    .venv/bin/python -m bench.forecast --source sim [--weeks 12] [--test-weeks 4] [--seeds 3]
     .venv/bin/python -m bench.forecast --api [--zones 2]   # GET /v1/forecast's latency
+
+`--source sim` judges it on the lobby simulator instead (issue 13): see `sim_main` below.
 
 Synthetic, not a lobby: a known weekday x quarter-hour profile (open 9-17, Saturday 9-13, two
 peaks), each day scaled by a lognormal factor (sigma 0.25: busy and quiet days, the "trend" the
@@ -19,11 +22,15 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams, SlotHistory
+from bench.lobbysim.lobby import ZONES
+from bench.lobbysim.weeks import TZ as SIM_TZ
+from bench.lobbysim.weeks import SimDay, WeeksParams, simulate
+from edge.queueing.forecast import SLOT_S, CountForecast, CountModel, ForecastParams, SlotHistory
 
 TZ = ZoneInfo("Europe/Berlin")
 START = datetime(2024, 1, 1, tzinfo=TZ)  # a Monday, local midnight
@@ -168,17 +175,230 @@ def api_latency(zones: int, days: int = 90, repeats: int = 20) -> None:
             print(f"{name}: median {statistics.median(times):.0f} ms, max {max(times):.0f} ms")
 
 
+# --- the lobby simulator (issue 13) -----------------------------------------------------------
+#
+# Weeks of a simulated branch (bench/lobbysim/weeks.py) go through what the device does with a
+# frame's counts: an OccupancySmoother per line zone (the occupancy defaults) and a
+# HistoryRecorder writing zone_history into a real Store; the history is then read back as
+# GET /v1/forecast reads it (api.queries.history, 15m buckets, the line zones summed) into the
+# CountModel the product builds. Forecasts are made at each quarter hour while open in the last
+# `test-weeks` weeks, at +15 and +30 minutes, and judged on the slot mean the store then holds
+# (what the product would have seen), against seasonal naive (the same slot a week before).
+# The wait is judged on the simulator's truth: the wait of the next customer taking a ticket at
+# now + horizon, against the true wait at the same time a week before.
+
+LINE = ("waiting", "queue")
+SIM_CAMERA = "lobby"
+HISTORY_INTERVAL_S = 60
+
+
+@dataclass
+class Tally:
+    """Absolute errors of the model and of seasonal naive where both are known, interval hits,
+    and how many questions the model left unknown."""
+
+    model: list[float]
+    naive: list[float]
+    inside: list[bool]
+    asked: int = 0
+    unknown: int = 0
+
+    @classmethod
+    def empty(cls) -> Tally:
+        return cls([], [], [])
+
+    def add(
+        self,
+        actual: float,
+        point: float | None,
+        low: float | None,
+        high: float | None,
+        naive: float | None,
+    ) -> None:
+        self.asked += 1
+        if point is None:
+            self.unknown += 1
+            return
+        if naive is None or not math.isfinite(naive) or not math.isfinite(actual):
+            return
+        self.model.append(abs(point - actual))
+        self.naive.append(abs(naive - actual))
+        self.inside.append(low is not None and high is not None and low <= actual <= high)
+
+
+def record_history(days: list[SimDay], path: Path) -> SlotHistory:
+    """The line's 15m history as the product would store and read it (see above)."""
+    from api.buckets import TimeRange, bucket_edges
+    from api.db import StoreAccess
+    from api.queries import history
+    from edge.config import OccupancyConfig
+    from edge.history import HistoryRecorder
+    from edge.occupancy import OccupancySmoother
+    from edge.store import Store
+
+    occ = OccupancyConfig()
+    store = Store(path, site_id="lobbysim")
+    columns = [ZONES.index(z) for z in LINE]
+    try:
+        for day in days:
+            smoothers = {z: OccupancySmoother(occ.window_s, occ.quantile) for z in LINE}
+            recorder = HistoryRecorder(SIM_CAMERA, LINE, HISTORY_INTERVAL_S)
+            rows = []
+            last: float | None = None
+            for t, counts in zip(day.result.t, day.result.observed[:, columns], strict=True):
+                wall = day.opens_utc + float(t)
+                values: dict[str, float | None] = {
+                    z: smoothers[z].update(int(c), wall) for z, c in zip(LINE, counts, strict=True)
+                }
+                rows += recorder.observe(wall, values, 0.0 if last is None else wall - last)
+                last = wall
+            rows += recorder.flush()
+            store.write_history(rows)
+    finally:
+        store.close()
+    first = datetime.combine(days[0].day, datetime.min.time(), SIM_TZ)
+    end = datetime.combine(days[-1].day + timedelta(days=1), datetime.min.time(), SIM_TZ)
+    edges = bucket_edges("15m", TimeRange(first, end), SIM_TZ)
+    per_zone = history(StoreAccess(path, "lobbysim"), None, "15m", list(LINE), edges)
+    counts = np.sum([b.mean for b in per_zone.values()], axis=0)
+    return SlotHistory(int(edges[0]), counts)
+
+
+def departures(day: SimDay) -> np.ndarray:
+    """Seconds from opening of the day's true departures: counter visits of at least the
+    contract's min_service_s (30 s), at their end, as edge/tracking would count them."""
+    ends = [
+        end
+        for c in day.result.customers
+        for zone, start, end in c.visits
+        if zone == "counter" and end is not None and end - start >= 30.0
+    ]
+    return np.sort(np.array(ends, dtype=np.float64))
+
+
+def throughput_per_min(ends: np.ndarray, t: float, window_s: float = 1200.0) -> float | None:
+    """Departures per minute over the trailing window (shorter just after opening); None with
+    fewer than 3, the contract's min_departures."""
+    n = int(np.searchsorted(ends, t, side="right") - np.searchsorted(ends, t - window_s))
+    span_min = min(window_s, t) / 60.0
+    if n < 3 or span_min <= 0:
+        return None
+    return n / span_min
+
+
+def wait_from_count(
+    count: CountForecast, throughput: float | None, max_wait_s: float = 3 * 3600.0
+) -> tuple[float | None, float | None, float | None]:
+    """Stand-in for edge.queueing.wait.forecast_wait (not on main when this bench was written):
+    the forecast line count divided by the throughput now (Little's law on the queue ahead),
+    the interval the same way; seconds, capped at max_wait_s."""
+    if not count.known or throughput is None or throughput <= 0:
+        return None, None, None
+    assert count.point is not None and count.low is not None and count.high is not None
+
+    def wait(people: float) -> float:
+        return min(max_wait_s, people / throughput * 60.0)
+
+    return wait(count.point), wait(count.low), wait(count.high)
+
+
+def score_sim(
+    days: list[SimDay], history: SlotHistory, test_days: int, params: ForecastParams | None = None
+) -> dict[str, dict[int, Tally]]:
+    """Count and wait tallies of the forecasts from each open quarter hour of the last
+    `test_days` calendar days."""
+    holidays = [d.day for d in days if d.holiday]
+    model = CountModel(history, SIM_TZ, holidays, params)
+    by_date = {d.day: d for d in days}
+    cutoff = days[-1].day - timedelta(days=test_days - 1)
+    tallies = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in ("count", "wait")}
+    for day in days:
+        if day.day < cutoff or day.holiday:
+            continue
+        ends = departures(day)
+        week_before = by_date.get(day.day - timedelta(days=7))
+        for k in range(int(day.params.open_s // SLOT_S)):
+            now = day.opens_utc + k * SLOT_S
+            throughput = throughput_per_min(ends, now - day.opens_utc)
+            for h in HORIZONS_S:
+                f = model.forecast(now, h)
+                if f.target_start >= day.opens_utc + day.params.open_s:
+                    continue  # closed by then
+                actual = float(history.counts[(f.target_start - history.start) // SLOT_S])
+                tallies["count"][h].add(
+                    actual, f.point, f.low, f.high, model.seasonal_naive(f.target_start)
+                )
+                at = np.array([float(now + h - day.opens_utc)])
+                true_wait = float(day.result.wait_if_arriving(at)[0])
+                if not math.isfinite(true_wait):
+                    continue  # nobody took a ticket after then
+                naive = None
+                if week_before is not None and not week_before.holiday:
+                    naive = float(week_before.result.wait_if_arriving(at)[0]) / 60.0
+                point, low, high = wait_from_count(f, throughput)
+                tallies["wait"][h].add(
+                    true_wait / 60.0,
+                    None if point is None else point / 60.0,
+                    None if low is None else low / 60.0,
+                    None if high is None else high / 60.0,
+                    naive,
+                )
+    return tallies
+
+
+def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
+    import tempfile
+
+    totals = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in ("count", "wait")}
+    began = time.perf_counter()
+    for seed in range(seeds):
+        days = simulate(seed, WeeksParams(weeks=weeks))
+        with tempfile.TemporaryDirectory() as tmp:
+            history = record_history(days, Path(tmp) / "lobbysim.db")
+        for kind, per_h in score_sim(days, history, test_weeks * 7).items():
+            for h, tally in per_h.items():
+                total = totals[kind][h]
+                total.model += tally.model
+                total.naive += tally.naive
+                total.inside += tally.inside
+                total.asked += tally.asked
+                total.unknown += tally.unknown
+    print(
+        f"lobby simulator: {weeks} weeks Mon-Fri 09:00-17:00 {SIM_TZ.key}, last {test_weeks}"
+        f" scored, {seeds} seeds ({time.perf_counter() - began:.0f} s)"
+    )
+    print(
+        "wait forecast: forecast count / departures per minute now (stand-in, see wait_from_count)"
+    )
+    print("target          horizon  model MAE  naive MAE  ratio  80% coverage  unknown  n")
+    for kind, unit in (("count", "people"), ("wait", "min")):
+        for h in HORIZONS_S:
+            t = totals[kind][h]
+            mae, base = float(np.mean(t.model)), float(np.mean(t.naive))
+            print(
+                f"{kind + ' (' + unit + ')':<15} +{h // 60:>2} min  {mae:9.2f}  {base:9.2f}"
+                f"  {mae / base:5.2f}  {np.mean(t.inside):12.2f}  {t.unknown / t.asked:7.2f}"
+                f"  {len(t.model)}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weeks", type=int, default=16)
+    parser.add_argument("--source", choices=("synthetic", "sim"), default="synthetic")
+    parser.add_argument("--weeks", type=int, help="default 16 (synthetic), 12 (sim)")
     parser.add_argument("--test-weeks", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, help="default 5 (synthetic), 3 (sim)")
     parser.add_argument("--api", action="store_true", help="time GET /v1/forecast instead")
     parser.add_argument("--zones", type=int, default=2)
     args = parser.parse_args()
     if args.api:
         api_latency(args.zones)
         return
+    if args.source == "sim":
+        sim_main(args.weeks or 12, args.test_weeks, args.seeds or 3)
+        return
+    args.weeks = args.weeks or 16
+    args.seeds = args.seeds or 5
     rows = []
     for seed in range(args.seeds):
         data = synthetic_history(args.weeks, seed)

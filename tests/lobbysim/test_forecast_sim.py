@@ -1,0 +1,92 @@
+"""The count forecast on simulated weeks of a branch, through the product's own history path."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from bench.forecast import HORIZONS_S, record_history, score_sim
+from bench.lobbysim.lobby import LobbyParams
+from bench.lobbysim.weeks import TZ as WEEKS_TZ
+from bench.lobbysim.weeks import WEEK, SimDay, Weekday, WeeksParams, day_params, simulate
+from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams, SlotHistory
+
+#: Three-hour days with a mid-morning peak, Monday to Wednesday, four weeks; the Wednesday of
+#: the last week is a holiday. Small enough for CI, long enough for a 3-week profile.
+SHORT_DAY = LobbyParams(
+    open_s=3 * 3600.0,
+    profile=((0.0, 0.4), (1.0, 0.9), (2.0, 0.9), (3.0, 0.4)),
+    staff=((0.0, 2), (3600.0, 3)),
+)
+WEEKS = WeeksParams(weeks=4, base=SHORT_DAY, week=WEEK[:3], holidays=(3 * 7 + 2,))
+#: The interval needs past forecasts; short days give fewer than the product's 50.
+PARAMS = ForecastParams(min_residuals=20)
+
+
+@pytest.fixture(scope="module")
+def branch(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SimDay], SlotHistory]:
+    days = simulate(1, WEEKS)
+    return days, record_history(days, tmp_path_factory.mktemp("sim") / "lobbysim.db")
+
+
+def test_the_forecast_beats_seasonal_naive_on_the_count_15_minutes_ahead(branch):
+    days, history = branch
+    count = score_sim(days, history, test_days=7, params=PARAMS)["count"][900]
+    assert len(count.model) >= 15  # two open test days of 12 quarter hours
+    assert count.unknown == 0
+    assert np.mean(count.model) < 0.9 * np.mean(count.naive)
+
+
+def test_the_wait_is_forecast_from_the_count_and_judged_on_the_true_waits(branch):
+    days, history = branch
+    wait = score_sim(days, history, test_days=7, params=PARAMS)["wait"]
+    for h in HORIZONS_S:
+        assert wait[h].model, h
+        assert wait[h].unknown < wait[h].asked / 2  # unknown only until 3 have been served
+        assert all(math.isfinite(e) for e in wait[h].model + wait[h].naive)
+
+
+def test_a_holiday_is_recorded_as_an_empty_lobby_and_not_forecast(branch):
+    days, history = branch
+    (holiday,) = [d for d in days if d.holiday]
+    first = (holiday.opens_utc - history.start) // SLOT_S
+    slots = history.counts[first : first + int(SHORT_DAY.open_s // SLOT_S)]
+    assert np.all(np.isfinite(slots)) and np.all(slots < 0.5)  # seen, and empty
+    model = CountModel(history, WEEKS_TZ, [holiday.day], PARAMS)
+    f = model.forecast(holiday.opens_utc + 3600, 900)
+    assert not f.known and f.reason is not None and "holiday" in f.reason
+    after = model.seasonal_naive(holiday.opens_utc + int(timedelta(days=7).total_seconds()))
+    assert after is None  # a week after the holiday has no baseline
+
+
+@pytest.mark.parametrize(
+    ("weekday", "rate_at_last_hour", "staff"),
+    [
+        (Weekday(), 0.4, ((0.0, 2), (3600.0, 3))),
+        (Weekday(scale=2.0), 0.8, ((0.0, 2), (3600.0, 3))),
+        (Weekday(late_rise=1.5, extra_counters=1), 0.6, ((0.0, 3), (3600.0, 4))),
+        (Weekday(break_shift_s=-7200.0), 0.4, ((0.0, 2), (1.0, 3))),  # kept inside the day
+        (Weekday(break_shift_s=9000.0), 0.4, ((0.0, 2), (SHORT_DAY.open_s - 1.0, 3))),
+    ],
+)
+def test_a_weekday_changes_the_base_day(weekday, rate_at_last_hour, staff):
+    params = day_params(SHORT_DAY, weekday, factor=1.0)
+    assert params.profile[-1] == (3.0, pytest.approx(rate_at_last_hour))
+    assert params.profile[0][1] == pytest.approx(0.4 * weekday.scale)
+    assert params.staff == staff
+
+
+def test_a_day_factor_scales_the_whole_day():
+    busy = day_params(SHORT_DAY, Weekday(), factor=1.5)
+    assert [r for _, r in busy.profile] == pytest.approx([1.5 * r for _, r in SHORT_DAY.profile])
+
+
+def test_the_weeks_are_weekdays_in_the_site_time_zone_opening_at_nine(branch):
+    days, _ = branch
+    assert [d.day.weekday() for d in days] == [0, 1, 2] * 4
+    for d in days:
+        assert d.opens_utc % 86400 == 3600  # 09:00 in Shanghai (UTC+8) is 01:00 UTC
+    assert len({round(d.factor, 6) for d in days}) == len(days)
