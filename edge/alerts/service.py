@@ -3,6 +3,11 @@
 Every decision is written to SQLite (the alert row and the messages that announce it, in one
 transaction) before anything is published: a crash between deciding and publishing loses
 nothing, and the outbox publisher delivers the message after the restart with the same alert id.
+
+A rule watches a value (docs/queueing.md, "Config"): its zones' count from the board, or a
+wait, forecast or arrivals figure from the queue monitor. Each ask of the manager (the raise,
+an escalation, a re-ask) carries advice made from the queue's snapshot at that moment and the
+figures behind it, in the payload and as the alert's details in the store.
 """
 
 from __future__ import annotations
@@ -15,17 +20,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.alerts.engine import AlertEvent, Cleared, Escalated, Raised, RuleEngine, new_alert_id
-from edge.alerts.messages import MessageCatalog
+from edge.alerts.advice import Advice, advise, compose, kiosk_use
+from edge.alerts.engine import (
+    AlertEvent,
+    Cleared,
+    Escalated,
+    Raised,
+    Reasked,
+    RuleEngine,
+    new_alert_id,
+)
+from edge.alerts.messages import MessageCatalog, people_round
 from edge.alerts.spool import WriteSpool
 from edge.board import BoardUpdate, OccupancyBoard
-from edge.config import AlertRuleConfig, LobbyConfig
+from edge.config import AlertRuleConfig, LobbyConfig, RuleMetric
 from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import Topics
+from edge.queueing.snapshot import QueueSnapshot
 from edge.schedule import Schedule
 from edge.store import AckResult, AlertRecord, OutboxMessage, Store
 from edge.types import CameraStatus
@@ -43,6 +58,55 @@ class AckPayload(BaseModel):
     # No control characters: the name is shown to people and logged.
     by: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
     status: Literal["accepted", "pass_done"]
+
+
+#: The rule text of a raise, by the rule's metric (edge/alerts/templates); a count rule at the
+#: entrance speaks to the greeter.
+_RAISED_KEYS: dict[str, str] = {
+    "count": "raised",
+    "wait": "raised_wait",
+    "forecast_wait": "raised_forecast_wait",
+    "forecast_count": "raised_forecast_count",
+    "arrivals": "raised_arrivals",
+}
+
+
+class QueueSource(Protocol):
+    """What the alert service reads of the queue (edge/runtime/queue_monitor.py QueueMonitor):
+    the value of a wait or forecast rule, and the snapshot advice is made from."""
+
+    def snapshot(self) -> QueueSnapshot: ...
+
+    def metric(self, name: RuleMetric, horizon_min: int) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What one ask of the manager carries besides its rule text: the advice, the figures
+    behind it (people, minutes; None where unknown) and the rule's value."""
+
+    advice: list[Advice]
+    figures: dict[str, Any]
+    metric: str
+    value: float | None
+    point: str
+
+    def payload(self, number: int) -> dict[str, Any]:
+        """The payload's fields of this ask; `number` is the pass it asks (1: the raise)."""
+        return {
+            "pass": number,
+            "metric": self.metric,
+            "value": self.value,
+            "point": self.point,
+            "advice": [
+                {"kind": a.kind, "text": a.text, "figures": dict(a.figures)} for a in self.advice
+            ],
+            "figures": self.figures,
+        }
+
+    def details(self, number: int) -> str:
+        """The alert's details column: this ask's payload fields and which pass it asks."""
+        return json.dumps(self.payload(number), ensure_ascii=False, separators=(",", ":"))
 
 
 def utc_now() -> datetime:
@@ -67,10 +131,12 @@ class AlertService:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
         alert_ids: Callable[[str, datetime], str] = new_alert_id,
+        queue: QueueSource | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.board = board
+        self.queue = queue
         self.topics = Topics(config.mqtt.topic_prefix, config.site.id)
         self.catalog = MessageCatalog(config.alerts.language, config.alerts.templates_dir)
         self.schedule = Schedule(config.alerts.schedule, config.site.timezone)
@@ -93,6 +159,12 @@ class AlertService:
         self.born: dict[str, float] = {}
         # Whoever can publish on the broker can send acks: their warnings are rate-limited.
         self._throttle = LogThrottle(log, clock=clock)
+        inert = [r.id for r in config.alerts.rules if r.metric != "count"]
+        if queue is None and inert:
+            log.warning(
+                "alert rule(s) %s watch a wait, forecast or arrivals, which need tracking and "
+                "the queue monitor: without them they never raise", ", ".join(inert),
+            )  # fmt: skip
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -103,8 +175,9 @@ class AlertService:
             if alert.kind == DIVERSION and alert.rule in self.engines:
                 acknowledged = alert.acknowledged_at is not None
                 self.engines[alert.rule].restore(
-                    alert.alert_id, alert.escalations, acknowledged, now
-                )
+                    alert.alert_id, alert.escalations, acknowledged, now,
+                    passes=alert.passes, pass_done=alert.pass_done_at is not None,
+                )  # fmt: skip
                 log.info("resumed alert %s (%s)", alert.alert_id, alert.status)
             elif alert.kind == CAMERA:
                 camera_id = alert.rule.removeprefix("camera-")
@@ -153,9 +226,12 @@ class AlertService:
             )  # fmt: skip
             return None
         at = self._wall()
+        wait_s = self._snapshot_wait()
         results: list[AckResult | None] = []
         self.spool.write(
-            lambda store: results.append(store.apply_ack(alert_id, ack.by, ack.status, at))
+            lambda store: results.append(
+                store.apply_ack(alert_id, ack.by, ack.status, at, wait_s=wait_s)
+            )
         )
         result = results[0] if results else None
         record = result.record if result is not None else known
@@ -172,7 +248,10 @@ class AlertService:
             log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
         with self._lock:
             if record.rule in self.engines:
-                self.engines[record.rule].acknowledge(alert_id)
+                engine = self.engines[record.rule]
+                engine.acknowledge(alert_id)
+                if ack.status == "pass_done" and (result is None or record.pass_done_at):
+                    engine.pass_done(alert_id, self._clock())  # the re-ask timer starts
         self._wake()  # its new state goes out now, not at the next tick
         return record
 
@@ -185,6 +264,8 @@ class AlertService:
         for alert in self.store.open_alerts():
             if alert.acknowledged_at is not None and alert.rule in self.engines:
                 self.engines[alert.rule].acknowledge(alert.alert_id)
+            if alert.pass_done_at is not None and alert.rule in self.engines:
+                self.engines[alert.rule].pass_done(alert.alert_id, self._clock())
 
     def _measure_effects(self) -> None:
         now = self._wall()
@@ -193,62 +274,175 @@ class AlertService:
             if self.spool.waiting(key):
                 continue  # measured already; the store has not taken it yet
             count = self.board.total(alert.zones)
+            snapshot = self._snapshot()
+            wait_s = kiosks = None
+            if snapshot is not None:
+                wait_s, kiosks = snapshot.wait.wait_s, kiosk_use(snapshot.kiosks)
             self.spool.write(
-                functools.partial(Store.record_effect, alert_id=alert.alert_id, count=count, at=now),
+                functools.partial(
+                    Store.record_effect, alert_id=alert.alert_id, count=count, at=now,
+                    wait_s=wait_s, kiosks_in_use=None if kiosks is None else kiosks[0],
+                    kiosks_capacity=None if kiosks is None else kiosks[1],
+                ),
                 key=key,
-            )
+            )  # fmt: skip
             log.info(
-                "alert %s: %s people %d s after the pass (were %s at ack)",
-                alert.alert_id, count, alert.effect_after_s, alert.count_at_ack,
+                "alert %s: %s people, wait %s s, %d s after the pass (were %s at ack)",
+                alert.alert_id, count, wait_s, alert.effect_after_s, alert.count_at_ack,
             )  # fmt: skip
 
     # --- rules ----------------------------------------------------------------------------
 
     def _step(self, engine: RuleEngine) -> None:
-        count = self.board.total(engine.rule.zones)
-        for event in engine.step(count, self._clock(), self._wall()):
+        value = self._value(engine.rule)
+        for event in engine.step(value, self._clock(), self._wall()):
             self._emit(engine.rule, event)
+
+    def _value(self, rule: AlertRuleConfig) -> float | None:
+        """The rule's value in its unit; None (unknown: never raises or clears) for a queue
+        metric without a queue monitor."""
+        if rule.metric == "count":
+            return self.board.total(rule.zones)
+        if self.queue is None:
+            return None
+        return self.queue.metric(rule.metric, rule.horizon_min)
+
+    def _snapshot(self) -> QueueSnapshot | None:
+        return None if self.queue is None else self.queue.snapshot()
+
+    def _snapshot_wait(self) -> float | None:
+        snapshot = self._snapshot()
+        return None if snapshot is None else snapshot.wait.wait_s
+
+    def _ask(self, rule: AlertRuleConfig, value: float | None) -> _Ask:
+        """Advice and figures for an ask of `rule` now (none without a queue monitor)."""
+        snapshot = self._snapshot()
+        count = self.board.total(rule.zones)
+        figures: dict[str, Any] = dict.fromkeys(
+            ("wait_minutes", "wait_confidence", "forecast_15_minutes", "forecast_30_minutes",
+             "kiosks_in_use", "kiosks_capacity"),
+        )  # fmt: skip
+        figures = {"count": count, **figures}
+        advice: list[Advice] = []
+        if snapshot is not None:
+            settings = self.config.queue
+            advice = advise(
+                snapshot, rule.point, self.catalog,
+                unstaffed_after_s=settings.unstaffed_after_s, surge_factor=settings.surge_factor,
+            )  # fmt: skip
+            wait_s = snapshot.wait.wait_s
+            if wait_s is not None:
+                figures["wait_minutes"] = _minutes(wait_s)
+                figures["wait_confidence"] = snapshot.wait.confidence
+            for horizon in (15, 30):
+                ahead = snapshot.forecast.get(horizon)
+                if ahead is not None and ahead.wait_s is not None:
+                    figures[f"forecast_{horizon}_minutes"] = _minutes(ahead.wait_s)
+            kiosks = kiosk_use(snapshot.kiosks)
+            if kiosks is not None:
+                figures["kiosks_in_use"], figures["kiosks_capacity"] = kiosks
+        return _Ask(advice, figures, rule.metric, value, rule.point)
+
+    def _rule_text(self, rule: AlertRuleConfig, key: str, value: float, since: str) -> str:
+        """The rule's own sentence in its unit: people for a count (or a forecast count, in
+        whole people), whole minutes for a wait or forecast wait (with the zones' count now),
+        arrivals in 5 minutes (whole people)."""
+        names = [self._zone_names[z] for z in rule.zones]
+        count = self.board.total(rule.zones)
+        minutes: Any = ""
+        if rule.metric in ("wait", "forecast_wait"):
+            minutes = people_round(value)
+        elif rule.metric in ("forecast_count", "arrivals"):
+            count = float(people_round(value))
+        else:
+            count = value
+        return self.catalog.render(
+            key, count=count, zones=names, since=since, rule=rule.name, minutes=minutes,
+            horizon=rule.horizon_min,
+        )  # fmt: skip
 
     def _emit(self, rule: AlertRuleConfig, event: AlertEvent) -> None:
         zones = list(rule.zones)
         names = [self._zone_names[z] for z in zones]
+        audience = "greeter" if rule.point == "entrance" else "lobby_manager"
         if isinstance(event, Raised):
             since = self._local_time(event.since)
-            text = self.catalog.render(
-                "raised", count=event.count, zones=names, since=since, rule=rule.name
-            )
+            key = _RAISED_KEYS[rule.metric]
+            if key == "raised" and rule.point == "entrance":
+                key = "raised_entrance"
+            ask = self._ask(rule, event.count)
+            text = compose(self._rule_text(rule, key, event.count, since), ask.advice, self.catalog)
+            count = event.count if rule.metric == "count" else self.board.total(rule.zones)
             record = _new_record(
                 event.alert_id, rule.id, DIVERSION, zones, event.threshold, event.since,
-                event.at, event.count, text, rule.effect_after_s,
+                event.at, count, text, rule.effect_after_s, ask.details(1),
             )  # fmt: skip
-            payload = self._payload("raised", record, event.count, text, audience="lobby_manager")
+            payload = self._payload("raised", record, count, text, audience, ask=ask, number=1)
             self._insert(
                 record, [self._message(self.topics.alerts, record, "raised", payload, event.at)]
             )
             log.warning("alert %s raised: %s", event.alert_id, text)
+        elif isinstance(event, Reasked):
+            stored = self._lookup(event.alert_id)
+            if stored is None:
+                return
+            ask = self._ask(rule, event.value)
+            count = ask.figures["count"]
+            rule_text = self.catalog.render(
+                "reasked", count=count, zones=names, number=event.number, rule=rule.name,
+                since=self._local_time(stored.since),
+            )  # fmt: skip
+            text = compose(rule_text, ask.advice, self.catalog)
+            payload = self._payload(
+                "reasked", stored, count, text, audience, ask=ask, number=event.number
+            )
+            key = f"reasked:{event.number}"
+            messages = [self._message(self.topics.alerts, stored, key, payload, event.at)]
+            alert_id, number, at = event.alert_id, event.number, event.at
+            details = ask.details(number)
+            taken: list[bool] = []
+            self.spool.write(
+                lambda store: taken.append(
+                    store.reask_alert(alert_id, number, at, details, messages)
+                ),
+                messages,
+            )
+            if taken == [False]:  # cleared meanwhile: nothing asked
+                log.info("alert %s: not re-asked, it has cleared", alert_id)
+                return
+            log.warning("alert %s re-asked (pass %d): %s", alert_id, number, text)
         elif isinstance(event, Escalated):
             stored = self._lookup(event.alert_id)
             if stored is None:
                 return
             since = self._local_time(stored.since)
-            text = self.catalog.render(
-                "escalated", count=event.count, zones=names, since=since, number=event.number
+            ask, number = self._ask(rule, event.count), max(1, stored.passes)
+            count = ask.figures["count"]
+            rule_text = self.catalog.render(
+                "escalated", count=count, zones=names, since=since, number=event.number
             )
+            text = compose(rule_text, ask.advice, self.catalog)
             payload = self._payload(
-                "escalated", stored, event.count, text, "lobby_manager", event.number
+                "escalated", stored, count, text, audience, event.number, ask=ask, number=number
             )
-            boss = self._payload("escalated", stored, event.count, text, "supervisor", event.number)
+            boss = self._payload(
+                "escalated", stored, count, text, "supervisor", event.number, ask=ask, number=number
+            )
             key = f"escalated:{event.number}"
             messages = [
                 self._message(self.topics.alerts, stored, key, payload, event.at),
                 self._message(self.topics.supervisor_alerts, stored, f"{key}:supervisor", boss, event.at),
             ]  # fmt: skip
-            alert_id, at = event.alert_id, event.at
-            taken: list[bool] = []
-            self.spool.write(
-                lambda store: taken.append(store.escalate_alert(alert_id, at, messages)), messages
-            )
-            if taken == [False]:  # accepted meanwhile (through the API): no escalation after all
+            alert_id, at, details = event.alert_id, event.at, ask.details(number)
+            escalated: list[bool] = []
+
+            def escalate(store: Store) -> None:
+                escalated.append(store.escalate_alert(alert_id, at, messages))
+                if escalated[-1]:  # the figures of this ask replace those of the last
+                    store.set_alert_details(alert_id, details)
+
+            self.spool.write(escalate, messages)
+            if escalated == [False]:  # accepted meanwhile (the API): no escalation after all
                 self.engines[rule.id].acknowledge(alert_id)
                 log.info("alert %s: not escalated, it was accepted meanwhile", alert_id)
                 return
@@ -257,8 +451,9 @@ class AlertService:
             stored = self._lookup(event.alert_id)
             if stored is None:
                 return
-            text = self.catalog.render("cleared", count=event.count, zones=names)
-            payload = self._payload("cleared", stored, event.count, text, "lobby_manager")
+            count = event.count if rule.metric == "count" else self.board.total(rule.zones)
+            text = self.catalog.render("cleared", count=count, zones=names)
+            payload = self._payload("cleared", stored, count, text, audience)
             self._clear(
                 stored, event.at, event.count,
                 self._message(self.topics.alerts, stored, "cleared", payload, event.at),
@@ -292,7 +487,7 @@ class AlertService:
         text = self.catalog.render("camera_offline", camera=camera_id, since=since)
         record = _new_record(
             alert_id, f"camera-{camera_id}", CAMERA, self._camera_zones[camera_id], None,
-            watch.down_since_utc, utc, None, text, 0.0,
+            watch.down_since_utc, utc, None, text, 0.0, None,
         )  # fmt: skip
         payload = self._payload("raised", record, None, text, audience="it")
         self._insert(record, [self._message(self.topics.it_alerts, record, "raised", payload, utc)])
@@ -317,7 +512,9 @@ class AlertService:
     # --- writes (through the spool: a full disk delays them, never stops an alert) ---------
 
     def _insert(self, record: AlertRecord, messages: list[OutboxMessage]) -> None:
-        self.spool.write(lambda store: store.insert_alert(record, messages), messages, record=record)
+        self.spool.write(
+            lambda store: store.insert_alert(record, messages), messages, record=record
+        )
 
     def _clear(
         self, stored: AlertRecord, at: datetime, count: float | None, message: OutboxMessage
@@ -336,8 +533,13 @@ class AlertService:
         text: str,
         audience: str,
         escalation: int = 0,
+        *,
+        ask: _Ask | None = None,
+        number: int = 1,
     ) -> dict[str, Any]:
-        return {
+        """An alert message. Diversion asks (raised, escalated, reasked) also carry the rule's
+        metric and value, the advice and the figures behind it, and `number`, the pass asked."""
+        payload = {
             "alert_id": record.alert_id,
             "kind": kind,
             "rule": record.rule,
@@ -353,6 +555,9 @@ class AlertService:
             "message": text,
             "language": self.catalog.language,
         }
+        if ask is not None:
+            payload.update(ask.payload(number))
+        return payload
 
     def _message(
         self, topic: str, record: AlertRecord, key: str, payload: dict[str, Any], at: datetime
@@ -386,6 +591,7 @@ def _new_record(
     count: float | None,
     message: str,
     effect_after_s: float,
+    details: str | None,
 ) -> AlertRecord:
     return AlertRecord(
         alert_id=alert_id, rule=rule, kind=kind, zones=tuple(zones), threshold=threshold,
@@ -393,6 +599,7 @@ def _new_record(
         last_notified_at=at, acknowledged_at=None, acknowledged_by=None, count_at_ack=None,
         pass_done_at=None, pass_done_by=None, effect_after_s=effect_after_s, effect_count=None,
         effect_measured_at=None, cleared_at=None, count_at_clear=None, status="open",
+        details=details,
     )  # fmt: skip
 
 
@@ -400,6 +607,11 @@ def _already(record: AlertRecord, status: str) -> str:
     if status == "pass_done":
         return f"pass done by {shorten(record.pass_done_by)} at {record.pass_done_at}"
     return f"accepted by {shorten(record.acknowledged_by)} at {record.acknowledged_at}"
+
+
+def _minutes(seconds: float) -> float:
+    """Seconds as minutes to a tenth: what a figure shows (the text rounds to whole minutes)."""
+    return round(seconds / 60.0, 1)
 
 
 def _iso(at: datetime) -> str:
