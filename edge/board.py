@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from edge.tracking.dwell import Visit, ZoneDwell
 from edge.types import CameraStatus, ZoneReading
 
 Listener = Callable[["BoardUpdate"], None]
@@ -22,6 +23,10 @@ class BoardUpdate:
     status: CameraStatus
     readings: tuple[ZoneReading, ...]
     frame: bool  # True when the readings come from a newly processed frame
+    # The visits that ended in this frame and the dwell figures of the camera's timed zones
+    # (edge/tracking/dwell.py); empty without a frame or without tracking. For the queue monitor.
+    visits: tuple[Visit, ...] = ()
+    dwell: Mapping[str, ZoneDwell] = field(default_factory=dict)
 
 
 class OccupancyBoard:

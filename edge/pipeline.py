@@ -39,7 +39,7 @@ from edge.detect.settings import Family, letterboxes
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
 from edge.storage.scene_file import SceneFile
-from edge.tracking.dwell import DwellBook, DwellSettings, ZoneDwell
+from edge.tracking.dwell import DwellBook, DwellSettings, Visit, ZoneDwell
 from edge.tracking.tracks import FootTracker, TrackerSettings, tracked_ids
 from edge.types import Detections, Frame
 from edge.zones import Zone, assign_zones, snap_to_border, tally
@@ -65,6 +65,7 @@ class FrameResult:
     dropped: int = 0  # boxes the scene ruled out: no person's size or shape, on text, or static
     track_ids: tuple[int | None, ...] = ()  # each detection's person id (None: not yet confirmed)
     dwell: Mapping[str, ZoneDwell] = field(default_factory=dict)  # per timed zone (edge/tracking)
+    visits: tuple[Visit, ...] = ()  # the visits that ended in this frame (edge/tracking)
 
 
 def build_scene(config: SceneConfig) -> Scene:
@@ -143,10 +144,12 @@ class CameraPipeline:
         occupancy = {z: self._smoothers[z].update(raw[z], now) for z in self.zone_ids}
         track_ids: tuple[int | None, ...] = ()
         dwell: dict[str, ZoneDwell] = {}
+        visits: tuple[Visit, ...] = ()
         if self._tracker is not None and self._dwell is not None:
             tracked = self._tracker.update(detections.xyxy, now)
             track_ids = tracked.ids
             dwell = self._dwell.update(tracked_ids(tracked, zone_of), now)
+            visits = self._dwell.ended
         return FrameResult(
             self.camera_id,
             frame.index,
@@ -159,6 +162,7 @@ class CameraPipeline:
             dropped,
             track_ids,
             dwell,
+            visits,
         )
 
     def _maybe_save_scene(self, now: float) -> None:

@@ -30,7 +30,7 @@ from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
 from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
-from edge.pipeline import CameraPipeline, build_detector
+from edge.pipeline import CameraPipeline, FrameResult, build_detector
 from edge.runtime.device_state import StateFile, state_path
 from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
@@ -159,6 +159,7 @@ class CameraWorker:
             seen_s = now - last_tick if status is CameraStatus.ONLINE else 0.0
             last_tick = self.heartbeat = now
             values: dict[str, float | None] | None = None
+            result: FrameResult | None = None
             state = self.state
             if status is not CameraStatus.ONLINE:
                 self.pipeline.mark_unknown()
@@ -187,7 +188,10 @@ class CameraWorker:
             self.state = state
             if self.board is not None:
                 readings = self._readings(state)
-                self.board.update(BoardUpdate(self.camera_id, status, readings, frame is not None))
+                tracked = (result.visits, result.dwell) if result is not None else ((), {})
+                self.board.update(
+                    BoardUpdate(self.camera_id, status, readings, frame is not None, *tracked)
+                )
             self._save_history(self.recorder.observe(self.wall_clock().timestamp(), values, seen_s))
             if status is not last_status or now - last_live >= LIVE_EVERY_S:
                 if status is not last_status:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,12 +53,19 @@ class DwellSettings:
 
 @dataclass(frozen=True)
 class Visit:
-    """One finished visit: who (track id), where, from when to when (seconds, steady clock)."""
+    """One finished visit: who (track id), where, from when to when (seconds, steady clock).
+
+    went_to: a timed zone the person had an open visit in when this one ended (they moved on,
+    e.g. from the waiting area to the queue); None when they were in no other timed zone. The
+    queue monitor tells a customer leaving the line from one moving along it by it. Not part
+    of a visit's identity (left out of ==).
+    """
 
     track_id: int
     zone_id: str
     entered_at: float
     left_at: float
+    went_to: str | None = field(default=None, compare=False)
 
     @property
     def dwell_s(self) -> float:
@@ -118,6 +125,9 @@ class DwellBook:
         self._staff_frames: dict[int, int] = {}
         self._staff_seen: dict[int, float] = {}  # staff id -> last seen, to forget them
         self._finished: dict[str, deque[Visit]] = {z: deque() for z in self.zones}
+        #: The visits that ended in the latest update, in the order they ended (for the queue
+        #: monitor: departures, arrivals and line dwell come from them).
+        self.ended: tuple[Visit, ...] = ()
 
     def reset(self) -> None:
         """The camera went offline: open visits are dropped (when they ended is unknown);
@@ -126,6 +136,7 @@ class DwellBook:
         self._latest.clear()
         self._staff_frames.clear()
         self._staff_seen.clear()
+        self.ended = ()
 
     def update(self, seen: Mapping[int, str | None], now: float) -> dict[str, ZoneDwell]:
         """Take the confirmed track ids found at `now` (seconds) with their zones."""
@@ -133,12 +144,19 @@ class DwellBook:
         timed = set(self.zones)
         # Visits past their grace end first: a person found again after it starts a new one.
         exits = dict.fromkeys(self.zones, 0)
+        ended: list[tuple[int, str, _Open]] = []
         for key, visit in list(self._open.items()):
             if now - visit.seen_at > s.exit_grace_s:
                 track_id, left = key
                 del self._open[key]
-                self._finished[left].append(Visit(track_id, left, visit.entered_at, visit.seen_at))
+                ended.append((track_id, left, visit))
                 exits[left] += 1
+        visits = []
+        for track_id, left, visit in ended:
+            done = Visit(track_id, left, visit.entered_at, visit.seen_at, self._onward(track_id))
+            self._finished[left].append(done)
+            visits.append(done)
+        self.ended = tuple(visits)
         for track_id, zone in seen.items():
             if zone in self.staff_zones:
                 self._staff_frames[track_id] = self._staff_frames.get(track_id, 0) + 1
@@ -156,6 +174,14 @@ class DwellBook:
     def finished(self, zone_id: str) -> tuple[Visit, ...]:
         """The visits to a zone that ended in the window, oldest first."""
         return tuple(self._finished[zone_id])
+
+    def _onward(self, track_id: int) -> str | None:
+        """The zone a person whose visit just ended is in now: the one they were last found
+        in if a visit there is open, else any open one of theirs (None: in no timed zone)."""
+        latest = self._latest.get(track_id)
+        if latest is not None and (track_id, latest) in self._open:
+            return latest
+        return next((z for t, z in self._open if t == track_id), None)
 
     def _drop(self, track_id: int) -> None:
         for key in [k for k in self._open if k[0] == track_id]:
