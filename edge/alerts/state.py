@@ -4,6 +4,10 @@ store's row, the same on MQTT and through the API.
 Pure: the row, the site's names and time zone in, a frozen AlertState out. Times are ISO 8601
 in the site's time zone, with its offset, to the second: people read them. Zones carry their
 configured names. `version` is the row's: the site's alert version at the alert's latest change.
+
+Issue 13 added, as new fields only (a handheld that knows none of them shows what it did): the
+pass asked (`passes`: 2 once a done pass was asked again), and from the alert's details the
+advice of the latest ask with the figures behind it (docs/queueing.md, "Advice").
 """
 
 from __future__ import annotations
@@ -104,6 +108,15 @@ class AlertState:
     effect: Effect | None
     deliveries: tuple[dict[str, Any], ...]  # channel deliveries (issue #12 item 3)
     version: int
+    # The latest ask (issue 13): which pass (1: the raise; 0: a camera alert, no passes), what
+    # the rule measured, where the diversion is, the advice and the figures behind it (null
+    # where unknown; all null for an alert raised before advice existed).
+    passes: int = 0
+    metric: str | None = None
+    value: float | None = None
+    point: str | None = None
+    advice: tuple[dict[str, Any], ...] = ()
+    figures: dict[str, Any] | None = None
 
     @property
     def open(self) -> bool:
@@ -113,6 +126,7 @@ class AlertState:
         data = asdict(self)
         data["zones"] = list(data["zones"])
         data["deliveries"] = list(data["deliveries"])
+        data["advice"] = list(data["advice"])
         return data
 
     def to_json(self) -> str:
@@ -145,6 +159,10 @@ def build_state(
         effect = Effect(record.count_at_ack, record.effect_count, measured)
     since, raised = names.local(record.since), names.local(record.raised_at)
     assert since is not None and raised is not None
+    details = _details(record.details)
+    advice, figures, value = details.get("advice"), details.get("figures"), details.get("value")
+    if not isinstance(advice, list):
+        advice = []
     return AlertState(
         alert_id=record.alert_id,
         rule=record.rule,
@@ -168,7 +186,29 @@ def build_state(
         effect=effect,
         deliveries=tuple(dict(d) for d in deliveries),
         version=record.version,
+        passes=max(record.passes, 1) if record.kind == "diversion" else record.passes,
+        metric=_text(details.get("metric")),
+        value=float(value) if isinstance(value, int | float) else None,
+        point=_text(details.get("point")),
+        advice=tuple(dict(a) for a in advice if isinstance(a, dict)),
+        figures=dict(figures) if isinstance(figures, dict) else None,
     )
+
+
+def _details(text: str | None) -> dict[str, Any]:
+    """The alert's details column (JSON written by the alert service); {} when there are
+    none or they do not parse: a state is still shown, without advice."""
+    if not text:
+        return {}
+    try:
+        details = json.loads(text)
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 # --- answers to an acknowledgement, for the person who sent it -------------------------------

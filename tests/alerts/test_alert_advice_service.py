@@ -18,6 +18,7 @@ import pytest
 
 from edge.alerts.messages import MessageCatalog
 from edge.alerts.service import AlertService, QueueSource
+from edge.alerts.state import SiteNames, build_state
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.config import LobbyConfig, RuleMetric, parse_config
 from edge.queueing.snapshot import QueueSnapshot, ZoneUse
@@ -425,3 +426,32 @@ def test_templates_without_the_rule_texts_take_the_shipped_ones(tmp_path):
     assert catalog.render("reasked", count=3, zones=["W"], number=2).startswith(
         "Still busy after the last pass: 3 people in W. Please start pass 2."
     )
+
+
+# --- the state handhelds show -------------------------------------------------------------
+
+
+def test_the_handhelds_state_carries_the_pass_the_advice_and_the_figures(rig):
+    names = SiteNames.of(rig.config)
+    rig.tick()
+    alert = rig.only_alert()
+    state = build_state(alert, names, count_now=14.0).as_dict()
+    assert (state["passes"], state["metric"], state["value"]) == (1, "wait", 18.0)
+    assert state["point"] == "waiting_area"
+    assert [a["kind"] for a in state["advice"]] == ["kiosks_free", "counter_unstaffed",
+                                                     "wait_rising"]  # fmt: skip
+    assert state["figures"]["wait_minutes"] == 18.0 and state["figures"]["kiosks_capacity"] == 4
+    json.loads(build_state(alert, names, 14.0).to_json())  # the wire form is JSON
+    rig.ack(alert.alert_id, "pass_done")
+    rig.tick(600)
+    again = build_state(rig.only_alert(), names, count_now=14.0)
+    assert again.passes == 2 and again.status == "raised" and again.accepted_by is None
+
+
+@pytest.mark.parametrize("details", [None, "", "not json", "[1, 2]", '{"advice": "x"}'])
+def test_a_state_without_readable_details_has_no_advice_and_keeps_the_old_fields(rig, details):
+    rig.tick()
+    alert = replace(rig.only_alert(), details=details)
+    state = build_state(alert, SiteNames.of(rig.config), count_now=None)
+    assert (state.advice, state.figures, state.metric, state.value) == ((), None, None, None)
+    assert state.passes == 1 and state.message == alert.message and state.status == "raised"
