@@ -29,7 +29,18 @@ from api.deps import ApiContext
 from api.handhelds import HandheldAccess
 from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
-from api.routes import alerts, forecast, handhelds, history, live, system, webapp
+from api.routes import (
+    alerts,
+    forecast,
+    handhelds,
+    history,
+    live,
+    queue,
+    reports,
+    system,
+    tickets,
+    webapp,
+)
 from edge.config import LobbyConfig
 from edge.store import RECOVERY_S, StoreWriteError
 
@@ -102,7 +113,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lobbywatch = context
-    for module in (live, history, forecast, alerts, handhelds, system, webapp):
+    for module in (live, history, forecast, queue, reports, tickets, alerts, handhelds, system,
+                   webapp):  # fmt: skip
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack

@@ -1,7 +1,8 @@
-"""CSV versions of the history and alert listings, for spreadsheets and head-office reports.
+"""CSV versions of the history, alert and pass listings, for spreadsheets and head-office reports.
 
-One row per zone and bucket, or per alert; empty cells for unknown values (never 0). Text cells
-that a spreadsheet would run as a formula (starting with = + - @) get a leading apostrophe.
+One row per zone and bucket, per alert, per pass or per day; empty cells for unknown values
+(never 0). Text cells that a spreadsheet would run as a formula (starting with = + - @) get a
+leading apostrophe.
 (Named csv_export so that it does not shadow the standard library's csv module.)
 """
 
@@ -23,6 +24,18 @@ ALERT_COLUMNS = (
     "count_at_raise", "escalations", "acknowledged_at", "acknowledged_by", "seconds_to_ack",
     "count_at_ack", "pass_done_at", "pass_done_by", "effect_after_s", "effect_count",
     "effect_measured_at", "effect", "cleared_at", "count_at_clear", "message",
+)  # fmt: skip
+
+
+PASS_COLUMNS = (
+    "alert_id", "rule", "number", "asked_at", "accepted_at", "accepted_by", "done_at",
+    "done_by", "count_before", "count_after", "count_change", "wait_before_minutes",
+    "wait_after_minutes", "wait_change_minutes", "kiosks_in_use_after", "kiosks_capacity",
+    "measured_at",
+)  # fmt: skip
+DAY_COLUMNS = (
+    "day", "alerts_raised", "passes_asked", "passes_accepted", "passes_done", "passes_measured",
+    "mean_count_change", "mean_wait_change_minutes", "minutes_alert_open", "peak_wait_minutes",
 )  # fmt: skip
 
 
@@ -60,6 +73,16 @@ def alerts_csv(alerts: Sequence[AlertOut]) -> str:
         for a in alerts
     )
     return _write(ALERT_COLUMNS, rows)
+
+
+def passes_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """From the pass rows (see api.routes.reports.pass_row)."""
+    return _write(PASS_COLUMNS, (tuple(row[c] for c in PASS_COLUMNS) for row in rows))
+
+
+def daily_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """From the day rows (see api.routes.reports.day_row)."""
+    return _write(DAY_COLUMNS, (tuple(row[c] for c in DAY_COLUMNS) for row in rows))
 
 
 def _write(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

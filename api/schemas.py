@@ -6,7 +6,7 @@ the pipeline not running), never 0.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -176,6 +176,14 @@ class AlertOut(_Out):
     )
     cleared_at: datetime | None
     count_at_clear: float | None
+    passes: int = Field(
+        0, ge=0, description="Diversion passes asked: the raise is the first, each re-ask one more"
+    )
+    details: dict[str, Any] | None = Field(
+        None,
+        description="The advice and the figures behind the latest ask (advice, figures, metric, "
+        "value; docs/queueing.md); null when the alert has none",
+    )
     deliveries: list[DeliveryOut] = Field(
         default_factory=list,
         description="Its messages to the bank's channels (alerts.channels), oldest first",
@@ -407,3 +415,91 @@ class ForecastOut(_Out):
     timezone: str = Field(description="IANA time zone of the site, which every time is in")
     zones: list[str] = Field(description="Zones whose counts are summed and forecast")
     horizons: list[HorizonForecastOut]
+
+
+class PassOut(_Out):
+    """One diversion pass asked of the manager and what followed it."""
+
+    alert_id: str
+    rule: str | None = Field(description="The alert's rule (null: the alert is gone)")
+    number: int = Field(ge=1, description="1 for the raise, 2 for the first re-ask...")
+    asked_at: str = _site_time()
+    accepted_at: str | None = _site_time()
+    accepted_by: str | None
+    done_at: str | None = _site_time()
+    done_by: str | None
+    count_before: float | None = Field(description="People in the alert's zones at the accept")
+    count_after: float | None = Field(description="People effect_after_s after the pass was done")
+    count_change: float | None = Field(
+        description="count_after - count_before: negative when the pass shortened the line"
+    )
+    wait_before_minutes: float | None = Field(description="Estimated wait at the accept")
+    wait_after_minutes: float | None = Field(description="Estimated wait when measured after")
+    wait_change_minutes: float | None = Field(description="wait_after - wait_before, minutes")
+    kiosks_in_use_after: float | None = Field(description="Kiosks in use when measured after")
+    kiosks_capacity: int | None = Field(description="Kiosks there are (the zones' capacity)")
+    measured_at: str | None = _site_time()
+
+
+class PassesOut(_Out):
+    start: date = Field(description="First day, in the site's time zone")
+    end: date = Field(description="Last day (included)")
+    timezone: str = Field(description="IANA time zone of the site, which every time is in")
+    passes: list[PassOut] = Field(description="Passes asked in those days, oldest first")
+
+
+class DayOut(_Out):
+    day: date = Field(description="The day, in the site's time zone")
+    alerts_raised: int = Field(ge=0, description="Diversion alerts raised that day")
+    passes_asked: int = Field(ge=0, description="Passes asked that day (raises and re-asks)")
+    passes_accepted: int = Field(ge=0, description="Of those, accepted")
+    passes_done: int = Field(ge=0, description="Of those, reported done")
+    passes_measured: int = Field(ge=0, description="Of those, with an effect measured")
+    mean_count_change: float | None = Field(
+        description="Mean count_change of the passes measured (people); null: none measured"
+    )
+    mean_wait_change_minutes: float | None = Field(
+        description="Mean wait change of the passes measured with both waits; null: none"
+    )
+    minutes_alert_open: float = Field(
+        ge=0,
+        description="Minutes of the day with a diversion alert open (time above threshold; "
+        "overlapping alerts count once; up to now for an alert still open)",
+    )
+    peak_wait_minutes: float | None = Field(
+        description="The highest wait among that day's passes (before or after); null: none known"
+    )
+
+
+class DailyOut(_Out):
+    start: date = Field(description="First day, in the site's time zone")
+    end: date = Field(description="Last day (included)")
+    timezone: str = Field(description="IANA time zone of the site")
+    days: list[DayOut] = Field(description="One row per day, every day of the range")
+
+
+class TicketsAccepted(_Out):
+    accepted: int = Field(ge=0, description="Events stored")
+
+
+class QueueOut(BaseModel):
+    """The queue snapshot the edge publishes (docs/queueing.md), with how old it is. Only
+    `status` "live" carries figures: a snapshot older than a minute is not the lobby now."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    status: Literal["live", "unknown"] = Field(
+        description="live: a snapshot at most 60 s old; unknown: none, or older (never 0s)"
+    )
+    reason: str | None = Field(None, description="Why unknown; null when live")
+    at: datetime | None = Field(None, description="When the latest snapshot was taken (UTC)")
+    age_s: float | None = Field(None, description="Seconds since then; null: no snapshot")
+    site: str | None = None
+    line_zones: list[str] | None = None
+    wait: dict[str, Any] | None = Field(None, description="Minutes, range, confidence, method")
+    forecast: dict[str, Any] | None = Field(None, description="By horizon in minutes (15, 30)")
+    kiosks: list[dict[str, Any]] | None = None
+    counters: list[dict[str, Any]] | None = None
+    arrivals_5min: float | None = None
+    arrivals_expected_5min: float | None = None
+    dwell: dict[str, Any] | None = None

@@ -42,8 +42,9 @@ from tests.test_api_support import (
 )
 
 #: The range rules that involve two parameters (start before end; at most so many days per
-#: bucket size) cannot be written in an OpenAPI schema; these are their 422 messages.
-RANGE_RULES = ("start must be before end", "is longer than the")
+#: bucket size) or the clock (ticket events of today only) cannot be written in an OpenAPI
+#: schema; these are their 422 messages.
+RANGE_RULES = ("start must be before end", "is longer than the", "today's events only")
 
 
 def positive_data_accepted_but_for_range_rules(ctx: Any, response: Any, case: Any) -> None:
@@ -110,6 +111,10 @@ OPERATIONS = [
     ("GET", "/v1/occupancy/history", True),
     ("GET", "/v1/reports/busiest-hours", True),
     ("GET", "/v1/forecast", True),
+    ("GET", "/v1/queue", False),
+    ("GET", "/v1/reports/passes", True),
+    ("GET", "/v1/reports/daily", True),
+    ("POST", "/v1/tickets/events", True),
     ("GET", "/v1/alerts", True),
     ("POST", "/v1/alerts/{alert_id}/ack", True),
     ("GET", "/v1/alerts/open", False),

@@ -4,11 +4,12 @@ the open alerts with their state, their live stream, accept and pass done."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 
@@ -280,8 +281,22 @@ def alert_out(record: AlertRecord, deliveries: Sequence[DeliveryView] = ()) -> A
         effect=effect,
         cleared_at=record.cleared_at,
         count_at_clear=record.count_at_clear,
+        passes=record.passes,
+        details=details_of(record),
         deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
     )
+
+
+def details_of(record: AlertRecord) -> dict[str, Any] | None:
+    """The alert's details as an object; None where it has none or they are not one (a
+    damaged row must not make the whole listing fail)."""
+    if record.details is None:
+        return None
+    try:
+        details = json.loads(record.details)
+    except ValueError:
+        return None
+    return details if isinstance(details, dict) else None
 
 
 def summarize(alerts: list[AlertOut]) -> AlertSummary:
