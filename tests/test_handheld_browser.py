@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from edge.alerts.service import AlertService
+from edge.board import BoardUpdate, OccupancyBoard
+from edge.config import parse_config
+from edge.store import Store
+from edge.types import CameraStatus, ZoneReading
+from tests.alerts.queue_support import FakeQueue, busy_snapshot
 from tests.handheld_browser import (
     Phone,
     pair_code,
@@ -209,3 +216,154 @@ def test_a_phone_without_a_credential_is_shown_how_to_pair_and_a_wrong_code_says
     phone.tap('#pair-form button[type="submit"]')
     phone.wait(lambda: phone.connection() == "up", 20, "paired and connected")
     assert phone.text("#me") == "mgr-3 · manager"
+
+
+# --- advice and a pass asked again (issue 13) ----------------------------------------------
+
+ADVICE_CONFIG = """\
+site: {{id: branch-13, name: Branch 13, timezone: Asia/Shanghai}}
+cameras:
+  - id: lobby
+    source: rtsp://127.0.0.1:9/none
+    zones:
+      - {{id: waiting, name: Waiting area, role: waiting, polygon: [[0, 0], [0.3, 0], [0.3, 1], [0, 1]]}}
+      - {{id: queue, name: Counter queue, role: queue, polygon: [[0.3, 0], [0.6, 0], [0.6, 1], [0.3, 1]]}}
+      - {{id: kiosks, name: Kiosks, role: self_service, capacity: 4,
+         polygon: [[0.6, 0], [0.8, 0], [0.8, 1], [0.6, 1]]}}
+      - {{id: counter-3, name: Counter 3, role: service, counter: "3",
+         polygon: [[0.8, 0], [1, 0], [1, 1], [0.8, 1]]}}
+storage: {{path: "{db}"}}
+mqtt: {{enabled: false}}
+alerts:
+  language: en
+  camera_offline: {{enabled: false}}
+  rules:
+    - {{id: long-wait, name: Long wait, zones: [waiting, queue], metric: wait, raise_at: 15,
+       clear_at: 8, raise_after_s: 0, escalate_after_s: null, reask_after_s: 600}}
+api:
+  host: 127.0.0.1
+  port: {port}
+  public_url: https://127.0.0.1:{port}
+  tls: {{cert_file: "{cert}", key_file: "{key}"}}
+  keys: [{{id: supervisor, role: viewer, sha256: "{sha}"}}]
+"""
+
+
+class _Clock:
+    """Wall time from now (the page says "just now"), moved by the test with the monotonic."""
+
+    def __init__(self) -> None:
+        self.mono, self.wall = 1000.0, datetime.now(timezone.utc)
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += timedelta(seconds=seconds)
+
+
+def test_an_alert_shows_its_advice_and_figures_in_both_languages_and_a_second_ask(
+    tmp_path, phones_for
+):
+    """The alert service of the device (real, with a scripted queue source) writes the alert
+    into the site's store; the API serves it to two phones, one in each language."""
+    config, phone = phones_for(ADVICE_CONFIG)
+    shots = screenshot_dir(tmp_path / "shots")
+    a = paired(phone("mgr-1"), config)
+    b = paired(phone("mgr-2"), config)
+    b.tap("#lang")  # Chinese on this one
+
+    site = parse_config(config.read_text(), base_dir=config.parent, environ={})
+    store = Store(site.storage.path, site_id="branch-13")
+    board = OccupancyBoard({"lobby": ["waiting", "queue", "kiosks", "counter-3"]})
+    clock = _Clock()
+    readings = tuple(
+        ZoneReading(zone, "lobby", count, None, clock.wall, CameraStatus.ONLINE)
+        for zone, count in (("waiting", 10.0), ("queue", 4.0), ("kiosks", 1.0), ("counter-3", 0.0))
+    )
+    board.update(BoardUpdate("lobby", CameraStatus.ONLINE, readings, frame=True))
+    alerts = AlertService(
+        site, store, board, clock=lambda: clock.mono, wall_clock=lambda: clock.wall,
+        queue=FakeQueue(busy_snapshot(), {"wait": 18.0}),
+    )  # fmt: skip
+    try:
+        alerts.tick()
+        (alert_id,) = a.wait(lambda: a.alert_ids(), 20, "the alert on screen")
+        b.wait(lambda: alert_id in b.seen(), 10, "the alert on screen")
+        card = f'[data-alert-id="{alert_id}"]'
+        assert a.text(f"{card} .count") == "14 people · alert at 15 min wait"
+        assert _advice(a, alert_id) == [
+            "kiosks: 1 of 4 in use: move kiosk-able customers there",
+            "counter 3 unstaffed",
+            "wait rising: about 25 min in 15 minutes",
+        ]
+        assert a.part(alert_id, "wait") == "Wait about 18 min (medium confidence)"
+        assert a.part(alert_id, "forecast") == "In 15 min: 25 min · in 30 min: 30 min"
+        assert a.part(alert_id, "kiosks") == "Kiosks: 1 of 4 in use"
+        assert a.part(alert_id, "pass") is None  # the first ask
+        assert _advice(b, alert_id) == [
+            "自助机：4 台中 1 台在用，请引导可自助办理的客户前往",
+            "3 号柜台无人值守",
+            "等候时间上升：15 分钟后约 25 分钟",
+        ]
+        assert b.part(alert_id, "wait") == "预计等候约 18 分钟（可信度中）"
+        assert b.part(alert_id, "forecast") == "15 分钟后：25 分钟 · 30 分钟后：30 分钟"
+        assert b.part(alert_id, "kiosks") == "自助机：4 台中 1 台在用"
+        assert b.text(f"{card} .count") == "14 人 · 等候 15 分钟时提醒"
+        a.screenshot(shots / "handheld-advice-en.png")
+        b.screenshot(shots / "handheld-advice-zh.png")
+
+        # The pass is done from phone A; 10 minutes later the wait is as long: asked again.
+        a.tap(f'{card} [data-role="pass-done"]')
+        b.wait(lambda: "mgr-1" in (b.part(alert_id, "pass-done-by") or ""), 5, "pass done")
+        clock.advance(1)
+        alerts.tick()  # the service sees the pass done in the store: the re-ask timer starts
+        clock.advance(600)
+        alerts.tick()
+        for p in (a, b):
+            p.wait(lambda p=p: p.part(alert_id, "pass"), 10, "asked again")
+        assert a.part(alert_id, "pass") == "Asked again: pass 2. Still busy after the last pass"
+        assert b.part(alert_id, "pass") == "再次请求：第 2 次疏导。上次疏导后仍然繁忙"
+        assert a.button(alert_id, "accept") == {
+            "text": "Accept",
+            "disabled": False,
+            "hidden": False,
+        }
+        assert b.part(alert_id, "pass-done-by") is None and b.part(alert_id, "status") == "新提醒"
+        b.screenshot(shots / "handheld-reasked-zh.png")
+        severe = [m for p in (a, b) for m in p.console() if "Uncaught" in m]
+        assert not severe, severe
+    finally:
+        store.close()
+
+
+def _advice(phone: Phone, alert_id: str) -> list[str]:
+    return list(
+        phone.js(
+            "return [...document.querySelectorAll("
+            '`[data-alert-id="${arguments[0]}"] [data-role="advice"] li`)].map(e => e.textContent)',
+            alert_id,
+        )
+    )
+
+
+@pytest.fixture
+def phones_for(tmp_path):
+    """A site of a given config (its API started, no device) and phones on it."""
+    require_chromium()
+    made: list[Phone] = []
+    started: list = []
+
+    def site(template: str):
+        config, tls, api, _device = start_site(template, tmp_path, "", sha="b" * 64)
+        started.append(api)
+
+        def phone(name: str) -> Phone:
+            made.append(Phone(api.url, tls, name=name))
+            return made[-1]
+
+        return config, phone
+
+    yield site
+    for p in made:
+        p.quit()
+    for api in started:
+        api.stop(signal.SIGKILL)

@@ -42,6 +42,28 @@ const TEXT = {
     waitingNow: "Waiting now",
     people: "people",
     alertAt: "alert at {n}",
+    alertAtWait: "alert at {n} min wait",
+    alertAtForecastWait: "alert at {n} min wait (forecast)",
+    alertAtForecastCount: "alert at {n} (forecast)",
+    alertAtArrivals: "alert at {n} arrivals in 5 min",
+    askedAgain: "Asked again: pass {n}. Still busy after the last pass",
+    entrance: "At the entrance: for the greeter",
+    wait: "Wait about {m} min ({c})",
+    confidence: { exact: "ticket machine", high: "high confidence", medium: "medium confidence", low: "low confidence" },
+    forecast: "In 15 min: {a} · in 30 min: {b}",
+    minutes: "{n} min",
+    kiosks: "Kiosks: {u} of {c} in use",
+    advice: {
+      kiosks_free: "kiosks: {in_use} of {capacity} in use: move kiosk-able customers there",
+      kiosks_full: "kiosks full: call a colleague / open a counter",
+      kiosks_free_entrance: "kiosks: {in_use} of {capacity} in use: send kiosk errands there",
+      kiosks_full_entrance: "kiosks full: keep kiosk errands in the ticket line",
+      counter_unstaffed: "counter {counter} unstaffed",
+      counter_unstaffed_named: "{counter} unstaffed",
+      open_counter: "open another counter",
+      entrance_surge: "arrival surge: {arrivals} in 5 minutes (usually {expected}): greeter to the ticket machine",
+      wait_rising: "wait rising: about {minutes} min in {horizon_min} minutes",
+    },
     raisedAt: "Raised at {t} ({ago})",
     justNow: "just now",
     minutesAgo: "{n} min ago",
@@ -96,6 +118,28 @@ const TEXT = {
     waitingNow: "当前等候人数",
     people: "人",
     alertAt: "{n} 人时提醒",
+    alertAtWait: "等候 {n} 分钟时提醒",
+    alertAtForecastWait: "预测等候达 {n} 分钟时提醒",
+    alertAtForecastCount: "预测达 {n} 人时提醒",
+    alertAtArrivals: "5 分钟内到店 {n} 人时提醒",
+    askedAgain: "再次请求：第 {n} 次疏导。上次疏导后仍然繁忙",
+    entrance: "入口：请迎宾处理",
+    wait: "预计等候约 {m} 分钟（{c}）",
+    confidence: { exact: "取号机数据", high: "可信度高", medium: "可信度中", low: "可信度低" },
+    forecast: "15 分钟后：{a} · 30 分钟后：{b}",
+    minutes: "{n} 分钟",
+    kiosks: "自助机：{c} 台中 {u} 台在用",
+    advice: {
+      kiosks_free: "自助机：{capacity} 台中 {in_use} 台在用，请引导可自助办理的客户前往",
+      kiosks_full: "自助机已满：请呼叫同事或加开柜台",
+      kiosks_free_entrance: "自助机：{capacity} 台中 {in_use} 台在用，请引导可自助业务前往自助机",
+      kiosks_full_entrance: "自助机已满：暂勿引导客户前往自助机",
+      counter_unstaffed: "{counter} 号柜台无人值守",
+      counter_unstaffed_named: "{counter}无人值守",
+      open_counter: "请加开柜台",
+      entrance_surge: "到店高峰：5 分钟内 {arrivals} 人（平时约 {expected} 人）：请大堂迎宾到取号机旁",
+      wait_rising: "等候时间上升：{horizon_min} 分钟后约 {minutes} 分钟",
+    },
     raisedAt: "{t} 发出（{ago}）",
     justNow: "刚刚",
     minutesAgo: "{n} 分钟前",
@@ -345,6 +389,7 @@ function applyAlert(alert) {
   state.alerts.set(alert.alert_id, alert);
   if (!known) announce(alert, true);
   else if ((alert.escalations || 0) > (known.escalations || 0)) announce(alert, false);
+  else if ((alert.passes || 0) > (known.passes || 0)) announce(alert, false); // asked again
   render();
 }
 
@@ -550,6 +595,12 @@ function makeCard(alertId) {
     title,
     el("div", { class: "count", "data-role": "count" }),
     el("div", { class: "line", "data-role": "zones" }),
+    el("div", { class: "line again", "data-role": "pass" }),
+    el("div", { class: "line", "data-role": "point" }),
+    el("ul", { class: "advice", "data-role": "advice" }),
+    el("div", { class: "line figure", "data-role": "wait" }),
+    el("div", { class: "line figure", "data-role": "forecast" }),
+    el("div", { class: "line figure", "data-role": "kiosks" }),
     el("div", { class: "line", "data-role": "raised" }),
     el("div", { class: "line", "data-role": "escalated" }),
     el("div", { class: "line taken", "data-role": "accepted-by" }),
@@ -593,9 +644,27 @@ function fillCard(card, alert) {
   count.hidden = camera;
   count.replaceChildren(
     document.createTextNode(people(alert.count_now ?? alert.count_at_raise)),
-    el("small", {}, ` ${t("people")} · ${t("alertAt", { n: people(alert.threshold) })}`),
+    el("small", {}, ` ${t("people")} · ${alertAt(alert)}`),
   );
   line(card, "zones", (alert.zones || []).map((z) => z.name || z.id).join(" + "));
+  line(card, "pass", (alert.passes || 0) > 1 ? t("askedAgain", { n: alert.passes }) : "");
+  line(card, "point", alert.point === "entrance" ? t("entrance") : "");
+  const advice = camera ? [] : (alert.advice || []).map((a) => adviceText(a, alert.point));
+  const list = part(card, "advice");
+  list.replaceChildren(...advice.map((text) => el("li", {}, text)));
+  list.hidden = advice.length === 0;
+  const figures = alert.figures || {};
+  line(card, "wait", known(figures.wait_minutes) ? t("wait", {
+    m: Math.round(figures.wait_minutes),
+    c: (t("confidence") || {})[figures.wait_confidence] || figures.wait_confidence || t("unknown"),
+  }) : "");
+  const ahead = [figures.forecast_15_minutes, figures.forecast_30_minutes];
+  line(card, "forecast", ahead.some(known) ? t("forecast", {
+    a: known(ahead[0]) ? t("minutes", { n: Math.round(ahead[0]) }) : t("unknown"),
+    b: known(ahead[1]) ? t("minutes", { n: Math.round(ahead[1]) }) : t("unknown"),
+  }) : "");
+  line(card, "kiosks", known(figures.kiosks_in_use) && known(figures.kiosks_capacity)
+    ? t("kiosks", { u: figures.kiosks_in_use, c: figures.kiosks_capacity }) : "");
   line(card, "raised", t("raisedAt", { t: siteTime(alert.raised_at), ago: ago(alert.raised_at) }));
   line(card, "escalated", alert.escalations ? t("escalated", { n: alert.escalations }) : "");
   line(card, "accepted-by", alert.accepted_by
@@ -619,6 +688,40 @@ function fillCard(card, alert) {
   passDone.hidden = closed;
   passDone.disabled = done || sendingDone;
   passDone.textContent = sendingDone ? t("sending") : done ? `${t("passDone")} ✓` : t("passDone");
+}
+
+function known(value) {
+  return value !== null && value !== undefined;
+}
+
+// The threshold in the rule's unit: people, minutes of wait, arrivals in 5 minutes.
+function alertAt(alert) {
+  const n = people(alert.threshold);
+  const key = {
+    wait: "alertAtWait", forecast_wait: "alertAtForecastWait",
+    forecast_count: "alertAtForecastCount", arrivals: "alertAtArrivals",
+  }[alert.metric] || "alertAt";
+  return t(key, { n });
+}
+
+// An advice in this page's language, from its kind and figures (the device's text, in the
+// site's language, where the page does not know the kind or a figure is missing).
+function adviceText(advice, point) {
+  const texts = t("advice") || {};
+  const figures = advice.figures || {};
+  let key = advice.kind;
+  if (point === "entrance" && (key === "kiosks_free" || key === "kiosks_full")) key += "_entrance";
+  if (key === "counter_unstaffed" && !/^[0-9A-Za-z]{1,4}$/.test(String(figures.counter || ""))) {
+    key = "counter_unstaffed_named";
+  }
+  let text = texts[key];
+  if (typeof text !== "string") return advice.text || "";
+  for (const name of text.match(/\{[a-z_]+\}/g) || []) {
+    const value = figures[name.slice(1, -1)];
+    if (!known(value)) return advice.text || "";
+    text = text.split(name).join(String(typeof value === "number" ? Math.round(value) : value));
+  }
+  return text;
 }
 
 function effectText(alert) {
