@@ -797,7 +797,10 @@ class Store:
         and escalations reset (it is open, not accepted, again), its details replaced (None: no
         figures for this ask, so none of the last one's are shown), a passes row inserted and
         the messages enqueued, in one transaction. False if the alert has cleared (nothing
-        changes). A pass already asked (a replayed re-ask) changes nothing and answers True."""
+        changes). A pass already asked (a replayed re-ask) changes nothing and answers True.
+        A pass done whose effect was not measured yet (the re-ask came first: by default both
+        come 600 s after the pass) is measured now, from the live tables, as record_effect
+        would have: the reset would lose it otherwise."""
         with self._tx() as db:
             _ensure_first_pass(db, alert_id)
             asked = db.execute(
@@ -815,6 +818,7 @@ class Store:
             )
             if cursor.rowcount == 0:
                 return False
+            _measure_at_reask(db, alert_id, at)
             db.execute(
                 "INSERT INTO passes (alert_id, number, asked_at) VALUES (?, ?, ?)",
                 (alert_id, number, _iso(at)),
@@ -1350,6 +1354,20 @@ def _ack_pass(
         " accepted_by = COALESCE(accepted_by, :by), accepted_at = COALESCE(accepted_at, :at)"
         f" WHERE alert_id = :alert AND done_at IS NULL AND {latest}",
         values,
+    )
+
+
+def _measure_at_reask(db: sqlite3.Connection, alert_id: str, at: datetime) -> None:
+    """The latest pass's "after" figures, if it was done and not measured: the live count of
+    the alert's zones and the snapshot's wait (no kiosk figures: the snapshot's are the
+    monitor's to read)."""
+    row = db.execute("SELECT zones FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+    count = _live_sum(db, json.loads(row["zones"]))
+    db.execute(
+        "UPDATE passes SET count_after = ?, wait_after_s = ?, measured_at = ?"
+        " WHERE alert_id = ? AND done_at IS NOT NULL AND measured_at IS NULL"
+        " AND number = (SELECT MAX(number) FROM passes WHERE alert_id = ?)",
+        (count, _live_wait(db, at), _iso(at), alert_id, alert_id),
     )
 
 

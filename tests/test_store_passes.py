@@ -186,6 +186,21 @@ def test_a_reask_resets_the_alerts_acks_and_adds_a_pass_that_takes_the_next_acks
     assert (second.accepted_by, second.count_before, second.done_at) == ("mgr-2", 15.0, None)
 
 
+def test_a_reask_before_the_effect_was_measured_measures_the_pass_done_from_the_live_tables(
+    store,
+):
+    raise_alert(store, "a1", T0)
+    store.apply_ack("a1", "mgr-1", "pass_done", T0 + timedelta(minutes=2))
+    reasked_at = T0 + timedelta(minutes=12)
+    live(store, 9.0, 3.0, reasked_at)
+    store.write_queue(queue_payload(8.0), reasked_at)
+    assert store.reask_alert("a1", 2, reasked_at, None, [])
+    first = only_pass(store, "a1")
+    assert (first.count_after, first.wait_after_s, first.measured_at) == (12.0, 480.0, reasked_at)
+    assert only_pass(store, "a1", 2).measured_at is None
+    assert store.effects_due(reasked_at + timedelta(hours=1)) == []  # pass 2 is not done
+
+
 def test_a_cleared_alert_is_not_reasked(store):
     raise_alert(store, "a1", T0)
     store.clear_alert("a1", T0 + timedelta(minutes=5), 3.0, [])
