@@ -45,6 +45,7 @@ alerts:
       escalate_after_s: {escalate}
       max_escalations: 1
       effect_after_s: 1
+      reask_after_s: {reask}
 """
 )
 
@@ -55,6 +56,7 @@ def make_config(
     language: str = "en",
     escalate: float = 600,
     camera_after: float = 600,
+    reask: float = 600,
 ):
     text = CONFIG.format(
         db=tmp_path / "lw.db",
@@ -62,6 +64,7 @@ def make_config(
         language=language,
         escalate=escalate,
         camera_after=camera_after,
+        reask=reask,
     )
     return parse_config(text, base_dir=tmp_path, environ={})
 
@@ -147,6 +150,23 @@ def test_ack_then_pass_done_is_recorded_and_its_effect_measured(rig):
     assert done.effect_count == 4.0
     (cleared,) = wait_for(lambda: rig.alerts_of("cleared"))
     assert cleared["alert_id"] == alert["alert_id"] and cleared["count"] == 4
+
+
+def test_a_done_pass_is_asked_again_on_the_handheld_while_the_lobby_stays_full(tmp_path, broker):
+    rig = Rig(tmp_path, broker, reask=1).start()
+    try:
+        feed(rig.board, 15)
+        (alert,) = wait_for(lambda: rig.alerts_of("raised"))
+        assert alert["pass"] == 1 and alert["metric"] == "count" and alert["value"] == 15
+        assert alert["advice"] == [] and alert["figures"]["wait_minutes"] is None  # no tracking
+        assert rig.handheld.ack(alert["alert_id"], "pass_done")
+        (again,) = wait_for(lambda: rig.alerts_of("reasked"), what="pass 2 asked")
+        assert again["alert_id"] == alert["alert_id"] and again["pass"] == 2
+        assert again["message"].startswith("Still busy after the last pass: 15 people in")
+        record = wait_for(lambda: (r := rig.store.alert(alert["alert_id"])) and r.passes == 2 and r)
+        assert record.pass_done_at is None and record.acknowledged_at is None
+    finally:
+        rig.stop()
 
 
 def test_malformed_acks_are_ignored_and_nothing_breaks(rig, broker):
