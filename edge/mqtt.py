@@ -125,6 +125,16 @@ class Topics:
         """The retained index of open alerts (docs/handheld.md)."""
         return f"{self.base}/alerts/open"
 
+    @property
+    def queue(self) -> str:
+        """The retained queue state: wait, forecast, kiosks, counters (docs/queueing.md)."""
+        return f"{self.base}/queue"
+
+    @property
+    def ticket_events(self) -> str:
+        """Where the branch's ticket machine sends its events (docs/queueing.md)."""
+        return f"{self.base}/tickets/events"
+
     def alert_state(self, alert_id: str) -> str:
         """An alert's retained state (docs/handheld.md)."""
         return f"{self.base}/alerts/{alert_id}/state"
@@ -233,6 +243,7 @@ class MqttLink:
     broker holds for this site, as the broker sends them on every (re)connect (the alert state
     publisher removes those that are no longer open). PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher, and
     on_acked is called at once so the publisher records them without waiting for its tick.
+    on_ticket_events gets the payload of each message on the ticket machine's topic.
     `state` says whether the broker is reachable, and why not; failures are logged with their
     reason at once and then at most every REPEAT_FAILURE_S.
     """
@@ -247,6 +258,7 @@ class MqttLink:
         on_ack: Callable[[str, bytes], object] = lambda _id, _payload: None,
         on_retained_state: Callable[[str], None] = lambda _id: None,
         on_acked: Callable[[], None] = lambda: None,
+        on_ticket_events: Callable[[bytes], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
@@ -258,6 +270,7 @@ class MqttLink:
         self._on_ack = on_ack
         self._on_retained_state = on_retained_state
         self._on_acked = on_acked
+        self._on_ticket_events = on_ticket_events
         self._answered = False  # a CONNACK came for the current attempt
         self._clock = clock
         self._wall = wall_clock
@@ -375,6 +388,8 @@ class MqttLink:
         # The broker answers with the alert states it retains for this site: stale ones are
         # removed (see edge/alerts/retained.py).
         client.subscribe(self.topics.state_filter, qos=1)
+        if self._on_ticket_events is not None:
+            client.subscribe(self.topics.ticket_events, qos=1)
         self.connected.set()
         self._set_state(LinkState("connected", self._wall()))
         log.info("connected to the broker at %s", self.url)
@@ -426,6 +441,12 @@ class MqttLink:
             # Only what the broker retains matters here (our own live publishes come back too).
             if msg.retain and msg.payload:
                 self._on_retained_state(state_of)
+            return
+        if msg.topic == self.topics.ticket_events and self._on_ticket_events is not None:
+            try:
+                self._on_ticket_events(bytes(msg.payload))
+            except Exception:
+                log.exception("handling ticket events failed")
             return
         alert_id = self.topics.alert_id_of_ack(msg.topic)
         if alert_id is None:

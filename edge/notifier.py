@@ -1,8 +1,9 @@
 """Everything that talks to the lobby manager, the supervisor and IT, in one thread.
 
-Wires the alert service (decisions, stored first), the outbox publisher (delivery on PUBACK),
-the alert state publisher (each alert's retained state, docs/handheld.md) and the retained
-occupancy publisher to one MQTT link. Rule decisions that a frame completes are taken
+Wires the queue monitor (wait, forecast, kiosks and counters: docs/queueing.md), the alert
+service (decisions, stored first), the outbox publisher (delivery on PUBACK), the alert state
+publisher (each alert's retained state, docs/handheld.md) and the retained occupancy and queue
+publisher to one MQTT link; ticket machine events from the link go to the queue monitor. Rule decisions that a frame completes are taken
 in the camera worker's thread (through the board) and wake this thread at once, so an alert
 leaves within milliseconds of the frame; timers (escalation, cooldown, camera health, pass
 effects) are checked here about twice a second.
@@ -27,6 +28,7 @@ from edge.alerts.state import SiteNames
 from edge.board import OccupancyBoard
 from edge.config import LobbyConfig
 from edge.mqtt import LinkState, MqttLink
+from edge.runtime.queue_monitor import QueueMonitor
 from edge.state_publisher import StatePublisher
 from edge.store import Store, StoreWriteError
 
@@ -55,7 +57,9 @@ class Notifier:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
+        queue: QueueMonitor | None = None,
     ) -> None:
+        """queue: the site's queue monitor (the service's); one is made here if none is given."""
         self.store = store
         self._wall = wall_clock
         self._wake = threading.Event()
@@ -64,9 +68,14 @@ class Notifier:
         self.deliveries = build_worker(
             config, store, board.total, clock=clock, wall_clock=wall_clock
         )
+        # The monitor hears each frame before the alert service, so a rule on the wait decides
+        # on the frame that changed it.
+        self.queue = queue or QueueMonitor(config, board, store, clock=clock, wall_clock=wall_clock)
+        board.subscribe(self.queue.on_board_update)
         self.alerts = AlertService(
-            config, store, board, wake_publisher=self._wake_all, clock=clock, wall_clock=wall_clock
-        )
+            config, store, board, wake_publisher=self._wake_all, clock=clock,
+            wall_clock=wall_clock, queue=self.queue,
+        )  # fmt: skip
         board.subscribe(self.alerts.on_board_update)
         self.link: MqttLink | None = None
         self.outbox: OutboxPublisher | None = None
@@ -81,6 +90,7 @@ class Notifier:
                 on_ack=self.alerts.handle_ack,
                 on_retained_state=self._on_retained_state,
                 on_acked=self._wake.set,
+                on_ticket_events=self.queue.on_ticket_message,
                 clock=clock,
                 wall_clock=wall_clock,
             )
@@ -150,6 +160,7 @@ class Notifier:
             try:
                 now = time.monotonic()
                 if now >= next_tick:
+                    self._tick_queue()
                     self.alerts.tick()
                     if self.state is not None:
                         self.state.tick()
@@ -163,6 +174,16 @@ class Notifier:
                 # One bad message or a locked database must not end alerting for good.
                 log.exception("notifier cycle failed; retrying")
                 time.sleep(1.0)
+
+    def _tick_queue(self) -> None:
+        # Its own guard: a broken forecast must not hold up the alerts' timers.
+        try:
+            payload = self.queue.tick()
+        except Exception:
+            log.exception("queue monitor tick failed; retrying")
+            return
+        if payload is not None and self.state is not None:
+            self.state.publish_queue(payload)
 
     def _on_connected(self) -> None:
         if self.state is not None:

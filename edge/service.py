@@ -32,6 +32,7 @@ from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, FrameResult, build_detector
 from edge.runtime.device_state import StateFile, state_path
+from edge.runtime.queue_monitor import QueueMonitor
 from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
 from edge.types import CameraStatus, ZoneReading
@@ -304,7 +305,8 @@ class Service:
         )
         self._purge(store)
         board = OccupancyBoard({c.id: [z.id for z in c.zones] for c in config.cameras})
-        notifier = Notifier(config, store, board)
+        queue = QueueMonitor(config, board, store)
+        notifier = Notifier(config, store, board, queue=queue)
         notifier.start()
         if self.api is not None:
             self.api.start()
@@ -420,6 +422,8 @@ class Service:
                 "unsaved_history_rows": unsaved,
                 "dropped_history_rows": dropped,
                 "unsaved_alert_writes": delivery.unsaved_writes,
+                "unsaved_ticket_events": notifier.queue.unsaved_tickets,
+                "lost_ticket_events": notifier.queue.tickets_lost,
             },
             "broker": None if broker is None else {
                 "state": broker.state,

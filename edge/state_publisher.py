@@ -1,4 +1,5 @@
-"""Retained state on the broker: availability, camera status, zone occupancy, device health.
+"""Retained state on the broker: availability, camera status, zone occupancy, device health,
+the queue (wait, forecast, kiosks, counters: docs/queueing.md).
 
 Published on change, again every `occupancy_interval_s`, and whole on every (re)connect, so a
 client that connects late, or a broker that restarted without persistence, still sees the
@@ -38,6 +39,7 @@ class StatePublisher:
         self._status: dict[str, CameraStatus] = {}
         self._health: str | None = None  # the latest health payload
         self._health_sent: str | None = None
+        self._queue: str | None = None  # the latest queue payload (published when given)
         self._next_full = 0.0
 
     def on_board_update(self, update: BoardUpdate) -> None:
@@ -58,6 +60,12 @@ class StatePublisher:
             if payload != self._health_sent and self.link.publish_state(self.topics.health, payload):
                 self._health_sent = payload
 
+    def publish_queue(self, payload: str) -> bool:
+        """The queue snapshot (the monitor says when one is due); kept for every reconnect."""
+        with self._lock:
+            self._queue = payload
+            return self.link.publish_state(self.topics.queue, payload)
+
     def republish_all(self) -> None:
         """Everything, now: after a (re)connect and every interval."""
         with self._lock:
@@ -65,6 +73,8 @@ class StatePublisher:
                 self.topics.health, self._health
             ):
                 self._health_sent = self._health
+            if self._queue is not None:
+                self.link.publish_state(self.topics.queue, self._queue)
             for camera_id, status in self.board.statuses().items():
                 if self.link.publish_state(self.topics.camera_status(camera_id), status.value):
                     self._status[camera_id] = status

