@@ -71,6 +71,11 @@ _RAISED_KEYS: dict[str, str] = {
 }
 
 
+#: The queue figures behind an ask, besides the zones' count: null where unknown, never 0.
+_FIGURES = ("wait_minutes", "wait_confidence", "forecast_15_minutes", "forecast_30_minutes",
+            "kiosks_in_use", "kiosks_capacity")  # fmt: skip
+
+
 class QueueSource(Protocol):
     """What the alert service reads of the queue (edge/runtime/queue_monitor.py QueueMonitor):
     the value of a wait or forecast rule, and the snapshot advice is made from."""
@@ -317,12 +322,7 @@ class AlertService:
     def _ask(self, rule: AlertRuleConfig, value: float | None) -> _Ask:
         """Advice and figures for an ask of `rule` now (none without a queue monitor)."""
         snapshot = self._snapshot()
-        count = self.board.total(rule.zones)
-        figures: dict[str, Any] = dict.fromkeys(
-            ("wait_minutes", "wait_confidence", "forecast_15_minutes", "forecast_30_minutes",
-             "kiosks_in_use", "kiosks_capacity"),
-        )  # fmt: skip
-        figures = {"count": count, **figures}
+        figures: dict[str, Any] = {"count": self.board.total(rule.zones), **dict.fromkeys(_FIGURES)}
         advice: list[Advice] = []
         if snapshot is not None:
             settings = self.config.queue
