@@ -10,16 +10,22 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.board import BoardUpdate, OccupancyBoard
+from edge.capture import Camera, CaptureSettings
 from edge.config import LobbyConfig, parse_config
+from edge.pipeline import CameraPipeline
 from edge.queueing.tickets import TicketEvent
 from edge.queueing.wait import ahead
 from edge.runtime.queue_monitor import PUBLISH_EVERY_S, QueueMonitor
+from edge.service import CameraWorker
 from edge.store import HistoryRow, Store
 from edge.tracking.dwell import DwellBook, DwellSettings, Visit, ZoneDwell
-from edge.types import CameraStatus, ZoneReading
+from edge.types import CameraStatus, Detections, ZoneReading
+from tests.test_service import StallingSource
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 12, 1, 2, 0, 0, tzinfo=timezone.utc)  # a Tuesday, 10:00 in Shanghai
 
@@ -444,3 +450,54 @@ def test_the_dwell_book_says_which_visits_ended_and_where_the_person_went():
     book.update({}, 30.0)
     (left,) = book.ended
     assert left == Visit(1, "queue", 12.0, 17.0) and left.went_to is None
+
+
+class OneVisitor:
+    """A detector stand-in: one person in the left half for the first 10 frames, then no one."""
+
+    provider = "fake"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> Detections:
+        self.calls += 1
+        if self.calls > 10:
+            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                              np.zeros(0, np.int32))  # fmt: skip
+        h, w = image.shape[:2]
+        xyxy = np.array([[0.1 * w, 0.2 * h, 0.2 * w, 0.9 * h]], np.float32)
+        return Detections(xyxy, np.full(1, 0.9, np.float32), np.zeros(1, np.int32))
+
+
+def test_the_camera_worker_puts_the_ended_visits_and_the_dwell_on_the_board(tmp_path):
+    text = CONFIG.format(zones=NO_SERVICE, db=tmp_path / "lw.db") + (
+        "tracking: {lost_s: 0.3, exit_grace_s: 0.5, min_hits: 1}\n"
+        "occupancy: {hold_frames: 0, window_s: 0}\n"
+    )
+    config = parse_config(text, base_dir=tmp_path, environ={})
+    camera_config = config.cameras[0]
+    store = Store(config.storage.path, site_id="s1")
+    board = OccupancyBoard({"lobby": ["waiting", "queue"]})
+    updates: list[BoardUpdate] = []
+    board.subscribe(updates.append)
+    source = StallingSource(frames=40)
+    settings = CaptureSettings(camera_id="lobby", source="rtsp://127.0.0.1/x", target_fps=50.0)
+    camera = Camera(settings, opener=lambda _settings: source)
+    pipeline = CameraPipeline(
+        camera_config, OneVisitor(), config.occupancy, tracking=config.tracking
+    )
+    worker = CameraWorker(camera_config, camera, pipeline, store, 10, board=board)
+    worker.start()
+    try:
+        wait_for(lambda: any(u.visits for u in updates), what="an ended visit on the board")
+    finally:
+        worker.stop()
+        worker.join(8)
+        source.release.set()
+    frames = [u for u in updates if u.frame]
+    assert frames and all(set(u.dwell) == {"waiting", "queue"} for u in frames)
+    visits = [v for u in updates for v in u.visits]
+    assert visits and all(v.zone_id == "waiting" and v.went_to is None for v in visits)
+    assert max(v.dwell_s for v in visits) > 0
+    assert not any(u.visits or u.dwell for u in updates if not u.frame)
