@@ -249,6 +249,18 @@ def test_arrivals_in_five_minutes_and_the_usual_rate_from_the_hour_before(tmp_pa
     assert lobby.monitor.metric("arrivals", 15) == 15.0
 
 
+def test_the_usual_arrivals_come_from_the_entrances_profile_over_its_visit_time(tmp_path):
+    lobby = Lobby(tmp_path)
+    # The door usually holds 0.5 people at 10:00 (0.25 the rest of the day).
+    write_history(lobby.store, {"door": 0.25, "waiting": 2.0}, T0 - timedelta(days=42), T0)
+    lobby.monitor.tick()
+    visits = {float(s): [Visit(s, "door", 990.0 + s, 1000.0 + s)] for s in (20, 40, 60)}
+    lobby.run(100, visits, waiting=1.0)
+    # Little's law: 0.5 people for 10 s each is 3 a minute, 15 in 5 minutes; the last hour
+    # (3 arrivals, most of it unseen) has nothing to do with it.
+    assert lobby.monitor.snapshot().arrivals_expected_5min == pytest.approx(15.0)
+
+
 def test_arrivals_are_unknown_for_five_minutes_after_the_entrance_camera_was_down(tmp_path):
     lobby = Lobby(tmp_path)
     lobby.run(400, waiting=1.0)

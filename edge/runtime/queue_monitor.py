@@ -84,6 +84,9 @@ TICKET_PAGES = 20
 TICKET_FUTURE_S = 300.0
 
 FORECAST_PARAMS = ForecastParams()
+#: The entrance's model is asked only for its profile (the usual people there now), so every
+#: slot, however quiet, may size its interval: an entrance holds less than one person mostly.
+ENTRANCE_PARAMS = ForecastParams(busy_at=0.0)
 #: History read for the forecast: the profile's weeks and the calibration days (as the API).
 LOOKBACK_S = (7 * FORECAST_PARAMS.weeks + FORECAST_PARAMS.calibration_days + 1) * 86400
 
@@ -178,6 +181,9 @@ class QueueMonitor:
         self._slots: dict[tuple[str, int], tuple[int, float]] = {}
         self._slots_until: int | None = None
         self._model: CountModel | None = None
+        self._entrance_model: CountModel | None = None
+        self._entrance_usual: float | None = None  # people in the entrance, usually, now
+        self._entrance_dwell: deque[tuple[float, float]] = deque()  # (ended at, seconds)
         self._model_reason = "the forecast is not built yet"
         self._next_model = now
         self._counts: dict[int, CountForecast] = {}
@@ -255,10 +261,13 @@ class QueueMonitor:
             if visit.dwell_s >= s.min_service_s:
                 self.estimator.departure(at)
         elif visit.zone_id in r.entrance:
-            self.estimator.arrival(now)
+            self.estimator.arrival(at)
             self._arrivals.append(now)
             while self._arrivals and now - self._arrivals[0] > EXPECTED_S + ARRIVALS_S:
                 self._arrivals.popleft()
+            self._entrance_dwell.append((now, visit.dwell_s))
+            while self._entrance_dwell and now - self._entrance_dwell[0][0] > s.window_s:
+                self._entrance_dwell.popleft()
         elif visit.zone_id in r.line:
             key = (camera_id, visit.track_id)
             if visit.went_to in r.line:
@@ -389,35 +398,45 @@ class QueueMonitor:
             self.estimator.tickets(self.book if self.book.last_event_at() is not None else None)
 
     def _refresh_model(self) -> None:
-        """The line's count model from the stored 15-minute means up to the last whole slot."""
-        line = self.roles.line
+        """The count models of the line and of the entrance from the stored 15-minute means up
+        to the last whole slot. A failed read keeps the models there are."""
+        line, entrance = self.roles.line, tuple(sorted(self.roles.entrance))
         if not line:
-            self._model, self._model_reason = None, "the site has no waiting or queue zone"
+            self._model_reason = "the site has no waiting or queue zone"
+        zones = line + entrance
+        if not zones:
             return
         origin = int(self._wall().timestamp()) // SLOT_S * SLOT_S
         start = origin - LOOKBACK_S
         # The slot before the last read may have grown since (an interval closes late).
         since = start if self._slots_until is None else max(start, self._slots_until - SLOT_S)
-        sql = _HISTORY_SQL.format(slot=SLOT_S, zones=", ".join("?" * len(line)))
+        sql = _HISTORY_SQL.format(slot=SLOT_S, zones=", ".join("?" * len(zones)))
         try:
-            rows = self.store.query(sql, [*line, since, origin])
+            rows = self.store.query(sql, [*zones, since, origin])
         except (sqlite3.Error, StoreWriteError, OSError) as exc:
             self._throttle.warning("history", "history unreadable for the forecast: %s", exc)
-            self._model, self._model_reason = None, f"history unreadable: {exc}"
+            if self._model is None and line:
+                self._model_reason = f"history unreadable: {exc}"
             return
         for zone_id, slot, samples, mean in rows:
             self._slots[(str(zone_id), int(slot))] = (int(samples), float(mean))
         self._slots = {k: v for k, v in self._slots.items() if k[1] >= start}
         self._slots_until = origin
         intervals: list[Interval] = [(z, at, n, m) for (z, at), (n, m) in self._slots.items()]
-        history = slot_history(line, start, origin, intervals)
-        model = CountModel(history, self.tz, self.holidays, FORECAST_PARAMS)
+        model = entrance_model = None
+        if line:
+            history = slot_history(line, start, origin, intervals)
+            model = CountModel(history, self.tz, self.holidays, FORECAST_PARAMS)
+        if entrance:
+            history = slot_history(entrance, start, origin, intervals)
+            entrance_model = CountModel(history, self.tz, self.holidays, ENTRANCE_PARAMS)
         with self._lock:
-            self._model, self._model_reason = model, ""
+            self._model, self._entrance_model = model, entrance_model
+            self._model_reason = "" if line else self._model_reason
             self._model_version += 1
 
     def _refresh_counts(self) -> None:
-        """The count forecasts, asked again when the model or the current slot changes."""
+        """The count forecasts, asked again when the models or the current slot change."""
         ts = int(self._wall().timestamp())
         key = (ts // SLOT_S, self._model_version)
         if key == self._counts_key:
@@ -431,8 +450,13 @@ class QueueMonitor:
                 )
             else:
                 counts[minutes] = model.forecast(ts, minutes * 60)
+        usual = None
+        if self._entrance_model is not None:
+            now_slot = self._entrance_model.forecast(ts, 0)
+            usual = now_slot.basis.profile if now_slot.basis is not None else None
         with self._lock:
             self._counts, self._counts_key = counts, key
+            self._entrance_usual = usual
 
     # --- answers --------------------------------------------------------------------------
 
@@ -494,9 +518,15 @@ class QueueMonitor:
         return float(sum(1 for t in self._arrivals if start < t <= end))
 
     def _expected_arrivals(self, now: float) -> float | None:
-        """The usual arrivals in 5 minutes: those of the hour before the last 5 minutes, scaled
-        to 5 minutes (a surge is measured against the lobby's own recent pace; the site's
-        history keeps counts, not arrivals, so a time-of-day profile of arrivals has no data)."""
+        """The usual arrivals in 5 minutes now. By Little's law on the entrance: the people it
+        usually holds at this quarter hour (the median over past same weekdays, from the stored
+        history) over the time a person spends in it (the mean of the entrance visits in the
+        window). Where that profile is not known yet (3 weeks of history), the arrivals of the
+        hour before the last 5 minutes, scaled to 5 minutes: the lobby's recent pace."""
+        dwells = [d for t, d in self._entrance_dwell if now - t <= self.settings.window_s]
+        mean_dwell = sum(dwells) / len(dwells) if dwells else 0.0
+        if self._entrance_usual is not None and mean_dwell > 0:
+            return self._entrance_usual / mean_dwell * ARRIVALS_S
         hour = self._arrivals_in(now, now - ARRIVALS_S - EXPECTED_S, now - ARRIVALS_S)
         return None if hour is None else hour * ARRIVALS_S / EXPECTED_S
 
