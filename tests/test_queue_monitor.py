@@ -513,3 +513,15 @@ def test_the_camera_worker_puts_the_ended_visits_and_the_dwell_on_the_board(tmp_
     assert visits and all(v.zone_id == "waiting" and v.went_to is None for v in visits)
     assert max(v.dwell_s for v in visits) > 0
     assert not any(u.visits or u.dwell for u in updates if not u.frame)
+
+
+def test_a_store_that_cannot_be_read_leaves_the_forecast_unknown_and_nothing_raises(tmp_path):
+    lobby = Lobby(tmp_path)
+    lobby.run(5, waiting=2.0)
+    lobby.store.close()  # every read and write now fails
+    payload = lobby.monitor.tick()
+    assert payload is not None
+    body = json.loads(payload)
+    assert body["forecast"]["15"]["count"] is None
+    assert "history unreadable" in body["forecast"]["15"]["reason"]
+    assert body["wait"]["line_count"] == 2.0  # the live figures go on
