@@ -67,7 +67,9 @@ def describe_connect_error(exc: BaseException | None, host: str, port: int) -> s
 
 # --- what the handheld knows of each alert (pure) ---------------------------------------------
 
-ChangeKind = Literal["raised", "escalated", "accepted", "pass_done", "effect", "cleared"]
+ChangeKind = Literal[
+    "raised", "escalated", "reasked", "accepted", "pass_done", "effect", "cleared"
+]
 AckStatus = Literal["accepted", "pass_done"]
 
 
@@ -177,6 +179,9 @@ class AlertBook:
         before = entry.state
         entry.state, entry.version = state, version if version is not None else entry.version
         changes: list[Change] = []
+        # A done pass asked again (issue 13): the ask is new, so what follows is reported anew.
+        if int(state.get("passes") or 0) > max(int(before.get("passes") or 0), 1):
+            changes.append(Change("reasked", entry, state))
         if int(state.get("escalations") or 0) > int(before.get("escalations") or 0):
             changes.append(Change("escalated", entry, state))
         for key, kind in (("accepted_by", "accepted"), ("pass_done_by", "pass_done")):
@@ -318,7 +323,10 @@ class Handheld:
         if mine and by == self.name:  # ours counted (it may have cleared since)
             done = "accepted" if status == "accepted" else "pass done"
             return AckAnswer(status, f"#{entry.number} {done} by you at {when}")
-        if not entry.open:
+        # A pass accepted before the alert cleared may be what cleared it: the device takes its
+        # pass done, for the effect (docs/queueing.md, Passes and their effect).
+        late_pass = status == "pass_done" and state.get("accepted_by") and not by
+        if not entry.open and not late_pass:
             cleared = self.site_time(state.get("cleared_at"))
             nothing = "nothing to accept" if status == "accepted" else "no pass to record"
             return AckAnswer("cleared", f"#{entry.number} cleared at {cleared}, {nothing}")
@@ -462,6 +470,9 @@ def describe(change: Change, clock: Callable[[object], str]) -> str:
     if change.kind == "escalated":
         at = clock(state.get("last_escalated_at"))
         return f"{n} ESCALATED to the supervisor ({state.get('escalations')}) at {at}: not accepted yet"
+    if change.kind == "reasked":
+        return (f"{n} ASKED AGAIN: pass {state.get('passes')}, still over the threshold after "
+                f"the last one\n    {state.get('message') or ''}").rstrip()  # fmt: skip
     if change.kind == "accepted":
         return f"{n} accepted by {state.get('accepted_by')} at {clock(state.get('accepted_at'))}"
     if change.kind == "pass_done":

@@ -305,6 +305,23 @@ def test_a_cleared_alert_cannot_be_accepted_by_its_number(device, broker):
         handheld.stop()
 
 
+def test_a_pass_accepted_before_the_alert_cleared_can_still_be_reported_done(device, broker):
+    # The pass may be what cleared the alert: its done is taken, for the effect (issue 13).
+    handheld = Handheld(device.config.mqtt, SITE, "li.wei", timezone="Asia/Shanghai")
+    handheld.start()
+    try:
+        wait_for(handheld.connected.is_set)
+        alert_id = device.raise_alert()
+        wait_for(lambda: handheld.entry(1))
+        assert handheld.request(alert_id, "accepted").result == "accepted"
+        feed(device.board, 2)
+        wait_for(lambda: not handheld.entry(1).open, what="cleared at the handheld")
+        handheld.request(alert_id, "pass_done")
+        wait_for(lambda: device.store.alert(alert_id).pass_done_by == "li.wei", what="pass done")
+    finally:
+        handheld.stop()
+
+
 def test_an_ack_through_the_api_stops_the_escalation_and_reaches_the_handhelds(tmp_path, broker):
     config = make_config(tmp_path, broker.port, escalate=2)
     device = Device(config).start()

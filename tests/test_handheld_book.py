@@ -129,3 +129,16 @@ def test_a_late_handheld_shows_an_alert_that_was_accepted_before_it_came_as_such
         "a1", state(status="accepted", accepted_by="mgr-1", accepted_at="2026-12-01T10:02:00+08:00")
     )
     assert "accepted by mgr-1 at 10:02" in describe(change, lambda iso: str(iso)[11:16])
+
+
+def test_a_done_pass_asked_again_is_a_change_and_its_accept_is_reported_anew():
+    book = AlertBook()
+    book.apply_state("a1", state(version=1, passes=1))
+    assert kinds(book.apply_state("a1", state(version=2, passes=1, status="accepted",
+                                              accepted_by="li"))) == ["accepted"]  # fmt: skip
+    asked = book.apply_state("a1", state(version=3, passes=2, status="raised"))
+    assert kinds(asked) == ["reasked"]
+    again = book.apply_state("a1", state(version=4, passes=2, status="accepted", accepted_by="li"))
+    assert kinds(again) == ["accepted"]
+    assert book.apply_state("a1", state(version=5, passes=2, status="accepted",
+                                        accepted_by="li")) == []  # fmt: skip
