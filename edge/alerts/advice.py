@@ -7,6 +7,7 @@ payload, the store and the handheld can show the numbers apart from the words.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ SHRINKING_PER_10MIN = -0.5
 # An expectation under one arrival in 5 minutes (a quiet hour) counts as one, so that two
 # people walking in together at 8:55 are not a surge.
 MIN_EXPECTED_5MIN = 1.0
-# A counter label that reads as a number ("3", "A2") is said "counter 3"; any other is a name.
-_COUNTER_NUMBER = re.compile(r"[0-9A-Za-z]{1,4}")
+# A counter label that reads as a number ("3", "A2", "12B", or a single letter "A") is said
+# "counter 3" / "3 号柜台"; any other is a name. A label of letters only ("VIP", "Cash") is a
+# name: "VIP 号柜台" is not Chinese.
+_COUNTER_NUMBER = re.compile(r"(?=[^0-9]*[0-9])[0-9A-Za-z]{1,4}|[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def kiosk_use(kiosks: tuple[ZoneUse, ...]) -> tuple[int, int] | None:
     A zone's use is its rounded count, at most its capacity (a queue at the kiosks is still
     all of them in use)."""
     zones = [z for z in kiosks if z.capacity is not None]
-    if not zones or any(z.count is None for z in zones):
+    if not zones or any(_known(z.count) is None for z in zones):
         return None
     in_use = sum(min(z.capacity or 0, people_round(z.count or 0.0)) for z in zones)
     return in_use, sum(z.capacity or 0 for z in zones)
@@ -113,14 +116,23 @@ def _kiosks(snapshot: QueueSnapshot, catalog: MessageCatalog, *, entrance: bool)
 def _unstaffed(
     snapshot: QueueSnapshot, catalog: MessageCatalog, unstaffed_after_s: float
 ) -> list[Advice]:
-    """One advice per counter: each names its counter, and the handheld lists them apart."""
+    """One advice per counter: each names its counter, and the handheld lists them apart.
+
+    A counter may have two zones (the customer's service zone and the clerk's staff zone,
+    both with its label): it is unstaffed only when every one of them is known and empty, and
+    said once. A clerk at the desk with no customer in front is not "unstaffed"."""
     trend = snapshot.line_trend_per_10min
     if trend is not None and trend <= SHRINKING_PER_10MIN:
         return []  # the line is being served down: an empty counter is not needed now
-    out = []
+    groups: dict[str, list[ZoneUse]] = {}
     for zone in snapshot.counters:
-        if zone.count is None or zone.empty_s < unstaffed_after_s:
+        key = zone.zone_id if zone.counter is None else "counter:" + zone.counter
+        groups.setdefault(key, []).append(zone)
+    out = []
+    for zones in groups.values():
+        if any(_known(z.count) is None or z.empty_s < unstaffed_after_s for z in zones):
             continue
+        zone = min(zones, key=lambda z: z.empty_s)  # the counter is empty as long as its last
         label = zone.counter or zone.name
         figures: Figures = {
             "counter": label,
@@ -136,13 +148,14 @@ def _unstaffed(
 
 
 def _wait_rising(snapshot: QueueSnapshot, catalog: MessageCatalog) -> Advice | None:
-    now_s = snapshot.wait.wait_s
+    now_s = _known(snapshot.wait.wait_s)
     ahead = snapshot.forecast.get(HORIZON_MIN)
-    if now_s is None or ahead is None or ahead.wait_s is None:
+    ahead_s = None if ahead is None else _known(ahead.wait_s)
+    if now_s is None or ahead_s is None:
         return None
-    if ahead.wait_s - now_s < RISING_BY_S:
+    if ahead_s - now_s < RISING_BY_S:
         return None
-    minutes = people_round(ahead.wait_s / 60.0)
+    minutes = people_round(ahead_s / 60.0)
     figures: Figures = {
         "minutes": minutes,
         "horizon_min": HORIZON_MIN,
@@ -156,8 +169,8 @@ def _surge(snapshot: QueueSnapshot, catalog: MessageCatalog, surge_factor: float
     """A surge is measured against the site's own profile; without one (a new site, a
     profile not learnt yet) there is none: an absolute number would be a guess per branch,
     and an entrance rule on `arrivals` already carries its own threshold."""
-    arrivals = snapshot.arrivals_5min
-    expected = snapshot.arrivals_expected_5min
+    arrivals = _known(snapshot.arrivals_5min)
+    expected = _known(snapshot.arrivals_expected_5min)
     if arrivals is None or expected is None:
         return None
     if arrivals < surge_factor * max(expected, MIN_EXPECTED_5MIN):
@@ -166,3 +179,9 @@ def _surge(snapshot: QueueSnapshot, catalog: MessageCatalog, surge_factor: float
     text = catalog.render_advice("entrance_surge", **shown)
     figures: Figures = dict(shown)
     return Advice("entrance_surge", text, figures)
+
+
+def _known(value: float | None) -> float | None:
+    """A figure, or None where it is unknown: NaN or infinity from a model with nothing to go
+    on is no figure (and would otherwise raise when rounded, losing the alert's text)."""
+    return value if value is not None and math.isfinite(value) else None

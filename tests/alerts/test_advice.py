@@ -495,3 +495,44 @@ def test_a_counter_named_in_chinese_reads_naturally(catalogs):
     advice = advise(snapshot, "waiting_area", catalogs["zh-CN"])
     assert texts(advice) == ["对公柜台无人值守", "理财室无人值守"]
     assert [a.figures["counter"] for a in advice] == ["对公柜台", "理财室"]
+
+
+def test_a_counter_of_letters_only_is_said_by_its_name_and_a_single_letter_as_a_number(catalogs):
+    snapshot = snap(counters=(counter("VIP", 300.0), counter("B", 300.0)), line_trend_per_10min=1.0)
+    assert texts(advise(snapshot, "waiting_area", catalogs["zh-CN"])) == [
+        "VIP无人值守",
+        "B 号柜台无人值守",
+    ]
+    assert texts(advise(snapshot, "waiting_area", catalogs["en"])) == [
+        "VIP unstaffed",
+        "counter B unstaffed",
+    ]
+
+
+def test_a_counter_with_a_clerk_in_its_staff_zone_is_not_unstaffed_and_one_empty_is_said_once(
+    catalogs,
+):
+    service = ZoneUse("counter-3", "Counter 3", 0.0, counter="3", empty_s=400.0)
+    clerk = ZoneUse("staff-3", "Clerk 3", 1.0, counter="3", empty_s=0.0)
+    staffed = snap(counters=(service, clerk), line_trend_per_10min=1.0)
+    assert advise(staffed, "waiting_area", catalogs["en"]) == []
+    gone = ZoneUse("staff-3", "Clerk 3", 0.0, counter="3", empty_s=200.0)
+    (advice,) = advise(snap(counters=(service, gone), line_trend_per_10min=1.0), "waiting_area",
+                       catalogs["en"])  # fmt: skip
+    assert advice.text == "counter 3 unstaffed"
+    assert advice.figures == {"counter": "3", "zone": "staff-3", "empty_minutes": 3.3}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_figure_that_is_not_a_number_gives_no_advice_and_never_raises(catalogs, bad):
+    snapshots = [
+        snap(arrivals_5min=bad, arrivals_expected_5min=2.0, kiosks=kiosks((bad, 4))),
+        snap(arrivals_5min=9.0, arrivals_expected_5min=bad),
+        snap(wait=wait(5.0), forecast=ahead(bad)),
+        snap(wait=wait(bad), forecast=ahead(30.0)),
+        snap(counters=(counter("3", 300.0, count=bad),), line_trend_per_10min=1.0),
+    ]
+    for snapshot in snapshots:
+        for point in ("entrance", "waiting_area"):
+            assert advise(snapshot, point, catalogs["en"]) == []
+    assert kiosk_use(kiosks((1.0, 2), (bad, 2))) is None
