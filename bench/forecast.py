@@ -30,7 +30,8 @@ import numpy as np
 from bench.lobbysim.lobby import ZONES
 from bench.lobbysim.weeks import TZ as SIM_TZ
 from bench.lobbysim.weeks import SimDay, WeeksParams, simulate
-from edge.queueing.forecast import SLOT_S, CountForecast, CountModel, ForecastParams, SlotHistory
+from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams, SlotHistory
+from edge.queueing.wait import WaitEstimate, WaitEstimator, forecast_wait
 
 TZ = ZoneInfo("Europe/Berlin")
 START = datetime(2024, 1, 1, tzinfo=TZ)  # a Monday, local midnight
@@ -184,8 +185,12 @@ def api_latency(zones: int, days: int = 90, repeats: int = 20) -> None:
 # CountModel the product builds. Forecasts are made at each quarter hour while open in the last
 # `test-weeks` weeks, at +15 and +30 minutes, and judged on the slot mean the store then holds
 # (what the product would have seen), against seasonal naive (the same slot a week before).
-# The wait is judged on the simulator's truth: the wait of the next customer taking a ticket at
-# now + horizon, against the true wait at the same time a week before.
+# The wait forecast is the product's too: forecast_wait of that count forecast and of the
+# WaitEstimator's estimate at the origin, the estimator fed each frame's smoothed line count and
+# the departures, arrivals and line visits as edge/tracking would report them (from the
+# simulator's visits, so tracking errors are not in it). It is judged on the simulator's truth:
+# the wait of the next customer taking a ticket at now + horizon, against the true wait at the
+# same time a week before.
 
 LINE = ("waiting", "queue")
 SIM_CAMERA = "lobby"
@@ -194,18 +199,20 @@ HISTORY_INTERVAL_S = 60
 
 @dataclass
 class Tally:
-    """Absolute errors of the model and of seasonal naive where both are known, interval hits,
-    and how many questions the model left unknown."""
+    """Absolute errors of the model and of seasonal naive where both are known (and of
+    persistence there, NaN where it is unknown), interval hits, and how many questions the
+    model left unknown."""
 
     model: list[float]
     naive: list[float]
+    last: list[float]
     inside: list[bool]
     asked: int = 0
     unknown: int = 0
 
     @classmethod
     def empty(cls) -> Tally:
-        return cls([], [], [])
+        return cls([], [], [], [])
 
     def add(
         self,
@@ -214,7 +221,10 @@ class Tally:
         low: float | None,
         high: float | None,
         naive: float | None,
+        last: float | None = None,
     ) -> None:
+        """last: persistence, the value known at the origin (the last quarter hour's count,
+        the wait estimate now)."""
         self.asked += 1
         if point is None:
             self.unknown += 1
@@ -223,11 +233,29 @@ class Tally:
             return
         self.model.append(abs(point - actual))
         self.naive.append(abs(naive - actual))
+        self.last.append(abs(last - actual) if last is not None else math.nan)
         self.inside.append(low is not None and high is not None and low <= actual <= high)
 
+    def merge(self, other: Tally) -> None:
+        self.model += other.model
+        self.naive += other.naive
+        self.last += other.last
+        self.inside += other.inside
+        self.asked += other.asked
+        self.unknown += other.unknown
 
-def record_history(days: list[SimDay], path: Path) -> SlotHistory:
-    """The line's 15m history as the product would store and read it (see above)."""
+
+@dataclass(frozen=True)
+class Recorded:
+    """The line's 15m history as the product stores and reads it, and per day the smoothed line
+    count of each frame (what the camera worker hands the wait estimator)."""
+
+    history: SlotHistory
+    line: dict[date, np.ndarray]
+
+
+def record_history(days: list[SimDay], path: Path) -> Recorded:
+    """Through the product's smoother, HistoryRecorder and Store, read back as the API does."""
     from api.buckets import TimeRange, bucket_edges
     from api.db import StoreAccess
     from api.queries import history
@@ -239,11 +267,13 @@ def record_history(days: list[SimDay], path: Path) -> SlotHistory:
     occ = OccupancyConfig()
     store = Store(path, site_id="lobbysim")
     columns = [ZONES.index(z) for z in LINE]
+    line: dict[date, np.ndarray] = {}
     try:
         for day in days:
             smoothers = {z: OccupancySmoother(occ.window_s, occ.quantile) for z in LINE}
             recorder = HistoryRecorder(SIM_CAMERA, LINE, HISTORY_INTERVAL_S)
             rows = []
+            sums = []
             last: float | None = None
             for t, counts in zip(day.result.t, day.result.observed[:, columns], strict=True):
                 wall = day.opens_utc + float(t)
@@ -251,9 +281,11 @@ def record_history(days: list[SimDay], path: Path) -> SlotHistory:
                     z: smoothers[z].update(int(c), wall) for z, c in zip(LINE, counts, strict=True)
                 }
                 rows += recorder.observe(wall, values, 0.0 if last is None else wall - last)
+                sums.append(sum(v for v in values.values() if v is not None))
                 last = wall
             rows += recorder.flush()
             store.write_history(rows)
+            line[day.day] = np.array(sums, dtype=np.float64)
     finally:
         store.close()
     first = datetime.combine(days[0].day, datetime.min.time(), SIM_TZ)
@@ -261,52 +293,61 @@ def record_history(days: list[SimDay], path: Path) -> SlotHistory:
     edges = bucket_edges("15m", TimeRange(first, end), SIM_TZ)
     per_zone = history(StoreAccess(path, "lobbysim"), None, "15m", list(LINE), edges)
     counts = np.sum([b.mean for b in per_zone.values()], axis=0)
-    return SlotHistory(int(edges[0]), counts)
+    return Recorded(SlotHistory(int(edges[0]), counts), line)
 
 
-def departures(day: SimDay) -> np.ndarray:
-    """Seconds from opening of the day's true departures: counter visits of at least the
-    contract's min_service_s (30 s), at their end, as edge/tracking would count them."""
-    ends = [
-        end
-        for c in day.result.customers
-        for zone, start, end in c.visits
-        if zone == "counter" and end is not None and end - start >= 30.0
-    ]
-    return np.sort(np.array(ends, dtype=np.float64))
+def flow_events(day: SimDay, min_service_s: float = 30.0) -> list[tuple[float, str, float]]:
+    """The day's (time from opening, kind, dwell s) events as edge/tracking would report them,
+    in time order: a departure at the end of each counter visit of at least min_service_s (the
+    contract's definition), an arrival at the end of each entrance visit, a line visit at the
+    end of each waiting-area visit."""
+    kinds = {"counter": "departure", "entrance": "arrival", "waiting": "line_visit"}
+    events = []
+    for c in day.result.customers:
+        for zone, start, end in c.visits:
+            if end is None or zone not in kinds:
+                continue
+            if zone == "counter" and end - start < min_service_s:
+                continue
+            events.append((end, kinds[zone], end - start))
+    return sorted(events)
 
 
-def throughput_per_min(ends: np.ndarray, t: float, window_s: float = 1200.0) -> float | None:
-    """Departures per minute over the trailing window (shorter just after opening); None with
-    fewer than 3, the contract's min_departures."""
-    n = int(np.searchsorted(ends, t, side="right") - np.searchsorted(ends, t - window_s))
-    span_min = min(window_s, t) / 60.0
-    if n < 3 or span_min <= 0:
-        return None
-    return n / span_min
-
-
-def wait_from_count(
-    count: CountForecast, throughput: float | None, max_wait_s: float = 3 * 3600.0
-) -> tuple[float | None, float | None, float | None]:
-    """Stand-in for edge.queueing.wait.forecast_wait (not on main when this bench was written):
-    the forecast line count divided by the throughput now (Little's law on the queue ahead),
-    the interval the same way; seconds, capped at max_wait_s."""
-    if not count.known or throughput is None or throughput <= 0:
-        return None, None, None
-    assert count.point is not None and count.low is not None and count.high is not None
-
-    def wait(people: float) -> float:
-        return min(max_wait_s, people / throughput * 60.0)
-
-    return wait(count.point), wait(count.low), wait(count.high)
+def wait_estimates(day: SimDay, line: np.ndarray, at: list[float]) -> list[WaitEstimate]:
+    """The product's WaitEstimator fed the day frame by frame (the smoothed line count, the
+    flow events as they end) and asked at each of `at` (seconds from opening, ascending)."""
+    estimator = WaitEstimator()
+    events = flow_events(day)
+    out = []
+    e = f = 0
+    frame_s = float(day.result.t[1] - day.result.t[0]) if len(day.result.t) > 1 else 1.0
+    for t in at:
+        while f < len(day.result.t) and day.result.t[f] <= t:
+            while e < len(events) and events[e][0] <= day.result.t[f]:
+                when, kind, dwell = events[e]
+                clock = day.opens_utc + when
+                if kind == "departure":
+                    estimator.departure(clock)
+                elif kind == "arrival":
+                    estimator.arrival(clock)
+                else:
+                    estimator.line_visit(clock, dwell)
+                e += 1
+            estimator.observe(
+                day.opens_utc + float(day.result.t[f]), float(line[f]), frame_s if f else 0.0
+            )
+            f += 1
+        out.append(estimator.estimate(day.opens_utc + t))
+    return out
 
 
 def score_sim(
-    days: list[SimDay], history: SlotHistory, test_days: int, params: ForecastParams | None = None
+    days: list[SimDay], recorded: Recorded, test_days: int, params: ForecastParams | None = None
 ) -> dict[str, dict[int, Tally]]:
     """Count and wait tallies of the forecasts from each open quarter hour of the last
-    `test_days` calendar days."""
+    `test_days` calendar days. The wait forecast is the product's: forecast_wait of the count
+    forecast and the WaitEstimator's estimate at the origin."""
+    history = recorded.history
     holidays = [d.day for d in days if d.holiday]
     model = CountModel(history, SIM_TZ, holidays, params)
     by_date = {d.day: d for d in days}
@@ -315,33 +356,40 @@ def score_sim(
     for day in days:
         if day.day < cutoff or day.holiday:
             continue
-        ends = departures(day)
         week_before = by_date.get(day.day - timedelta(days=7))
-        for k in range(int(day.params.open_s // SLOT_S)):
-            now = day.opens_utc + k * SLOT_S
-            throughput = throughput_per_min(ends, now - day.opens_utc)
+        origins = [float(k * SLOT_S) for k in range(int(day.params.open_s // SLOT_S))]
+        estimates = wait_estimates(day, recorded.line[day.day], origins)
+        for origin, estimate in zip(origins, estimates, strict=True):
+            now = day.opens_utc + int(origin)
             for h in HORIZONS_S:
                 f = model.forecast(now, h)
                 if f.target_start >= day.opens_utc + day.params.open_s:
                     continue  # closed by then
                 actual = float(history.counts[(f.target_start - history.start) // SLOT_S])
+                previous = float(history.counts[(now - history.start) // SLOT_S - 1])
                 tallies["count"][h].add(
-                    actual, f.point, f.low, f.high, model.seasonal_naive(f.target_start)
+                    actual,
+                    f.point,
+                    f.low,
+                    f.high,
+                    model.seasonal_naive(f.target_start),
+                    previous if math.isfinite(previous) else None,
                 )
-                at = np.array([float(now + h - day.opens_utc)])
+                at = np.array([origin + h])
                 true_wait = float(day.result.wait_if_arriving(at)[0])
                 if not math.isfinite(true_wait):
                     continue  # nobody took a ticket after then
                 naive = None
                 if week_before is not None and not week_before.holiday:
                     naive = float(week_before.result.wait_if_arriving(at)[0]) / 60.0
-                point, low, high = wait_from_count(f, throughput)
+                w = forecast_wait(f, estimate)
                 tallies["wait"][h].add(
                     true_wait / 60.0,
-                    None if point is None else point / 60.0,
-                    None if low is None else low / 60.0,
-                    None if high is None else high / 60.0,
+                    None if w.wait_s is None else w.wait_s / 60.0,
+                    None if w.low_s is None else w.low_s / 60.0,
+                    None if w.high_s is None else w.high_s / 60.0,
                     naive,
+                    None if estimate.wait_s is None else estimate.wait_s / 60.0,
                 )
     return tallies
 
@@ -354,23 +402,19 @@ def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
     for seed in range(seeds):
         days = simulate(seed, WeeksParams(weeks=weeks))
         with tempfile.TemporaryDirectory() as tmp:
-            history = record_history(days, Path(tmp) / "lobbysim.db")
-        for kind, per_h in score_sim(days, history, test_weeks * 7).items():
+            recorded = record_history(days, Path(tmp) / "lobbysim.db")
+        for kind, per_h in score_sim(days, recorded, test_weeks * 7).items():
             for h, tally in per_h.items():
-                total = totals[kind][h]
-                total.model += tally.model
-                total.naive += tally.naive
-                total.inside += tally.inside
-                total.asked += tally.asked
-                total.unknown += tally.unknown
+                totals[kind][h].merge(tally)
     print(
         f"lobby simulator: {weeks} weeks Mon-Fri 09:00-17:00 {SIM_TZ.key}, last {test_weeks}"
         f" scored, {seeds} seeds ({time.perf_counter() - began:.0f} s)"
     )
+    print("wait: edge.queueing.wait.forecast_wait(count forecast, WaitEstimator now)")
     print(
-        "wait forecast: forecast count / departures per minute now (stand-in, see wait_from_count)"
+        "target          horizon  model MAE  naive MAE  ratio  80% coverage  unknown     n"
+        "  persistence MAE"
     )
-    print("target          horizon  model MAE  naive MAE  ratio  80% coverage  unknown  n")
     for kind, unit in (("count", "people"), ("wait", "min")):
         for h in HORIZONS_S:
             t = totals[kind][h]
@@ -378,8 +422,12 @@ def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
             print(
                 f"{kind + ' (' + unit + ')':<15} +{h // 60:>2} min  {mae:9.2f}  {base:9.2f}"
                 f"  {mae / base:5.2f}  {np.mean(t.inside):12.2f}  {t.unknown / t.asked:7.2f}"
-                f"  {len(t.model)}"
+                f"  {len(t.model):4d}  {np.nanmean(t.last):15.2f}"
             )
+    print(
+        "persistence: the last quarter hour's count, the wait estimate now"
+        " (WaitEstimator.estimate), on the same questions"
+    )
 
 
 def main() -> None:

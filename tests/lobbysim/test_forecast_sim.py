@@ -8,11 +8,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from bench.forecast import HORIZONS_S, record_history, score_sim
+from bench.forecast import HORIZONS_S, Recorded, record_history, score_sim
 from bench.lobbysim.lobby import LobbyParams
 from bench.lobbysim.weeks import TZ as WEEKS_TZ
 from bench.lobbysim.weeks import WEEK, SimDay, Weekday, WeeksParams, day_params, simulate
-from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams, SlotHistory
+from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams
 
 #: Three-hour days with a mid-morning peak, Monday to Wednesday, four weeks; the Wednesday of
 #: the last week is a holiday. Small enough for CI, long enough for a 3-week profile.
@@ -27,7 +27,7 @@ PARAMS = ForecastParams(min_residuals=20)
 
 
 @pytest.fixture(scope="module")
-def branch(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SimDay], SlotHistory]:
+def branch(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SimDay], Recorded]:
     days = simulate(1, WEEKS)
     return days, record_history(days, tmp_path_factory.mktemp("sim") / "lobbysim.db")
 
@@ -50,7 +50,8 @@ def test_the_wait_is_forecast_from_the_count_and_judged_on_the_true_waits(branch
 
 
 def test_a_holiday_is_recorded_as_an_empty_lobby_and_not_forecast(branch):
-    days, history = branch
+    days, recorded = branch
+    history = recorded.history
     (holiday,) = [d for d in days if d.holiday]
     first = (holiday.opens_utc - history.start) // SLOT_S
     slots = history.counts[first : first + int(SHORT_DAY.open_s // SLOT_S)]
