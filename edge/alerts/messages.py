@@ -72,19 +72,11 @@ class MessageCatalog:
         if missing:
             raise ValueError(f"message templates ({language}) lack: {', '.join(missing)}")
         for key in KEYS:
-            unknown = _fields(templates[key]) - FIELDS
-            if unknown:
-                raise ValueError(
-                    f"template {language}.{key} uses unknown field(s) {sorted(unknown)}"
-                )
+            _check(str(templates[key]), FIELDS, f"template {language}.{key}")
         self._templates: dict[str, str] = {k: str(templates[k]) for k in KEYS}
         for key in RULE_KEYS:
             text = str(templates.get(key, shipped.get(key, templates["raised"])))
-            unknown = _fields(text) - FIELDS
-            if unknown:
-                raise ValueError(
-                    f"template {language}.{key} uses unknown field(s) {sorted(unknown)}"
-                )
+            _check(text, FIELDS, f"template {language}.{key}")
             self._templates[key] = text
         advice = _advice_map(templates, source)
         fallback = _advice_map(shipped, f"shipped {language}.yaml")
@@ -155,15 +147,33 @@ def _advice_map(templates: dict[str, Any], source: str) -> dict[str, str]:
             )
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{source}: advice.{key} must be a non-empty text")
-        unknown = _fields(text) - ADVICE_FIELDS
-        if unknown:
-            raise ValueError(
-                f"{source}: advice.{key} uses unknown field(s) {sorted(unknown)}; "
-                f"known: {', '.join(sorted(ADVICE_FIELDS))}"
-            )
+        where = f"{source}: advice.{key}"
+        _check(text, ADVICE_FIELDS, where, known=True)
+        # What render_advice passes: whole numbers, the "unknown" text, a counter's label. A
+        # format spec that fails on one of them ({in_use:d} with "unknown") is refused now,
+        # not when an alert is being sent.
+        for sample in (1, "unknown"):
+            try:
+                text.format(**dict.fromkeys(ADVICE_FIELDS, sample))
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                raise ValueError(f"{where} cannot be filled in ({exc}): {text!r}") from None
         out[key] = text
     return out
 
 
+def _check(text: str, allowed: set[str], where: str, *, known: bool = False) -> None:
+    """Refuse a template with a field render does not fill: an unknown name, a positional
+    `{}` (named "{}" here) or an unbalanced brace, which would raise when the alert is sent."""
+    try:
+        unknown = _fields(text) - allowed
+    except ValueError as exc:  # "Single '{' encountered in format string"
+        raise ValueError(f"{where} is not a valid template ({exc}): {text!r}") from None
+    if unknown:
+        listed = f"; known: {', '.join(sorted(allowed))}" if known else ""
+        raise ValueError(f"{where} uses unknown field(s) {sorted(unknown)}{listed}")
+
+
 def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return {
+        name or "{}" for _, name, _, _ in string.Formatter().parse(template) if name is not None
+    }

@@ -536,3 +536,39 @@ def test_a_figure_that_is_not_a_number_gives_no_advice_and_never_raises(catalogs
         for point in ("entrance", "waiting_area"):
             assert advise(snapshot, point, catalogs["en"]) == []
     assert kiosk_use(kiosks((1.0, 2), (bad, 2))) is None
+
+
+@pytest.mark.parametrize(
+    ("advice", "error"),
+    [
+        ({"kiosks_free": "{} of {capacity} in use"}, r"advice\.kiosks_free uses unknown field"),
+        ({"kiosks_free": "{in_use} of {capacity"}, r"advice\.kiosks_free is not a valid templ"),
+        ({"kiosks_free": "{in_use:d} of {capacity}"}, r"advice\.kiosks_free cannot be filled in"),
+        ({"counter_unstaffed": "{counter:.1f} empty"}, r"counter_unstaffed cannot be filled in"),
+    ],
+)
+def test_advice_templates_that_would_raise_when_sent_are_refused_when_loaded(
+    tmp_path, advice, error
+):
+    data = _without_advice("en")
+    data["advice"] = advice
+    path = _write(tmp_path, "en", data)
+    with pytest.raises(ValueError, match=error) as caught:
+        MessageCatalog("en", path)
+    assert str(path / "en.yaml") in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "error"),
+    [
+        ("raised", "Busy: {} in {zones}.", r"template en\.raised uses unknown field\(s\) \['{}'\]"),
+        ("reasked", "Pass {number", r"template en\.reasked is not a valid template"),
+    ],
+)
+def test_rule_templates_with_a_positional_field_or_a_lone_brace_are_refused(
+    tmp_path, key, text, error
+):
+    data = _without_advice("en")
+    data[key] = text
+    with pytest.raises(ValueError, match=error):
+        MessageCatalog("en", _write(tmp_path, "en", data))
