@@ -709,12 +709,16 @@ class Store:
             )
 
     def purge_before(self, cutoff: datetime) -> int:
-        """Delete history older than `cutoff`; returns the number of rows removed."""
+        """Delete history and ticket events older than `cutoff`; returns the number of rows
+        removed. Ticket events feed only today's book (edge/queueing/tickets.py), and a ticket
+        machine (or a manager's key POSTing 500 at a time) adds to them every day: kept
+        forever they would fill the disk and be read again at every start."""
         with self._tx() as db:
             cursor = db.execute(
                 "DELETE FROM zone_history WHERE bucket_start < ?", (int(cutoff.timestamp()),)
             )
-            return cursor.rowcount
+            tickets = db.execute("DELETE FROM ticket_events WHERE at < ?", (_iso(cutoff),))
+            return cursor.rowcount + tickets.rowcount
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -337,3 +337,12 @@ def test_passes_tickets_and_the_snapshot_kept_on_memory_land_in_the_file(tmp_pat
     assert [e.ticket for _, e in store.tickets_after(0)] == ["A001", "B001"]
     assert store.queue_live() == (queue_payload(4.0), T0)
     store.close()
+
+
+def test_purging_removes_ticket_events_older_than_the_cutoff_and_keeps_the_reading_order(store):
+    store.insert_tickets([ticket("issued", "A001", -60 * 24 * 40), ticket("issued", "A002", 0)])
+    store.insert_tickets([ticket("called", "A002", 1, counter="3")])
+    before = store.tickets_after(0)
+    assert store.purge_before(T0 - timedelta(days=30)) == 1
+    assert store.tickets_after(0) == before[1:]  # the same rows, the same row ids
+    assert store.purge_before(T0 - timedelta(days=30)) == 0
