@@ -169,7 +169,6 @@ class QueueMonitor:
         # break since this process began watching them.
         self._entrance_up_since: float | None = None
         self._statuses: dict[str, CameraStatus] = {}
-        self._started = now
         # Tickets: the book of today, read from the store in row order.
         self.book = TicketBook(self.tz)
         self._ticket_row = 0
@@ -201,8 +200,8 @@ class QueueMonitor:
         try:
             with self._lock:
                 self._on_update(update)
-        except Exception:
-            self._throttle.warning("update", "queue monitor: a board update failed")
+        except Exception as exc:
+            self._throttle.warning("update", "queue monitor: a board update failed: %r", exc)
             log.debug("queue monitor: board update failed", exc_info=True)
 
     def _on_update(self, update: BoardUpdate) -> None:
@@ -226,10 +225,8 @@ class QueueMonitor:
         for zone in self.roles.counters:
             if zone.id in camera_zones:
                 self._watch_empty(zone.id, now)
-        if self.roles.line:
-            line = self.board.total(self.roles.line)
-            if update.camera_id in self._line_cameras:
-                self._observe(now, line)
+        if update.camera_id in self._line_cameras:
+            self._observe(now, self.board.total(self.roles.line))
         for visit in update.visits:
             self._on_visit(update.camera_id, visit, now)
 
