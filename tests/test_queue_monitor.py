@@ -525,3 +525,35 @@ def test_a_store_that_cannot_be_read_leaves_the_forecast_unknown_and_nothing_rai
     assert body["forecast"]["15"]["count"] is None
     assert "history unreadable" in body["forecast"]["15"]["reason"]
     assert body["wait"]["line_count"] == 2.0  # the live figures go on
+
+
+def test_a_restart_reads_the_ticket_table_from_todays_first_event(tmp_path):
+    lobby = Lobby(tmp_path)
+    now = lobby.clocks.wall()
+    old = [ticket("issued", f"Z{i}", now - timedelta(days=2, minutes=i)) for i in range(50)]
+    lobby.store.insert_tickets(old)
+    lobby.store.insert_tickets([ticket("issued", "A1", now - timedelta(minutes=3))])
+    asked: list[int] = []
+    read = lobby.store.tickets_after
+
+    def tickets_after(row_id: int, limit: int = 1000):
+        asked.append(row_id)
+        return read(row_id, limit)
+
+    lobby.store.tickets_after = tickets_after  # type: ignore[method-assign]
+    lobby.monitor.tick()
+    assert asked[0] == 50  # the 50 rows of two days ago are not read again
+    assert lobby.monitor.book.waiting() == 1
+
+
+def test_a_ticket_table_with_nothing_of_today_is_read_from_its_end(tmp_path):
+    lobby = Lobby(tmp_path)
+    now = lobby.clocks.wall()
+    lobby.store.insert_tickets(
+        [ticket("issued", f"Z{i}", now - timedelta(days=1)) for i in range(9)]
+    )
+    lobby.monitor.tick()
+    assert lobby.monitor.book.waiting() == 0
+    lobby.store.insert_tickets([ticket("issued", "A1", now)])
+    lobby.monitor.tick()
+    assert lobby.monitor.book.waiting() == 1

@@ -380,6 +380,8 @@ class QueueMonitor:
 
     def _read_tickets(self) -> None:
         try:
+            if self._ticket_row == 0:
+                self._ticket_row = self._first_row_of_today()
             for _ in range(TICKET_PAGES):
                 rows = self.store.tickets_after(self._ticket_row, TICKET_PAGE)
                 with self._lock:
@@ -393,6 +395,18 @@ class QueueMonitor:
         with self._lock:
             self.book.roll(self._wall())
             self.estimator.tickets(self.book if self.book.last_event_at() is not None else None)
+
+    def _first_row_of_today(self) -> int:
+        """Where to start reading the ticket table: before today's first event (the book
+        takes only today's, and the table keeps the history's days)."""
+        local = self._wall().astimezone(self.tz)
+        midnight = datetime.combine(local.date(), datetime.min.time(), self.tz)
+        rows = self.store.query(
+            "SELECT COALESCE(MIN(seq) - 1, (SELECT MAX(seq) FROM ticket_events), 0)"
+            " FROM ticket_events WHERE at >= ?",
+            [midnight.astimezone(timezone.utc).isoformat()],
+        )
+        return max(0, int(rows[0][0])) if rows else 0
 
     def _refresh_model(self) -> None:
         """The count models of the line and of the entrance from the stored 15-minute means up
