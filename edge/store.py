@@ -889,18 +889,27 @@ class Store:
         if status not in ("accepted", "pass_done"):
             raise ValueError(f"ack status must be accepted or pass_done, got {status!r}")
         with self._tx() as db:
-            row = db.execute("SELECT zones FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            row = db.execute(
+                "SELECT zones, cleared_at, effect_after_s FROM alerts WHERE alert_id = ?",
+                (alert_id,),
+            ).fetchone()
             if row is None:
                 return None
             count = _live_sum(db, json.loads(row["zones"]))
-            if status == "accepted":
+            cleared = _dt(row["cleared_at"])
+            # A pass reported done long after the lobby cleared is no pass that cleared it: its
+            # effect, measured effect_after_s later on a quiet lobby, would show the supervisor
+            # a drop the pass did not make. Within effect_after_s of the clear it is taken.
+            late = cleared is not None and at - cleared > timedelta(seconds=row["effect_after_s"])
+            cursor = None  # a late one changes nothing: outcome "cleared"
+            if status == "accepted" and not late:
                 cursor = db.execute(
                     "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, count_at_ack = ?,"
                     f" version = {_NEXT_VERSION}"
                     " WHERE alert_id = ? AND acknowledged_at IS NULL AND cleared_at IS NULL",
                     (_iso(at), by, count, alert_id),
                 )
-            else:  # the right-hand sides read the row as it was before this update
+            elif not late:  # the right-hand sides read the row as it was before this update
                 cursor = db.execute(
                     "UPDATE alerts SET pass_done_at = ?, pass_done_by = ?,"
                     " count_at_ack = CASE WHEN acknowledged_at IS NULL THEN ? ELSE count_at_ack END,"
@@ -911,7 +920,7 @@ class Store:
                     " AND (cleared_at IS NULL OR acknowledged_at IS NOT NULL)",
                     (_iso(at), by, count, by, _iso(at), alert_id),
                 )
-            changed = cursor.rowcount > 0
+            changed = cursor is not None and cursor.rowcount > 0
             if changed:
                 wait = wait_s if wait_s is not None else _live_wait(db, at)
                 _ack_pass(db, alert_id, status, by, at, count, wait)

@@ -346,3 +346,16 @@ def test_purging_removes_ticket_events_older_than_the_cutoff_and_keeps_the_readi
     assert store.purge_before(T0 - timedelta(days=30)) == 1
     assert store.tickets_after(0) == before[1:]  # the same rows, the same row ids
     assert store.purge_before(T0 - timedelta(days=30)) == 0
+
+
+def test_a_pass_done_reported_longer_than_effect_after_s_after_the_clear_is_refused(store):
+    raise_alert(store, "a1", T0)  # effect_after_s 600
+    store.apply_ack("a1", "mgr-1", "accepted", T0 + timedelta(minutes=1))
+    cleared_at = T0 + timedelta(minutes=4)
+    store.clear_alert("a1", cleared_at, 6.0, [])
+    late = store.apply_ack("a1", "mgr-1", "pass_done", cleared_at + timedelta(seconds=601))
+    assert late is not None and late.outcome == "cleared" and late.record.pass_done_at is None
+    assert only_pass(store, "a1").done_at is None
+    assert store.effects_due(cleared_at + timedelta(days=1)) == []  # nothing to measure
+    in_time = store.apply_ack("a1", "mgr-1", "pass_done", cleared_at + timedelta(seconds=600))
+    assert in_time is not None and in_time.outcome == "pass_done"
