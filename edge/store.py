@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -1398,6 +1399,8 @@ def _live_wait(db: sqlite3.Connection, at: datetime) -> float | None:
     except (ValueError, TypeError, KeyError):
         return None
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+        return None
+    if not math.isfinite(minutes) or minutes < 0:  # NaN, Infinity (JSON allows them): no wait
         return None
     return float(minutes) * 60.0
 

@@ -359,3 +359,11 @@ def test_a_pass_done_reported_longer_than_effect_after_s_after_the_clear_is_refu
     assert store.effects_due(cleared_at + timedelta(days=1)) == []  # nothing to measure
     in_time = store.apply_ack("a1", "mgr-1", "pass_done", cleared_at + timedelta(seconds=600))
     assert in_time is not None and in_time.outcome == "pass_done"
+
+
+@pytest.mark.parametrize("minutes", [float("nan"), float("inf"), -3.0])
+def test_a_snapshot_wait_that_is_no_number_of_minutes_is_no_wait_before(store, minutes):
+    raise_alert(store, "a1", T0)
+    store.write_queue(json.dumps({"wait": {"minutes": minutes}}), T0)
+    store.apply_ack("a1", "api-key", "accepted", T0)
+    assert only_pass(store, "a1").wait_before_s is None
