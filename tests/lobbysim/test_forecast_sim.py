@@ -33,16 +33,19 @@ def branch(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[SimDay], Reco
 
 
 def test_the_forecast_beats_seasonal_naive_on_the_count_15_minutes_ahead(branch):
-    days, history = branch
-    count = score_sim(days, history, test_days=7, params=PARAMS)["count"][900]
+    days, recorded = branch
+    count = score_sim(days, recorded, test_days=7, params=PARAMS)["count"][900]
     assert len(count.model) >= 15  # two open test days of 12 quarter hours
     assert count.unknown == 0
+    # Seed 1: 0.36 of naive's MAE. Over seeds 0-5 the ratio is 0.36-0.56, and 0.97 on seed 3
+    # (a test week like the one before): one seed, so a loose bound that a forecast returning
+    # the naive value (1.0) or a constant fails.
     assert np.mean(count.model) < 0.9 * np.mean(count.naive)
 
 
 def test_the_wait_is_forecast_from_the_count_and_judged_on_the_true_waits(branch):
-    days, history = branch
-    wait = score_sim(days, history, test_days=7, params=PARAMS)["wait"]
+    days, recorded = branch
+    wait = score_sim(days, recorded, test_days=7, params=PARAMS)["wait"]
     for h in HORIZONS_S:
         assert wait[h].model, h
         assert wait[h].unknown < wait[h].asked / 2  # unknown only until 3 have been served
