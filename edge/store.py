@@ -333,7 +333,8 @@ AckOutcome = Literal["accepted", "pass_done", "already", "cleared"]
 @dataclass(frozen=True)
 class AckResult:
     """What an acknowledgement did: `accepted` or `pass_done` when this one was recorded,
-    `already` when an earlier one of the same kind (or a pass done, for an accept) was, and
+    `already` when an earlier one of the same kind (or a pass done, for an accept) was, or it
+    was sent for a pass other than the alert's latest (nothing recorded), and
     `cleared` when the alert had cleared before it (nothing recorded; a pass done on an alert
     accepted before it cleared is recorded all the same). `record` is the alert
     as it stands after it, read in the same transaction."""
@@ -867,13 +868,22 @@ class Store:
             )
             self._enqueue(db, messages)
 
-    def record_ack(self, alert_id: str, by: str, status: str, at: datetime) -> AlertRecord | None:
+    def record_ack(
+        self, alert_id: str, by: str, status: str, at: datetime, *, number: int | None = None
+    ) -> AlertRecord | None:
         """apply_ack, answering only the alert as it stands after it (None: unknown alert)."""
-        result = self.apply_ack(alert_id, by, status, at)
+        result = self.apply_ack(alert_id, by, status, at, number=number)
         return None if result is None else result.record
 
     def apply_ack(
-        self, alert_id: str, by: str, status: str, at: datetime, *, wait_s: float | None = None
+        self,
+        alert_id: str,
+        by: str,
+        status: str,
+        at: datetime,
+        *,
+        wait_s: float | None = None,
+        number: int | None = None,
     ) -> AckResult | None:
         """Apply a handheld's or a manager's acknowledgement; None for an unknown alert.
 
@@ -886,6 +896,12 @@ class Store:
         of the alert's zones; unknown if any zone is unknown), the same way whichever path the
         acknowledgement took; so is the wait where `wait_s` is not given (the queue snapshot,
         if at most QUEUE_LIVE_MAX_AGE_S old). Both land on the alert's latest pass too.
+
+        `number` is the pass the ack was sent for (None: an older handheld, the latest pass).
+        Any other pass changes nothing and answers "already": pass 1's "done" redelivered by
+        the broker (QoS 1) or tapped twice just after pass 2 was asked would otherwise be taken
+        as pass 2 accepted and done, and the re-ask would be lost. Checked in the transaction
+        that would write, so a re-ask cannot come between the check and the update.
         """
         if status not in ("accepted", "pass_done"):
             raise ValueError(f"ack status must be accepted or pass_done, got {status!r}")
@@ -896,6 +912,9 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
+            if number is not None and number != _latest_pass(db, alert_id):
+                (record,) = _select_alerts(db, "alert_id = ?", [alert_id])
+                return AckResult("already", record)
             count = _live_sum(db, json.loads(row["zones"]))
             cleared = _dt(row["cleared_at"])
             # A pass reported done long after the lobby cleared is no pass that cleared it: its
@@ -1327,6 +1346,15 @@ def _pass_from_row(row: sqlite3.Row) -> PassRecord:
         kiosks_capacity=row["kiosks_capacity"],
         measured_at=_dt(row["measured_at"]),
     )
+
+
+def _latest_pass(db: sqlite3.Connection, alert_id: str) -> int:
+    """The number of the alert's latest pass; 1 where it has no passes rows (a camera alert,
+    or a diversion raised by an older lobbywatch: its raise is its pass 1)."""
+    row = db.execute(
+        "SELECT COALESCE(MAX(number), 1) FROM passes WHERE alert_id = ?", (alert_id,)
+    ).fetchone()
+    return int(row[0])
 
 
 def _ensure_first_pass(db: sqlite3.Connection, alert_id: str) -> None:

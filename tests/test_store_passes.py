@@ -367,3 +367,56 @@ def test_a_snapshot_wait_that_is_no_number_of_minutes_is_no_wait_before(store, m
     store.write_queue(json.dumps({"wait": {"minutes": minutes}}), T0)
     store.apply_ack("a1", "api-key", "accepted", T0)
     assert only_pass(store, "a1").wait_before_s is None
+
+
+def _reasked_after_pass_1(store: Store) -> datetime:
+    """An alert a1 whose pass 1 was accepted and done, asked again as pass 2 (open)."""
+    raise_alert(store, "a1", T0)
+    store.apply_ack("a1", "mgr-1", "accepted", T0 + timedelta(minutes=1), number=1)
+    store.apply_ack("a1", "mgr-1", "pass_done", T0 + timedelta(minutes=3), number=1)
+    reasked_at = T0 + timedelta(minutes=14)
+    assert store.reask_alert("a1", 2, reasked_at, None, [])
+    return reasked_at
+
+
+@pytest.mark.parametrize("status", ["accepted", "pass_done"])
+@pytest.mark.parametrize("number", [1, 3])
+def test_an_ack_for_a_pass_other_than_the_latest_changes_nothing_and_is_already(
+    store, status, number
+):
+    # pass 1's "done" redelivered (MQTT QoS 1) or tapped twice just after the re-ask, or a
+    # pass the device never asked: the re-ask must stand
+    reasked_at = _reasked_after_pass_1(store)
+    version = store.alerts_version()
+    at = reasked_at + timedelta(seconds=2)
+    result = store.apply_ack("a1", "mgr-1", status, at, wait_s=60.0, number=number)
+    assert result is not None and result.outcome == "already"
+    assert result.record.status == "open" and result.record.passes == 2
+    assert (result.record.acknowledged_at, result.record.pass_done_at) == (None, None)
+    assert store.alerts_version() == version
+    second = only_pass(store, "a1", 2)
+    assert (second.accepted_at, second.done_at, second.wait_before_s) == (None, None, None)
+    assert only_pass(store, "a1", 1).done_at == T0 + timedelta(minutes=3)
+
+
+def test_an_ack_for_the_latest_pass_or_without_a_pass_number_is_taken(store):
+    reasked_at = _reasked_after_pass_1(store)
+    accepted = store.apply_ack("a1", "mgr-2", "accepted", reasked_at + timedelta(minutes=1),
+                               number=2)  # fmt: skip
+    assert accepted is not None and accepted.outcome == "accepted"
+    assert only_pass(store, "a1", 2).accepted_by == "mgr-2"
+    # an old handheld sends no number: the latest pass, as before
+    done = store.apply_ack("a1", "mgr-3", "pass_done", reasked_at + timedelta(minutes=4))
+    assert done is not None and done.outcome == "pass_done"
+    assert only_pass(store, "a1", 2).done_by == "mgr-3"
+
+
+def test_a_pass_number_on_an_alert_without_passes_rows_is_its_pass_1(store):
+    raise_alert(store, "a1", T0)
+    with store.transaction() as db:  # what a rolled-back 0.4 writes: no passes row
+        db.execute("DELETE FROM passes")
+    stale = store.apply_ack("a1", "mgr-1", "accepted", T0 + timedelta(minutes=1), number=2)
+    assert stale is not None and stale.outcome == "already"
+    taken = store.apply_ack("a1", "mgr-1", "accepted", T0 + timedelta(minutes=1), number=1)
+    assert taken is not None and taken.outcome == "accepted"
+    assert only_pass(store, "a1").accepted_by == "mgr-1"
