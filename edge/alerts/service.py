@@ -58,6 +58,10 @@ class AckPayload(BaseModel):
     # No control characters: the name is shown to people and logged.
     by: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
     status: Literal["accepted", "pass_done"]
+    # The pass the handheld showed (its state's `passes`); absent from older handhelds: the
+    # latest. Another pass changes nothing: a redelivered or doubled ack of a pass done must
+    # not take the pass asked after it (docs/handheld.md). Strict: "2" or true is no pass.
+    pass_: int | None = Field(None, alias="pass", ge=1, strict=True)
 
 
 #: The rule text of a raise, by the rule's metric (edge/alerts/templates); a count rule at the
@@ -235,11 +239,18 @@ class AlertService:
         results: list[AckResult | None] = []
         self.spool.write(
             lambda store: results.append(
-                store.apply_ack(alert_id, ack.by, ack.status, at, wait_s=wait_s)
+                store.apply_ack(alert_id, ack.by, ack.status, at, wait_s=wait_s, number=ack.pass_)
             )
         )
         result = results[0] if results else None
         record = result.record if result is not None else known
+        latest = self._latest_pass(record)
+        if ack.pass_ is not None and ack.pass_ != latest:
+            # an ack of an earlier pass (or of one never asked): the pass asked now stands, it
+            # still escalates, and its re-ask timer is not started
+            log.info("alert %s: %s by %s for pass %d changes nothing: pass %d is asked",
+                     alert_id, ack.status, shorten(ack.by), ack.pass_, latest)  # fmt: skip
+            return record
         if result is None:  # kept in memory until the store takes writes: taken as given
             log.info("alert %s: %s by %s", alert_id, ack.status, shorten(ack.by))
         elif result.outcome == "cleared":
@@ -259,6 +270,15 @@ class AlertService:
                     engine.pass_done(alert_id, self._clock())  # the re-ask timer starts
         self._wake()  # its new state goes out now, not at the next tick
         return record
+
+    def _latest_pass(self, record: AlertRecord) -> int:
+        """The pass asked now: the engine's (a re-ask it made may not be in the store yet, on
+        a full disk), else the record's (1 for an alert without passes rows)."""
+        with self._lock:
+            engine = self.engines.get(record.rule)
+            if engine is not None and engine.alert_id == record.alert_id:
+                return engine.state.passes
+        return max(record.passes, 1)
 
     def _lookup(self, alert_id: str) -> AlertRecord | None:
         """An alert from the store, or from the spool while the store could not take it."""

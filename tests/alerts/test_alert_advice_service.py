@@ -109,9 +109,13 @@ class Rig:
         (alert,) = self.store.alerts()
         return alert
 
-    def ack(self, alert_id: str, status: str) -> None:
-        body = json.dumps({"by": "li.wei", "status": status}).encode()
-        assert self.alerts.handle_ack(alert_id, body) is not None
+    def ack(self, alert_id: str, status: str, number: int | None = None) -> AlertRecord:
+        ack: dict[str, Any] = {"by": "li.wei", "status": status}
+        if number is not None:
+            ack["pass"] = number
+        record = self.alerts.handle_ack(alert_id, json.dumps(ack).encode())
+        assert record is not None
+        return record
 
 
 @pytest.fixture
@@ -310,6 +314,41 @@ def test_a_reasked_pass_escalates_anew_if_nobody_accepts_it(tmp_path):
         assert rig.only_alert().escalations == 1
     finally:
         rig.store.close()
+
+
+def test_pass_1s_done_arriving_again_after_the_reask_leaves_pass_2_asked(tmp_path):
+    # a QoS 1 redelivery or a second tap of pass 1's "done": pass 2 stays unaccepted, escalates
+    # and is not timed for a re-ask; the handheld's ack for pass 2 is taken
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), {"wait": 18.0}), escalate=120)
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        alert_id = rig.only_alert().alert_id
+        rig.ack(alert_id, "pass_done", number=1)
+        rig.tick(600)
+        assert [p["pass"] for p in rig.messages("reasked")] == [2]
+        for status in ("pass_done", "accepted"):
+            stale = rig.ack(alert_id, status, number=1)
+            assert stale.passes == 2 and stale.acknowledged_at is None
+        assert rig.only_alert().pass_done_at is None
+        rig.tick(120)
+        assert [p["pass"] for p in rig.messages("escalated")] == [2, 2]  # manager, supervisor
+        rig.ack(alert_id, "pass_done", number=2)
+        rig.tick(599)
+        assert len(rig.messages("reasked")) == 1
+        rig.tick(1)
+        assert [p["pass"] for p in rig.messages("reasked")] == [2, 3]
+    finally:
+        rig.store.close()
+
+
+@pytest.mark.parametrize("number", [0, -1, "2", 1.5, True])
+def test_an_ack_with_a_pass_that_is_no_pass_number_is_ignored(rig, number):
+    rig.tick()
+    alert_id = rig.only_alert().alert_id
+    body = json.dumps({"by": "li.wei", "status": "accepted", "pass": number}).encode()
+    assert rig.alerts.handle_ack(alert_id, body) is None
+    assert rig.only_alert().acknowledged_at is None
 
 
 def test_a_pass_done_through_the_api_starts_the_reask_timer_too(rig):
