@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_left, insort
 from dataclasses import dataclass
-from datetime import date, datetime, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,9 @@ TicketKind = Literal["issued", "called", "served", "cancelled"]
 
 #: One POST or MQTT message carries at most this many events.
 MAX_EVENTS = 500
+#: Seconds a ticket must have been waiting before calls count as services that ended (every
+#: counter busy): a call sooner is a free counter taking a new ticket.
+BUSY_AFTER_S = 30.0
 
 # 1-32 characters, none of them a control character: ids are shown to people and logged.
 _Id = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
@@ -101,8 +104,15 @@ class TicketBook:
         self._waiting: set[tuple[str | None, str]] = set()
         self._calls: list[datetime] = []  # sorted
         self._waits: list[tuple[datetime, float]] = []  # (called at, seconds), sorted
+        self._services: list[tuple[datetime, float]] = []  # (served at, seconds from the call)
+        self._in_service: set[tuple[str | None, str]] = set()
         self._first: datetime | None = None
         self._last: datetime | None = None
+        # The line standing (some ticket waiting) since; its spans past BUSY_AFTER_S, and the
+        # calls made in them: what the counters do when busy.
+        self._standing_since: datetime | None = None
+        self._busy: list[tuple[datetime, datetime]] = []
+        self._busy_calls: list[datetime] = []
 
     def roll(self, now: datetime) -> None:
         """A new local day empties the book (ticket numbers start again)."""
@@ -113,7 +123,12 @@ class TicketBook:
             self._waiting.clear()
             self._calls.clear()
             self._waits.clear()
+            self._services.clear()
+            self._in_service.clear()
             self._first = self._last = None
+            self._standing_since = None
+            self._busy.clear()
+            self._busy_calls.clear()
 
     def apply(self, event: TicketEvent) -> None:
         day = event.at.astimezone(self.tz).date()
@@ -122,6 +137,10 @@ class TicketBook:
         self.roll(event.at)
         self._first = event.at if self._first is None else min(self._first, event.at)
         self._last = event.at if self._last is None else max(self._last, event.at)
+        self._apply(event)
+        self._stand(event.at)
+
+    def _apply(self, event: TicketEvent) -> None:
         key = (event.service, event.ticket)
         ticket = self._tickets.get(key)
         if ticket is None:
@@ -140,13 +159,38 @@ class TicketBook:
                 # A "served" for a ticket still waiting: its call was lost; the serve is the call.
                 ticket.called_at = event.at
                 insort(self._calls, event.at)
+                busy_from = self._busy_from()
+                if busy_from is not None and busy_from <= event.at:
+                    insort(self._busy_calls, event.at)
                 self._record_wait(ticket)
+            if event.kind == "served" and ticket.state != "served":
+                self._in_service.discard(key)
+                if ticket.called_at is not None and ticket.state == "called":
+                    took = (event.at - ticket.called_at).total_seconds()
+                    insort(self._services, (event.at, max(0.0, took)))
+            elif event.kind == "called" and ticket.state in ("new", "waiting"):
+                self._in_service.add(key)
             ticket.state = "served" if event.kind == "served" else "called"
             self._waiting.discard(key)
-        else:  # cancelled
-            if ticket.state in ("new", "waiting"):
+        else:  # cancelled: before the call, or a no-show after it
+            if ticket.state in ("new", "waiting", "called"):
                 ticket.state = "cancelled"
             self._waiting.discard(key)
+            self._in_service.discard(key)
+
+    def _busy_from(self) -> datetime | None:
+        if self._standing_since is None:
+            return None
+        return self._standing_since + timedelta(seconds=BUSY_AFTER_S)
+
+    def _stand(self, at: datetime) -> None:
+        if self._waiting and self._standing_since is None:
+            self._standing_since = at
+        elif not self._waiting and self._standing_since is not None:
+            start = self._busy_from()
+            if start is not None and at > start:
+                self._busy.append((start, at))
+            self._standing_since = None
 
     def _record_wait(self, ticket: _Ticket) -> None:
         if ticket.issued_at is not None and ticket.called_at is not None:
@@ -165,6 +209,32 @@ class TicketBook:
         """Seconds from issue to call of the tickets called at or after `since`."""
         start = bisect_left(self._waits, (since, -1.0))
         return [w for _, w in self._waits[start:]]
+
+    def in_service(self) -> int:
+        """Tickets called and not yet served or cancelled: the counters busy now, where the
+        machine reports "served"."""
+        return len(self._in_service)
+
+    def recent_services_s(self, limit: int) -> list[float]:
+        """Seconds from call to serve of the last `limit` tickets served (the walk to the
+        counter included: the time a counter is taken per customer)."""
+        return [s for _, s in self._services[-limit:]] if limit > 0 else []
+
+    def called_busy_in(self, since: datetime) -> int:
+        """Calls at or after `since` made while tickets had been waiting BUSY_AFTER_S or more."""
+        return len(self._busy_calls) - bisect_left(self._busy_calls, since)
+
+    def busy_s(self, since: datetime, until: datetime) -> float:
+        """Seconds of [since, until] in which tickets had been waiting BUSY_AFTER_S or more:
+        called_busy_in over it is the rate of the counters when every one is busy."""
+        spans = list(self._busy)
+        start = self._busy_from()
+        if start is not None:
+            spans.append((start, max(start, until)))
+        total = 0.0
+        for a, b in spans:
+            total += max(0.0, (min(b, until) - max(a, since)).total_seconds())
+        return total
 
     def first_event_at(self) -> datetime | None:
         """Today's first event: a call rate over less time than this has run is no rate."""

@@ -76,6 +76,13 @@ class WaitForecast:
 
 #: A ticket feed with no event for this long is stale (the machine or its link is down).
 TICKET_STALE_S = 600.0
+#: A line standing this long (seconds) means every counter is busy: a departure (or a call)
+#: then is a service that ended, and their rate is what the counters can do. A shorter one is
+#: a customer being called to a free counter, or walking to it (the queue zone).
+BUSY_AFTER_S = 30.0
+#: Service durations kept for the mean service time: the last this many (a branch's errands
+#: change over weeks, not minutes; 50 is about 2-4 busy hours, a mean within about 10%).
+SERVICE_SAMPLES = 50
 #: z of the 80% interval (10% each side): the contract's "about 80%".
 _Z = 1.2816
 _STEPS: tuple[Confidence, ...] = ("exact", "high", "medium", "low", "unknown")
@@ -85,15 +92,20 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ahead(line_count: float) -> float:
-    """Services that must end before a customer taking a ticket now is called.
+def ahead(line_count: float, cv: float = 1.0) -> float:
+    """Service slots (mean service time / counters) before a customer taking a ticket now is
+    called.
 
-    The L people waiting, plus the one service that must end to free a counter for the first of
-    them: a customer only waits while every counter is busy, and in a first-come line anyone
-    waiting means they all are. So L + 1 for a line of at least one person, L below (a smoothed
-    count under 1 is a line that is empty most of the time, a free counter likely).
+    The L people waiting, plus what is left of the services in progress until the first counter
+    frees: a customer only waits while every counter is busy, and in a first-come line anyone
+    waiting means they all are. Of a service found in progress, the mean time left is
+    (1 + cv^2) / 2 of a mean service (the residual life of renewal theory; cv: the services'
+    coefficient of variation): a whole slot for exponential services (cv 1, the default when
+    durations are not measured), 0.69 for the lobby simulator's (cv 0.62). That residual is
+    added in full for a line of one or more and in proportion below (a smoothed count under 1
+    is a line that is empty most of the time, a free counter likely).
     """
-    return line_count + min(1.0, max(0.0, line_count))
+    return line_count + min(1.0, max(0.0, line_count)) * (1.0 + cv * cv) / 2.0
 
 
 def _lower(confidence: Confidence) -> Confidence:
@@ -119,27 +131,54 @@ class WaitEstimator:
     ) -> None:
         self.settings = settings or WaitSettings()
         self._wall_clock = wall_clock
-        self._online: deque[tuple[float, float]] = deque()  # (at, online seconds before it)
-        self._departures: deque[tuple[float, int]] = deque()
+        # (at, online seconds before it, the line busy then): one per observe()
+        self._online: deque[tuple[float, float, bool]] = deque()
+        self._departures: deque[tuple[float, int, bool]] = deque()  # (at, n, the line busy)
         self._arrivals: deque[tuple[float, int]] = deque()
         self._visits: deque[tuple[float, float]] = deque()  # (ended at, dwell s)
+        self._services: deque[float] = deque(maxlen=SERVICE_SAMPLES)  # seconds
         self._count: float | None = None
+        self._serving: float | None = None
+        self._standing_since: float | None = None  # the line has held someone since
         self._seen = False
         self._book: TicketBook | None = None
 
     # --- feeding ------------------------------------------------------------------------
 
-    def observe(self, now: float, line_count: float | None, online_s: float) -> None:
-        """Each frame (or update): the line's smoothed count (None: a camera is down) and the
-        seconds since the last call the line's cameras were all online."""
+    def observe(
+        self,
+        now: float,
+        line_count: float | None,
+        online_s: float,
+        serving: float | None = None,
+    ) -> None:
+        """Each frame (or update): the line's smoothed count (None: a camera is down), the
+        seconds since the last call the line's cameras were all online, and, where the site
+        has service zones, the people at counters now (their smoothed count; None: unknown)."""
         self._seen = True
         self._count = line_count
+        self._serving = serving
+        if line_count is None or line_count < 1.0:
+            self._standing_since = None
+        elif self._standing_since is None:
+            self._standing_since = now
+        busy = self._standing_since is not None and now - self._standing_since >= BUSY_AFTER_S
         if online_s > 0:
-            self._online.append((now, float(online_s)))
+            self._online.append((now, float(online_s), busy))
         self._prune(now)
 
-    def departure(self, at: float, n: int = 1) -> None:
-        self._departures.append((at, n))
+    def departure(self, at: float, n: int = 1, service_s: float | None = None) -> None:
+        """A departure at `at`, which may be a little in the past (a visit ends once its exit
+        grace has passed): whether the line was busy then is read from the observations.
+        service_s: how long the service-zone visit lasted, for the mean service time."""
+        if service_s is not None:
+            self._services.append(float(service_s))
+        busy = False
+        for when, _, was_busy in reversed(self._online):
+            busy = was_busy
+            if when <= at:
+                break
+        self._departures.append((at, n, busy))
         self._prune(at)
 
     def arrival(self, at: float, n: int = 1) -> None:
@@ -166,11 +205,24 @@ class WaitEstimator:
     def estimate(self, now: float) -> WaitEstimate:
         s = self.settings
         start = now - s.window_s
-        online_min = sum(o for at, o in self._online if start < at <= now) / 60.0
-        departures = sum(n for at, n in self._departures if start < at <= now)
+        online = [(o, busy) for at, o, busy in self._online if start < at <= now]
+        online_min = sum(o for o, _ in online) / 60.0
+        busy_min = sum(o for o, busy in online if busy) / 60.0
+        departed = [(n, busy) for at, n, busy in self._departures if start < at <= now]
+        departures = sum(n for n, _ in departed)
+        busy_departures = sum(n for n, busy in departed if busy)
         arrivals = sum(n for at, n in self._arrivals if start < at <= now)
         dwells = [d for at, d in self._visits if start < at <= now]
-        throughput = departures / online_min if online_min > 0 and departures else None
+        # What the counters do when a line stands (departures over the minutes it stood), where
+        # it stood long enough to count them; else all departures over the online minutes, an
+        # underestimate when counters sat idle (the wait of a short line comes out long).
+        served_min = online_min
+        if busy_departures >= s.min_departures and busy_min > 0:
+            departures, served_min = busy_departures, busy_min
+        throughput = departures / served_min if served_min > 0 and departures else None
+        capacity = _capacity(self._serving, list(self._services), s.min_departures)
+        if capacity is not None:
+            throughput = capacity
         arrival_rate = arrivals / online_min if online_min > 0 and arrivals else None
         dwell_p50 = statistics.median(dwells) if dwells else None
         flows = (throughput, arrival_rate, dwell_p50)
@@ -184,10 +236,14 @@ class WaitEstimator:
             return WaitEstimate(None, None, None, "unknown", "none", None, *flows, reason)
         if line < 0.5:
             return WaitEstimate(0.0, 0.0, 0.0, "high", "departures", line, *flows, "")
-        if departures >= s.min_departures and throughput is not None:
-            wait, low, high = _by_rate(ahead(line), departures, online_min)
-            confidence: Confidence = "high" if departures >= 10 else "medium"
+        if capacity is not None and self._serving is not None:
+            wait, low, high = _by_service(line, self._serving, list(self._services))
+            confidence: Confidence = "high" if len(self._services) >= 10 else "medium"
             method: Method = "departures"
+        elif departures >= s.min_departures and throughput is not None:
+            wait, low, high = _by_rate(ahead(line), departures, served_min)
+            confidence = "high" if departures >= 10 else "medium"
+            method = "departures"
         elif arrivals >= s.min_departures and arrival_rate is not None:
             # Little's law: in a steady state the line holds arrival rate x wait. No service
             # residual: the law is about time in the line, which is what it holds.
@@ -228,22 +284,25 @@ class WaitEstimator:
         # The rate is over the window, or over the part of it the feed has run today: a
         # morning's first 5 minutes of calls are not spread over 20.
         span_s = min(s.window_s, max(60.0, (now - first).total_seconds()))
-        calls = book.called_in(now - timedelta(seconds=span_s))
+        since = now - timedelta(seconds=span_s)
+        calls = book.called_in(since)
         if calls < s.min_departures:
             return None
         waiting = float(book.waiting())
         _, arrival_rate, dwell_p50 = flows
-        wait, low, high = _by_rate(ahead(waiting), calls, span_s / 60.0)
-        return self._finish(
-            wait,
-            low,
-            high,
-            "exact",
-            "tickets",
-            waiting,
-            (calls / (span_s / 60.0), arrival_rate, dwell_p50),
-            "",
-        )
+        serving, services = float(book.in_service()), book.recent_services_s(SERVICE_SAMPLES)
+        rate = _capacity(serving, services, s.min_departures)
+        if rate is not None:  # the machine says who is at a counter and for how long
+            wait, low, high = _by_service(waiting, serving, services)
+        else:
+            # As for departures: the calls while every counter was busy, over the time it was.
+            busy_calls, busy_s = book.called_busy_in(since), book.busy_s(since, now)
+            if busy_calls >= s.min_departures and busy_s > 0:
+                calls, span_s = busy_calls, busy_s
+            wait, low, high = _by_rate(ahead(waiting), calls, span_s / 60.0)
+            rate = calls / (span_s / 60.0)
+        flows = (rate, arrival_rate, dwell_p50)
+        return self._finish(wait, low, high, "exact", "tickets", waiting, flows, "")
 
     def _finish(
         self,
@@ -262,6 +321,29 @@ class WaitEstimator:
             reason = f"{reason}; {note}" if reason else note
         wait, low, high = (min(cap, x) for x in (wait, low, high))
         return WaitEstimate(wait, low, high, confidence, method, line, *flows, reason)
+
+
+def _capacity(serving: float | None, services: list[float], need: int) -> float | None:
+    """People per minute the counters serve while all are busy: those being served over the
+    mean service time. None without someone at a counter or `need` services measured."""
+    if serving is None or serving < 0.5 or len(services) < need:
+        return None
+    mean = statistics.fmean(services)
+    return serving / mean * 60.0 if mean > 0 else None
+
+
+def _by_service(line: float, serving: float, services: list[float]) -> tuple[float, float, float]:
+    """Seconds until the `line` people ahead have been called, at `serving` busy counters of
+    the mean service time, and an 80% interval. Two uncertainties, as relative spreads added in
+    quadrature: the mean from n services (cv / sqrt(n)), and the time for k services to end,
+    which for services ending at random (Poisson) is a Gamma(k) with relative spread
+    1 / sqrt(k)."""
+    mean = statistics.fmean(services)
+    cv = statistics.pstdev(services) / mean if len(services) > 1 else 1.0
+    ahead_n = ahead(line, cv)
+    wait = ahead_n * mean / serving
+    spread = math.sqrt(cv**2 / len(services) + 1.0 / max(1.0, ahead_n))
+    return wait, wait * math.exp(-_Z * spread), wait * math.exp(_Z * spread)
 
 
 def _by_rate(ahead_n: float, events: int, minutes: float) -> tuple[float, float, float]:

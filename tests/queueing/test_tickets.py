@@ -145,3 +145,32 @@ def test_a_new_local_day_empties_the_book_and_yesterdays_late_events_are_ignored
     assert book.waiting() == 1 and book.called_in(T0) == 0
     book.roll(T0 + timedelta(days=1, hours=8))  # 01:00 local, two local days on
     assert book.waiting() == 0 and book.last_event_at() is None
+
+
+def test_the_book_knows_the_counters_busy_and_how_long_services_take():
+    book = TicketBook()
+    book.apply(ev("issued", "A1", 0))
+    book.apply(ev("issued", "A2", 0))
+    book.apply(ev("called", "A1", 1, counter="1"))
+    book.apply(ev("called", "A2", 2, counter="2"))
+    assert book.in_service() == 2
+    book.apply(ev("served", "A1", 5, counter="1"))
+    book.apply(ev("served", "A1", 6, counter="1"))  # again: nothing changes
+    book.apply(ev("cancelled", "A2", 3))  # a no-show after the call frees the counter
+    assert book.in_service() == 0
+    assert book.recent_services_s(10) == [240.0] and book.recent_services_s(0) == []
+
+
+def test_calls_count_as_busy_only_once_tickets_have_waited_30_seconds():
+    book = TicketBook()
+    book.apply(ev("issued", "A1", 0))
+    book.apply(ev("called", "A1", 0.25, counter="1"))  # 15 s: a free counter took it
+    book.apply(ev("issued", "A2", 1))
+    book.apply(ev("issued", "A3", 1.5))
+    book.apply(ev("called", "A2", 4, counter="1"))  # the line stood 3 min: a service ended
+    assert book.called_in(T0) == 2 and book.called_busy_in(T0) == 1
+    # Busy from 1:30 (30 s after the line formed at 1:00); A3 still waits, so it runs on.
+    assert book.busy_s(T0, T0 + timedelta(minutes=5)) == pytest.approx(210.0)
+    book.apply(ev("called", "A3", 6, counter="2"))
+    assert book.busy_s(T0, T0 + timedelta(minutes=10)) == pytest.approx(270.0)
+    assert book.busy_s(T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)) == 60.0
