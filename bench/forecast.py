@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,7 +30,13 @@ import numpy as np
 from bench.lobbysim.lobby import ZONES
 from bench.lobbysim.weeks import TZ as SIM_TZ
 from bench.lobbysim.weeks import SimDay, WeeksParams, simulate
-from edge.queueing.forecast import SLOT_S, CountModel, ForecastParams, SlotHistory
+from edge.queueing.forecast import (
+    SLOT_S,
+    CountForecast,
+    CountModel,
+    ForecastParams,
+    SlotHistory,
+)
 from edge.queueing.wait import WaitEstimate, WaitEstimator, forecast_wait
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -341,18 +347,42 @@ def wait_estimates(day: SimDay, line: np.ndarray, at: list[float]) -> list[WaitE
     return out
 
 
+def anchored(f: CountForecast, now_slot: CountForecast, line_now: float | None) -> CountForecast:
+    """A what-if, not the product: the forecast moved to start from the line count now, i.e.
+    line now + the model's change from the current quarter hour to the target one (interval
+    moved with it). The queue is persistent; the profile knows where it usually goes next."""
+    if not f.known or not now_slot.known or line_now is None:
+        return f
+    assert f.point is not None and f.low is not None and f.high is not None
+    assert now_slot.point is not None
+    shift = line_now - now_slot.point
+    return replace(
+        f,
+        point=max(0.0, f.point + shift),
+        low=max(0.0, f.low + shift),
+        high=max(0.0, f.high + shift),
+    )
+
+
 def score_sim(
-    days: list[SimDay], recorded: Recorded, test_days: int, params: ForecastParams | None = None
+    days: list[SimDay],
+    recorded: Recorded,
+    test_days: int,
+    params: ForecastParams | None = None,
+    *,
+    what_if: bool = False,
 ) -> dict[str, dict[int, Tally]]:
     """Count and wait tallies of the forecasts from each open quarter hour of the last
     `test_days` calendar days. The wait forecast is the product's: forecast_wait of the count
-    forecast and the WaitEstimator's estimate at the origin."""
+    forecast and the WaitEstimator's estimate at the origin. what_if adds "count*" and "wait*":
+    the same from the anchored forecast."""
     history = recorded.history
     holidays = [d.day for d in days if d.holiday]
     model = CountModel(history, SIM_TZ, holidays, params)
     by_date = {d.day: d for d in days}
     cutoff = days[-1].day - timedelta(days=test_days - 1)
-    tallies = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in ("count", "wait")}
+    kinds = ("count", "wait", "count*", "wait*") if what_if else ("count", "wait")
+    tallies = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in kinds}
     for day in days:
         if day.day < cutoff or day.holiday:
             continue
@@ -365,45 +395,51 @@ def score_sim(
                 f = model.forecast(now, h)
                 if f.target_start >= day.opens_utc + day.params.open_s:
                     continue  # closed by then
+                variants = [("", f)]
+                if what_if:
+                    now_slot = model.forecast(now, 0)
+                    variants.append(("*", anchored(f, now_slot, estimate.line_count)))
                 actual = float(history.counts[(f.target_start - history.start) // SLOT_S])
                 previous = float(history.counts[(now - history.start) // SLOT_S - 1])
-                tallies["count"][h].add(
-                    actual,
-                    f.point,
-                    f.low,
-                    f.high,
-                    model.seasonal_naive(f.target_start),
-                    previous if math.isfinite(previous) else None,
-                )
                 at = np.array([origin + h])
                 true_wait = float(day.result.wait_if_arriving(at)[0])
-                if not math.isfinite(true_wait):
-                    continue  # nobody took a ticket after then
                 naive = None
                 if week_before is not None and not week_before.holiday:
                     naive = float(week_before.result.wait_if_arriving(at)[0]) / 60.0
-                w = forecast_wait(f, estimate)
-                tallies["wait"][h].add(
-                    true_wait / 60.0,
-                    None if w.wait_s is None else w.wait_s / 60.0,
-                    None if w.low_s is None else w.low_s / 60.0,
-                    None if w.high_s is None else w.high_s / 60.0,
-                    naive,
-                    None if estimate.wait_s is None else estimate.wait_s / 60.0,
-                )
+                for mark, g in variants:
+                    tallies["count" + mark][h].add(
+                        actual,
+                        g.point,
+                        g.low,
+                        g.high,
+                        model.seasonal_naive(g.target_start),
+                        previous if math.isfinite(previous) else None,
+                    )
+                    if not math.isfinite(true_wait):
+                        continue  # nobody took a ticket after then
+                    w = forecast_wait(g, estimate)
+                    tallies["wait" + mark][h].add(
+                        true_wait / 60.0,
+                        None if w.wait_s is None else w.wait_s / 60.0,
+                        None if w.low_s is None else w.low_s / 60.0,
+                        None if w.high_s is None else w.high_s / 60.0,
+                        naive,
+                        None if estimate.wait_s is None else estimate.wait_s / 60.0,
+                    )
     return tallies
 
 
-def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
+def sim_main(weeks: int, test_weeks: int, seeds: int, *, what_if: bool = False) -> None:
     import tempfile
 
-    totals = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in ("count", "wait")}
+    kinds = ("count", "wait", "count*", "wait*") if what_if else ("count", "wait")
+    totals = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in kinds}
     began = time.perf_counter()
     for seed in range(seeds):
         days = simulate(seed, WeeksParams(weeks=weeks))
         with tempfile.TemporaryDirectory() as tmp:
             recorded = record_history(days, Path(tmp) / "lobbysim.db")
-        for kind, per_h in score_sim(days, recorded, test_weeks * 7).items():
+        for kind, per_h in score_sim(days, recorded, test_weeks * 7, what_if=what_if).items():
             for h, tally in per_h.items():
                 totals[kind][h].merge(tally)
     print(
@@ -415,7 +451,8 @@ def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
         "target          horizon  model MAE  naive MAE  ratio  80% coverage  unknown     n"
         "  persistence MAE"
     )
-    for kind, unit in (("count", "people"), ("wait", "min")):
+    for kind in kinds:
+        unit = "people" if kind.startswith("count") else "min"
         for h in HORIZONS_S:
             t = totals[kind][h]
             mae, base = float(np.mean(t.model)), float(np.mean(t.naive))
@@ -428,6 +465,8 @@ def sim_main(weeks: int, test_weeks: int, seeds: int) -> None:
         "persistence: the last quarter hour's count, the wait estimate now"
         " (WaitEstimator.estimate), on the same questions"
     )
+    if what_if:
+        print("*: what-if, the forecast anchored on the line count now (bench.forecast.anchored)")
 
 
 def main() -> None:
@@ -436,6 +475,9 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, help="default 16 (synthetic), 12 (sim)")
     parser.add_argument("--test-weeks", type=int, default=4)
     parser.add_argument("--seeds", type=int, help="default 5 (synthetic), 3 (sim)")
+    parser.add_argument(
+        "--what-if", action="store_true", help="sim: also the forecast anchored on the count now"
+    )
     parser.add_argument("--api", action="store_true", help="time GET /v1/forecast instead")
     parser.add_argument("--zones", type=int, default=2)
     args = parser.parse_args()
@@ -443,7 +485,7 @@ def main() -> None:
         api_latency(args.zones)
         return
     if args.source == "sim":
-        sim_main(args.weeks or 12, args.test_weeks, args.seeds or 3)
+        sim_main(args.weeks or 12, args.test_weeks, args.seeds or 3, what_if=args.what_if)
         return
     args.weeks = args.weeks or 16
     args.seeds = args.seeds or 5
