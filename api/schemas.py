@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.buckets import Bucket
 from api.live import CameraStateName
 from edge.config import ZoneRole
+from edge.store import PassNumber
 
 CameraState = CameraStateName
 AlertStatus = Literal["open", "acknowledged", "pass_done", "cleared"]
@@ -204,12 +205,32 @@ class AlertsOut(_Out):
     summary: AlertSummary
 
 
+#: The pass an acknowledgement is for (issue 13: a done pass may be asked again as pass 2, 3...).
+PASS_FIELD = Field(
+    None,
+    alias="pass",
+    description="The pass this is for: the `passes` of the alert's state the person saw. "
+    "Another pass than the alert's latest changes nothing and answers `already` (a repeated "
+    "tap on pass 1 does not take pass 2). Absent: the latest pass",
+)
+
+
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["accepted", "pass_done"] = Field(
         description="accepted: someone is going; pass_done: the diversion pass is finished"
     )
+    pass_: PassNumber | None = PASS_FIELD
+
+
+class PassIn(BaseModel):
+    """The optional body of accept and pass-done. Other keys are ignored: these routes took no
+    body before, and a client that sent one anyway must keep working."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pass_: PassNumber | None = PASS_FIELD
 
 
 class CameraHealth(_Out):
@@ -368,6 +389,21 @@ class AlertStateOut(_Out):
         "attempts, last error"
     )
     version: int = Field(ge=0, description="The site's alert version at this alert's latest change")
+    # Issue 13: the latest ask. Without these the answer to an accept would hand the handheld a
+    # state without its pass, and its pass done would then be sent for no pass.
+    passes: int = Field(
+        0, ge=0, description="The pass asked: 1 for the raise, 2 once a done pass was asked "
+        "again...; 0 for a camera alert. Send it back as `pass` with accept and pass-done",
+    )  # fmt: skip
+    metric: str | None = Field(None, description="What the rule measures: count, wait...")
+    value: float | None = Field(None, description="The rule's value at the latest ask, its unit")
+    point: str | None = Field(None, description="waiting_area, or entrance (for the greeter)")
+    advice: list[dict[str, Any]] = Field(
+        default_factory=list, description="What to do: kind, text (site language), figures"
+    )
+    figures: dict[str, Any] | None = Field(
+        None, description="The figures behind the ask (wait_minutes...; null where unknown)"
+    )
 
 
 class OpenAlertsOut(_Out):

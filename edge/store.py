@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
 
 from edge.queueing.tickets import TicketEvent
 from edge.types import CameraStatus, ZoneReading
@@ -328,6 +330,20 @@ class PassRecord:
 
 
 AckOutcome = Literal["accepted", "pass_done", "already", "cleared"]
+
+
+def _whole(value: object) -> object:
+    # JSON's 2.0 is the integer 2 (JSON Schema counts it as one, and so do clients that write
+    # every number as a float); 1.5, true and "2" stay what they are and are refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: The pass an ack is for, in the bodies that carry one (an MQTT ack, the API's ack bodies):
+#: a whole number from 1 (apply_ack's `number`).
+# (The validator last: it then runs first, and the JSON schema keeps its "minimum".)
+PassNumber = Annotated[int, Field(ge=1, strict=True), BeforeValidator(_whole)]
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,8 @@ def test_count_now_is_unknown_when_a_camera_is_down_never_zero(client, clock):
     assert open_set(client).alerts[0].count_now is None
 
 
-def ack(client, alert_id: str, what: str, role: str = "manager"):
-    return client.post(f"/v1/alerts/{alert_id}/{what}", headers=auth(role))
+def ack(client, alert_id: str, what: str, role: str = "manager", body: dict | None = None):
+    return client.post(f"/v1/alerts/{alert_id}/{what}", headers=auth(role), json=body)
 
 
 def test_accept_then_pass_done_answer_who_and_when_and_repeats_say_already(client, clock):
@@ -161,6 +161,55 @@ def test_the_old_ack_route_still_works_and_its_accept_is_seen_by_the_new_ones(cl
     assert answer.message == "already accepted by admin-1 at 12:00"
 
 
+def reasked(store: Store, alert_id: str) -> None:
+    """Pass 1 of `alert_id` done and pass 2 asked, as the device does."""
+    store.apply_ack(alert_id, "manager-1", "pass_done", NOW - timedelta(minutes=12))
+    assert store.reask_alert(alert_id, 2, NOW - timedelta(minutes=1), None, [])
+
+
+@pytest.mark.parametrize("what", ["accept", "pass-done"])
+def test_an_ack_for_an_earlier_pass_says_which_is_asked_and_changes_nothing(client, what):
+    store = store_of(client)
+    insert_alert(store, "a1", NOW - timedelta(minutes=20))
+    reasked(store, "a1")
+    version = store.alerts_version()
+    stale = ack(client, "a1", what, body={"pass": 1})
+    assert stale.status_code == 200, stale.text
+    answer = AckAnswerOut.model_validate(stale.json())
+    assert (answer.result, answer.message) == ("already", "that was pass 1: pass 2 is asked now")
+    assert (answer.alert.status, answer.alert.passes, answer.alert.accepted_by) == (
+        "raised",
+        2,
+        None,
+    )
+    assert store.alerts_version() == version
+    # 2.0 is the integer 2 in JSON (a client that writes every number as a float)
+    taken = AckAnswerOut.model_validate(ack(client, "a1", what, body={"pass": 2.0}).json())
+    assert taken.result == ("accepted" if what == "accept" else "pass_done")
+    assert taken.alert.passes == 2 and taken.alert.accepted_by == "manager-1"
+
+
+def test_the_old_ack_route_takes_the_pass_too(client):
+    store = store_of(client)
+    insert_alert(store, "a1", NOW - timedelta(minutes=20))
+    reasked(store, "a1")
+    body = {"status": "pass_done", "pass": 1}
+    stale = client.post("/v1/alerts/a1/ack", json=body, headers=auth("manager"))
+    assert stale.status_code == 200 and stale.json()["pass_done_at"] is None
+    body["pass"] = 2
+    taken = client.post("/v1/alerts/a1/ack", json=body, headers=auth("manager"))
+    assert taken.status_code == 200 and taken.json()["pass_done_by"] == "manager-1"
+
+
+@pytest.mark.parametrize("body", [{"pass": 0}, {"pass": "2"}, {"pass": True}, {"pass": 1.5}])
+@pytest.mark.parametrize("what", ["accept", "pass-done"])
+def test_an_ack_body_with_no_pass_number_is_refused(client, what, body):
+    insert_alert(store_of(client), "a1", NOW)
+    assert ack(client, "a1", what, body=body).status_code == 422
+    record = store_of(client).alert("a1")
+    assert record is not None and record.acknowledged_at is None
+
+
 def test_answers_are_in_the_sites_language(tmp_path, clock):
     config = site_config(tmp_path)
     config = config.model_copy(
@@ -173,6 +222,10 @@ def test_answers_are_in_the_sites_language(tmp_path, clock):
         ack(client, "a1", "accept", "admin").json()["message"]
         == "已由manager-1于12:00确认，无需重复"
     )
+    insert_alert(store_of(client), "a2", NOW - timedelta(minutes=20))
+    reasked(store_of(client), "a2")
+    stale = ack(client, "a2", "pass-done", body={"pass": 1}).json()
+    assert stale["message"] == "这是第1次疏导的操作：现在请求的是第2次疏导"
 
 
 # --- on a real server ------------------------------------------------------------------------

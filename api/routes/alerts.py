@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
 
 from api.alert_state import AlertFeed
 from api.csv_export import alerts_csv, wants_csv
@@ -34,6 +34,7 @@ from api.schemas import (
     AlertSummary,
     DeliveryOut,
     OpenAlertsOut,
+    PassIn,
     Problem,
 )
 from api.stream import EventStream, StoreWatch, alert_events, last_event_id
@@ -104,7 +105,7 @@ def acknowledge(
     alert_id: Annotated[str, Path(max_length=200)],
 ) -> AlertOut:
     record = context.store.store().record_ack(
-        alert_id, by=principal.key_id, status=body.status, at=context.clock()
+        alert_id, by=principal.key_id, status=body.status, at=context.clock(), number=body.pass_
     )
     if record is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
@@ -162,6 +163,7 @@ async def alert_stream(
 
 
 ACK_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "The body is not JSON"},
     404: {"model": Problem, "description": "No such alert"},
     409: {"model": Problem, "description": "The alert has cleared: nothing to acknowledge"},
 }
@@ -179,8 +181,10 @@ def accept(
     context: Context,
     principal: Manager,
     alert_id: Annotated[str, Path(max_length=200)],
+    body: Annotated[PassIn | None, Body()] = None,
 ) -> AckAnswerOut:
-    return _acknowledge(request, context, principal.key_id, alert_id, "accepted")
+    number = None if body is None else body.pass_
+    return _acknowledge(request, context, principal.key_id, alert_id, "accepted", number)
 
 
 @router.post(
@@ -194,8 +198,10 @@ def pass_done(
     context: Context,
     principal: Manager,
     alert_id: Annotated[str, Path(max_length=200)],
+    body: Annotated[PassIn | None, Body()] = None,
 ) -> AckAnswerOut:
-    return _acknowledge(request, context, principal.key_id, alert_id, "pass_done")
+    number = None if body is None else body.pass_
+    return _acknowledge(request, context, principal.key_id, alert_id, "pass_done", number)
 
 
 def _acknowledge(
@@ -204,20 +210,38 @@ def _acknowledge(
     by: str,
     alert_id: str,
     status: Literal["accepted", "pass_done"],
+    number: int | None = None,
 ) -> AckAnswerOut:
     # The store decides (one winner however many race, from whichever process); the service
     # finds the change within a tick: escalation stops, the retained state is republished.
-    result = context.store.store().apply_ack(alert_id, by=by, status=status, at=context.clock())
+    result = context.store.store().apply_ack(
+        alert_id, by=by, status=status, at=context.clock(), number=number
+    )
     if result is None:
         raise HTTPException(404, f"no alert {alert_id!r}")
     feed = feed_of(request)
     state = feed.state(result.record)
+    if number is not None and number != max(state.passes, 1):
+        # Not "already accepted by ...": the pass asked now is not accepted; say which it is.
+        texts = _OTHER_PASS.get(feed.names.language, _OTHER_PASS["en"])
+        message = texts.format(given=number, latest=max(state.passes, 1))
+        return AckAnswerOut(
+            result="already", message=message, alert=AlertStateOut.model_validate(state.as_dict())
+        )
     message = ack_answer(result.outcome, status, state, feed.names.language)
     if result.outcome == "cleared":
         raise HTTPException(409, message)
     return AckAnswerOut(
         result=result.outcome, message=message, alert=AlertStateOut.model_validate(state.as_dict())
     )
+
+
+#: The answer to an accept or pass done sent for another pass than the alert's latest (a tap on
+#: a card that showed pass 1 when pass 2 had been asked), by the site's language.
+_OTHER_PASS = {
+    "en": "that was pass {given}: pass {latest} is asked now",
+    "zh-CN": "这是第{given}次疏导的操作：现在请求的是第{latest}次疏导",
+}
 
 
 _app_lock = threading.Lock()

@@ -42,7 +42,7 @@ from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import Topics
 from edge.queueing.snapshot import QueueSnapshot
 from edge.schedule import Schedule
-from edge.store import AckResult, AlertRecord, OutboxMessage, Store
+from edge.store import AckResult, AlertRecord, OutboxMessage, PassNumber, Store
 from edge.types import CameraStatus
 
 log = logging.getLogger("lobbywatch.alerts")
@@ -60,8 +60,8 @@ class AckPayload(BaseModel):
     status: Literal["accepted", "pass_done"]
     # The pass the handheld showed (its state's `passes`); absent from older handhelds: the
     # latest. Another pass changes nothing: a redelivered or doubled ack of a pass done must
-    # not take the pass asked after it (docs/handheld.md). Strict: "2" or true is no pass.
-    pass_: int | None = Field(None, alias="pass", ge=1, strict=True)
+    # not take the pass asked after it (docs/handheld.md).
+    pass_: PassNumber | None = Field(None, alias="pass")
 
 
 #: The rule text of a raise, by the rule's metric (edge/alerts/templates); a count rule at the
