@@ -83,6 +83,13 @@ BUSY_AFTER_S = 30.0
 #: Service durations kept for the mean service time: the last this many (a branch's errands
 #: change over weeks, not minutes; 50 is about 2-4 busy hours, a mean within about 10%).
 SERVICE_SAMPLES = 50
+#: Seconds between one service-zone visit's end (last seen) and another's start within which
+#: they are one customer whose track id switched: a new id is found a frame or two after the
+#: old one is lost, while the next customer is called when a service ends and then walks to the
+#: counter (10 s or more; the lobby simulator's walk_s is 10-25 s).
+JOIN_S = 3.0
+#: Seconds of people-at-counters readings whose largest is the counters in use.
+SERVING_S = 120.0
 #: z of the 80% interval (10% each side): the contract's "about 80%".
 _Z = 1.2816
 _STEPS: tuple[Confidence, ...] = ("exact", "high", "medium", "low", "unknown")
@@ -137,8 +144,10 @@ class WaitEstimator:
         self._arrivals: deque[tuple[float, int]] = deque()
         self._visits: deque[tuple[float, float]] = deque()  # (ended at, dwell s)
         self._services: deque[float] = deque(maxlen=SERVICE_SAMPLES)  # seconds
+        # Service-zone visits of the last hour: (ended at, seconds, counted as a departure)
+        self._visits_served: deque[tuple[float, float, bool]] = deque()
         self._count: float | None = None
-        self._serving: float | None = None
+        self._serving: deque[tuple[float, float | None]] = deque()  # (at, people at counters)
         self._standing_since: float | None = None  # the line has held someone since
         self._seen = False
         self._book: TicketBook | None = None
@@ -157,7 +166,9 @@ class WaitEstimator:
         has service zones, the people at counters now (their smoothed count; None: unknown)."""
         self._seen = True
         self._count = line_count
-        self._serving = serving
+        self._serving.append((now, serving))
+        while self._serving and self._serving[0][0] <= now - SERVING_S:
+            self._serving.popleft()
         if line_count is None or line_count < 1.0:
             self._standing_since = None
         elif self._standing_since is None:
@@ -170,9 +181,32 @@ class WaitEstimator:
     def departure(self, at: float, n: int = 1, service_s: float | None = None) -> None:
         """A departure at `at`, which may be a little in the past (a visit ends once its exit
         grace has passed): whether the line was busy then is read from the observations.
-        service_s: how long the service-zone visit lasted, for the mean service time."""
-        if service_s is not None:
+
+        service_s: how long the service-zone visit lasted (a visit then, not a counted
+        departure: the estimator judges it). A visit shorter than min_service_s is a passer-by.
+        A visit that began within JOIN_S of another's end is the same customer under a new
+        track id (an id switch at the counter): the two are one service, counted once."""
+        if service_s is None:
+            self._count_departure(at, n)
+            return
+        start = at - service_s
+        for i in range(len(self._visits_served) - 1, -1, -1):
+            end, took, counted = self._visits_served[i]
+            if 0.0 <= start - end <= JOIN_S:
+                del self._visits_served[i]
+                service_s += took + (start - end)
+                if counted:
+                    self._uncount(end, took)
+                break
+        counted = service_s >= self.settings.min_service_s
+        if counted:
             self._services.append(float(service_s))
+            self._count_departure(at, n)
+        self._visits_served.append((at, float(service_s), counted))
+        while self._visits_served and self._visits_served[0][0] < at - 2 * JOIN_S - 3600.0:
+            self._visits_served.popleft()  # a visit joins only one that just ended
+
+    def _count_departure(self, at: float, n: int) -> None:
         busy = False
         for when, _, was_busy in reversed(self._online):
             busy = was_busy
@@ -180,6 +214,18 @@ class WaitEstimator:
                 break
         self._departures.append((at, n, busy))
         self._prune(at)
+
+    def _uncount(self, at: float, took: float) -> None:
+        """Take back the departure (and its service time) of a visit that turned out to be
+        the first part of a longer one."""
+        for i in range(len(self._departures) - 1, -1, -1):
+            if self._departures[i][0] == at:
+                del self._departures[i]
+                break
+        for i in range(len(self._services) - 1, -1, -1):
+            if self._services[i] == took:
+                del self._services[i]
+                break
 
     def arrival(self, at: float, n: int = 1) -> None:
         self._arrivals.append((at, n))
@@ -193,6 +239,14 @@ class WaitEstimator:
     def tickets(self, book: TicketBook | None) -> None:
         """The ticket feed, if the branch has one (None: it has none, or no longer)."""
         self._book = book
+
+    def _counters_busy(self) -> float | None:
+        """Counters in use: the most people at counters in the last SERVING_S, unknown if the
+        latest reading is. Between two customers a counter stands empty while the next walks
+        up (10-25 s) or is missed a frame: the count now would read a counter short."""
+        if not self._serving or self._serving[-1][1] is None:
+            return None
+        return max(v for _, v in self._serving if v is not None)
 
     def _prune(self, now: float) -> None:
         start = now - self.settings.window_s
@@ -220,7 +274,8 @@ class WaitEstimator:
         if busy_departures >= s.min_departures and busy_min > 0:
             departures, served_min = busy_departures, busy_min
         throughput = departures / served_min if served_min > 0 and departures else None
-        capacity = _capacity(self._serving, list(self._services), s.min_departures)
+        serving = self._counters_busy()
+        capacity = _capacity(serving, list(self._services), s.min_departures)
         if capacity is not None:
             throughput = capacity
         arrival_rate = arrivals / online_min if online_min > 0 and arrivals else None
@@ -236,8 +291,8 @@ class WaitEstimator:
             return WaitEstimate(None, None, None, "unknown", "none", None, *flows, reason)
         if line < 0.5:
             return WaitEstimate(0.0, 0.0, 0.0, "high", "departures", line, *flows, "")
-        if capacity is not None and self._serving is not None:
-            wait, low, high = _by_service(line, self._serving, list(self._services))
+        if capacity is not None and serving is not None:
+            wait, low, high = _by_service(line, serving, list(self._services))
             confidence: Confidence = "high" if len(self._services) >= 10 else "medium"
             method: Method = "departures"
         elif departures >= s.min_departures and throughput is not None:

@@ -240,27 +240,31 @@ def test_forecast_wait_falls_back_to_the_arrival_rate_then_to_unknown():
 def test_people_at_counters_over_the_mean_service_time_give_the_rate():
     est = WaitEstimator()
     t = 0.0
-    for k in range(1, 11):  # ten services of exactly 4 minutes, two counters busy
+    for k in range(1, 11):  # ten services of 230 s, two counters busy, 10 s walks between
         t = float(k * 120)
         est.observe(t, 10.0, 120.0, serving=2.0)
-        est.departure(t, service_s=240.0)
+        est.departure(t, service_s=230.0)
     w = est.estimate(t)
     assert w.method == "departures" and w.confidence == "high"
-    assert w.throughput_per_min == pytest.approx(0.5)  # 2 counters / 4 minutes
+    assert w.throughput_per_min == pytest.approx(2 / 230 * 60)  # 2 counters / 230 s
     # Equal services (cv 0): half a service left of those in progress, then 10 more.
     assert ahead(10.0, cv=0.0) == 10.5
-    assert w.wait_s == pytest.approx(10.5 * 240.0 / 2)
+    assert w.wait_s == pytest.approx(10.5 * 230.0 / 2)
     assert w.low_s is not None and w.high_s is not None and w.low_s < w.wait_s < w.high_s
 
 
-def test_a_closed_counter_shows_at_once_through_the_people_at_counters():
+def test_a_closed_counter_shows_within_two_minutes_through_the_people_at_counters():
     est = WaitEstimator()
     for k in range(1, 11):
         est.observe(float(k * 60), 10.0, 60.0, serving=3.0)
         est.departure(float(k * 60), service_s=180.0)
     before = est.estimate(600.0)
-    est.observe(601.0, 10.0, 1.0, serving=2.0)  # one counter has closed
-    after = est.estimate(601.0)
+    est.observe(610.0, 10.0, 10.0, serving=2.0)  # a counter between customers: still 3 in use
+    assert est.estimate(610.0).wait_s == before.wait_s
+    for t in range(611, 731):  # one counter has closed: 2 at counters for two minutes
+        est.observe(float(t), 10.0, 1.0, serving=2.0)
+    after = est.estimate(730.0)
+    assert before.wait_s is not None
     assert after.wait_s == pytest.approx(before.wait_s * 3 / 2)
 
 
@@ -294,3 +298,16 @@ def test_a_ticket_feed_with_serves_uses_the_counters_busy_and_their_service_time
     assert w.method == "tickets" and w.confidence == "exact"
     assert w.throughput_per_min == pytest.approx(2 / 5)
     assert w.wait_s == pytest.approx(ahead(2.0, cv=0.0) * 300.0 / 2)
+
+
+def test_a_service_split_by_an_id_switch_is_one_departure_and_short_visits_none():
+    est = WaitEstimator()
+    for k in range(3):
+        t0 = 400.0 * k
+        est.observe(t0 + 300.0, 5.0, 300.0, serving=1.0)
+        est.departure(t0 + 100.0, service_s=100.0)  # the id switches at 100 s...
+        est.departure(t0 + 300.0, service_s=198.0)  # ...and the new one is found 2 s later
+        est.departure(t0 + 390.0, service_s=5.0)  # a passer-by
+    w = est.estimate(1100.0)
+    assert len(est._departures) == 3 and list(est._services) == [300.0] * 3
+    assert w.throughput_per_min == pytest.approx(60 / 300)
