@@ -216,6 +216,13 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _pass_of(state: Alert) -> int | None:
+    """The pass a state shows (1 for a raise, 2 once asked again...); None where it shows none:
+    a camera alert (0), a device before issue 13, a state made from messages."""
+    number = _int(state.get("passes"))
+    return number if number is not None and number >= 1 else None
+
+
 # --- the client --------------------------------------------------------------------------
 
 
@@ -276,9 +283,20 @@ class Handheld:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def ack(self, alert_id: str, status: str = "accepted", timeout: float = 5.0) -> bool:
-        """Publish an acknowledgement; True once the broker has it."""
-        payload = json.dumps({"by": self.name, "status": status})
+    def ack(
+        self,
+        alert_id: str,
+        status: str = "accepted",
+        timeout: float = 5.0,
+        *,
+        number: int | None = None,
+    ) -> bool:
+        """Publish an acknowledgement for pass `number` (None: the latest, as handhelds before
+        issue 13 did); True once the broker has it."""
+        ack: dict[str, Any] = {"by": self.name, "status": status}
+        if number is not None:
+            ack["pass"] = number
+        payload = json.dumps(ack)
         info = self.client.publish(self.topics.ack(alert_id), payload, qos=1)
         try:
             info.wait_for_publish(timeout)
@@ -294,9 +312,12 @@ class Handheld:
         with self._lock:
             entry = self.book.get(alert_id)
             early = None if entry is None else self._settled(entry, status)
+            # The pass shown: the device takes the ack for no other (a redelivery of pass 1's
+            # done, or one sent as pass 2 is asked, must not take pass 2).
+            number = None if entry is None else _pass_of(entry.state)
         if early is not None:
             return early
-        if not self.ack(alert_id, status, timeout):
+        if not self.ack(alert_id, status, timeout, number=number):
             return AckAnswer("not_sent", "not sent: no broker connection")
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -305,6 +326,11 @@ class Handheld:
                 answer = None if entry is None else self._settled(entry, status, mine=True)
                 if answer is not None:
                     return answer
+                now = None if entry is None else _pass_of(entry.state)
+                if entry is not None and number is not None and now is not None and now != number:
+                    # the device took nothing: it waits for the new pass
+                    said = f"#{entry.number} that was pass {number}: pass {now} is asked now"
+                    return AckAnswer("already", said)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return AckAnswer(
