@@ -65,14 +65,14 @@ CASES = [
         snap(kiosks=kiosks((1.2, 4))),
         "waiting_area",
         ["kiosks: 1 of 4 in use: move kiosk-able customers there"],
-        ["自助机：4 台中 1 台在用，请引导可自助办理的客户前往"],
+        ["自助机：4台中1台在用，请引导可自助办理的客户前往"],
     ),
     (
         "kiosk zones are summed",
         snap(kiosks=kiosks((1.6, 2), (0.4, 3))),
         "waiting_area",
         ["kiosks: 2 of 5 in use: move kiosk-able customers there"],
-        ["自助机：5 台中 2 台在用，请引导可自助办理的客户前往"],
+        ["自助机：5台中2台在用，请引导可自助办理的客户前往"],
     ),
     (
         "kiosks full",
@@ -109,21 +109,21 @@ CASES = [
         snap(counters=(counter("3", 300.0),), line_trend_per_10min=2.0),
         "waiting_area",
         ["counter 3 unstaffed"],
-        ["3 号柜台无人值守"],
+        ["3号柜台无人值守"],
     ),
     (
         "an unknown trend is not shrinking",
         snap(counters=(counter("3", 300.0),), line_trend_per_10min=None),
         "waiting_area",
         ["counter 3 unstaffed"],
-        ["3 号柜台无人值守"],
+        ["3号柜台无人值守"],
     ),
     (
         "a flat line (smoothing noise) is not shrinking",
         snap(counters=(counter("3", 300.0),), line_trend_per_10min=-0.3),
         "waiting_area",
         ["counter 3 unstaffed"],
-        ["3 号柜台无人值守"],
+        ["3号柜台无人值守"],
     ),
     (
         "staffed counter",
@@ -158,7 +158,7 @@ CASES = [
         snap(counters=(counter("2", 200.0), counter("A5", 130.0)), line_trend_per_10min=1.0),
         "waiting_area",
         ["counter 2 unstaffed", "counter A5 unstaffed"],
-        ["2 号柜台无人值守", "A5 号柜台无人值守"],
+        ["2号柜台无人值守", "A5号柜台无人值守"],
     ),
     (
         "a counter without a number is named by its zone",
@@ -172,14 +172,14 @@ CASES = [
         snap(wait=wait(10.0), forecast=ahead(16.4)),
         "waiting_area",
         ["wait rising: about 16 min in 15 minutes"],
-        ["等候时间上升：15 分钟后约 16 分钟"],
+        ["等候时间上升：15分钟后约16分钟"],
     ),
     (
         "wait rising by exactly 5 minutes",
         snap(wait=wait(10.0), forecast=ahead(15.0)),
         "waiting_area",
         ["wait rising: about 15 min in 15 minutes"],
-        ["等候时间上升：15 分钟后约 15 分钟"],
+        ["等候时间上升：15分钟后约15分钟"],
     ),
     ("wait up by less than 5", snap(wait=wait(10.0), forecast=ahead(14.9)), "waiting_area", [], []),
     ("wait falling", snap(wait=wait(20.0), forecast=ahead(8.0)), "waiting_area", [], []),
@@ -203,8 +203,8 @@ CASES = [
         ],
         [
             "自助机已满：请呼叫同事或加开柜台",
-            "3 号柜台无人值守",
-            "等候时间上升：15 分钟后约 21 分钟",
+            "3号柜台无人值守",
+            "等候时间上升：15分钟后约21分钟",
         ],
     ),
     (
@@ -212,7 +212,7 @@ CASES = [
         snap(arrivals_5min=9.0, arrivals_expected_5min=4.2),
         "entrance",
         ["arrival surge: 9 in 5 minutes (usually 4): greeter to the ticket machine"],
-        ["到店高峰：5 分钟内 9 人（平时约 4 人）：请大堂迎宾到取号机旁"],
+        ["到店高峰：5分钟内9人（平时约4人）：请大堂迎宾到取号机旁"],
     ),
     (
         "surge with kiosks free: the greeter sends kiosk errands there",
@@ -223,8 +223,8 @@ CASES = [
             "kiosks: 1 of 4 in use: send kiosk errands there",
         ],
         [
-            "到店高峰：5 分钟内 9 人（平时约 4 人）：请大堂迎宾到取号机旁",
-            "自助机：4 台中 1 台在用，请引导可自助业务前往自助机",
+            "到店高峰：5分钟内9人（平时约4人）：请大堂迎宾到取号机旁",
+            "自助机：4台中1台在用，请引导可自助业务前往自助机",
         ],
     ),
     (
@@ -236,7 +236,7 @@ CASES = [
             "kiosks full: keep kiosk errands in the ticket line",
         ],
         [
-            "到店高峰：5 分钟内 9 人（平时约 4 人）：请大堂迎宾到取号机旁",
+            "到店高峰：5分钟内9人（平时约4人）：请大堂迎宾到取号机旁",
             "自助机已满：暂勿引导客户前往自助机",
         ],
     ),
@@ -273,7 +273,7 @@ CASES = [
         snap(arrivals_5min=2.0, arrivals_expected_5min=0.2),
         "entrance",
         ["arrival surge: 2 in 5 minutes (usually 0): greeter to the ticket machine"],
-        ["到店高峰：5 分钟内 2 人（平时约 0 人）：请大堂迎宾到取号机旁"],
+        ["到店高峰：5分钟内2人（平时约0人）：请大堂迎宾到取号机旁"],
     ),
     (
         "the entrance is not told about counters or the wait",
@@ -394,7 +394,7 @@ def test_compose_puts_each_advice_on_its_own_line(catalogs):
     message = zh.render("raised", count=20, zones=["等候区"], since="10:12")
     assert compose(message, advise(snapshot, "waiting_area", zh), zh) == (
         "等候区客流较多：等候区自10:12起有20人等候。请开始等候区分流。\n"
-        "自助机：4 台中 1 台在用，请引导可自助办理的客户前往\n3 号柜台无人值守"
+        "自助机：4台中1台在用，请引导可自助办理的客户前往\n3号柜台无人值守"
     )
     assert compose(message, [], zh) == message
 
@@ -464,7 +464,7 @@ def test_numbers_are_shown_as_people_read_them(catalogs):
         "arrival surge: 8 in 5 minutes (usually 5): greeter to the ticket machine"
     )
     assert catalogs["zh-CN"].render_advice("kiosks_free", in_use=None, capacity=4) == (
-        "自助机：4 台中 未知 台在用，请引导可自助办理的客户前往"
+        "自助机：4台中未知台在用，请引导可自助办理的客户前往"
     )
     with pytest.raises(KeyError, match="no advice template 'nope'"):
         en.render_advice("nope")
@@ -501,7 +501,7 @@ def test_a_counter_of_letters_only_is_said_by_its_name_and_a_single_letter_as_a_
     snapshot = snap(counters=(counter("VIP", 300.0), counter("B", 300.0)), line_trend_per_10min=1.0)
     assert texts(advise(snapshot, "waiting_area", catalogs["zh-CN"])) == [
         "VIP无人值守",
-        "B 号柜台无人值守",
+        "B号柜台无人值守",
     ]
     assert texts(advise(snapshot, "waiting_area", catalogs["en"])) == [
         "VIP unstaffed",
