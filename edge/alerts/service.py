@@ -75,6 +75,18 @@ _RAISED_KEYS: dict[str, str] = {
 }
 
 
+#: Advice a raise's rule text already says, by the rule's metric: "Wait rising: about 16 min in
+#: 15 minutes" needs no "wait rising: ..." under it, nor "Greeter: please go to the ticket
+#: machine" an arrival surge line sending the greeter there. Left out of the message only: the
+#: payload keeps the whole list (the phone app shows that list, not the message, and has no
+#: other line for the surge's figures). A forecast count says nothing of the wait, so it keeps
+#: the rising wait; an escalation's or a re-ask's text says neither, so they keep all.
+_SAID_BY_RULE_TEXT: dict[str, frozenset[str]] = {
+    "forecast_wait": frozenset({"wait_rising"}),
+    "arrivals": frozenset({"entrance_surge"}),
+}
+
+
 #: The queue figures behind an ask, besides the zones' count: null where unknown, never 0.
 _FIGURES = ("wait_minutes", "wait_confidence", "forecast_15_minutes", "forecast_30_minutes",
             "kiosks_in_use", "kiosks_capacity")  # fmt: skip
@@ -391,7 +403,9 @@ class AlertService:
             if key == "raised" and rule.point == "entrance":
                 key = "raised_entrance"
             ask = self._ask(rule, event.count)
-            text = compose(self._rule_text(rule, key, event.count, since), ask.advice, self.catalog)
+            said = _SAID_BY_RULE_TEXT.get(rule.metric, frozenset())
+            told = [a for a in ask.advice if a.kind not in said]
+            text = compose(self._rule_text(rule, key, event.count, since), told, self.catalog)
             count = event.count if rule.metric == "count" else self.board.total(rule.zones)
             record = _new_record(
                 event.alert_id, rule.id, DIVERSION, zones, event.threshold, event.since,

@@ -270,6 +270,78 @@ def test_an_entrance_rule_goes_to_the_greeter_with_the_surge(tmp_path, language,
         rig.store.close()
 
 
+# The rule's own sentence already says what one advice says: the message leaves that advice out
+# (said twice, a phone notification or the terminal handheld would repeat it), the payload's
+# advice list keeps it (the phone app shows the list, not the message, for a diversion).
+SAID_ONCE = {
+    ("forecast_wait", "waiting_area", "en"): (
+        "Wait rising: about 25 min in 15 minutes (14 people in Waiting, Queue now). Please start"
+        " a waiting-area diversion pass.\n"
+        "kiosks: 1 of 4 in use: move kiosk-able customers there\ncounter 3 unstaffed",
+        ["kiosks_free", "counter_unstaffed", "wait_rising"],
+    ),
+    ("forecast_wait", "waiting_area", "zh-CN"): (
+        "等候时间将上升：15分钟后约需等候25分钟（Waiting、Queue现有14人）。请开始等候区分流。\n"
+        "自助机：4台中1台在用，请引导可自助办理的客户前往\n3号柜台无人值守",
+        ["kiosks_free", "counter_unstaffed", "wait_rising"],
+    ),
+    ("arrivals", "entrance", "en"): (
+        "Entrance busy: 9 arrivals in 5 minutes. Greeter: please go to the ticket machine.\n"
+        "kiosks: 1 of 4 in use: send kiosk errands there",
+        ["entrance_surge", "kiosks_free"],
+    ),
+    ("arrivals", "entrance", "zh-CN"): (
+        "入口客流激增：5分钟内到店9人。请迎宾到取号机旁引导。\n"
+        "自助机：4台中1台在用，请引导可自助业务前往自助机",
+        ["entrance_surge", "kiosks_free"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("metric", "point", "language"), list(SAID_ONCE))
+def test_the_message_does_not_say_twice_what_the_rule_text_says(tmp_path, metric, point, language):
+    values = {"forecast_wait": 25.0, "arrivals": 9.0}
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), values), language=language, metric=metric,
+              point=point)  # fmt: skip
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        message, kinds = SAID_ONCE[(metric, point, language)]
+        (payload,) = rig.messages("raised")
+        assert payload["message"] == rig.only_alert().message == message
+        assert [a["kind"] for a in payload["advice"]] == kinds
+    finally:
+        rig.store.close()
+
+
+def test_a_forecast_count_rule_keeps_the_rising_wait_its_text_does_not_say(tmp_path):
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), {"forecast_count": 20.0}),
+              metric="forecast_count")  # fmt: skip
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        rule_text, *advice = rig.only_alert().message.split("\n")
+        assert rule_text.startswith("Waiting area filling up: about 20 people in Waiting, Queue")
+        assert advice[-1] == "wait rising: about 25 min in 15 minutes"
+    finally:
+        rig.store.close()
+
+
+def test_a_reask_of_a_forecast_rule_says_the_rising_wait(tmp_path):
+    # its text ("still busy after the last pass") does not say it
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), {"forecast_wait": 25.0}),
+              metric="forecast_wait")  # fmt: skip
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        rig.ack(rig.only_alert().alert_id, "pass_done")
+        rig.tick(600)
+        (payload,) = rig.messages("reasked")
+        assert payload["message"].endswith("\nwait rising: about 25 min in 15 minutes")
+    finally:
+        rig.store.close()
+
+
 # --- passes: asked again while the lobby stays full -----------------------------------------
 
 
