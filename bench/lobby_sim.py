@@ -7,11 +7,17 @@ Each day (one seed) is run three times with the same customers (bench/lobbysim):
              reaches --raise-at (no smoothing, no hysteresis, no sustain, no cooldown);
   lobbywatch the current rules in configs/mall.yaml's shape: 2 s median smoothing, raise at
              --raise-at held 30 s, clear at --clear-at held 60 s, 300 s cooldown, escalation
-             after 180 s (at most 2).
-Both alert policies run through the product's own board, AlertService and Store, and the same
+             after 180 s (at most 2), a done pass asked again after --reask-after s while the
+             count holds; the manager only walks the rows;
+  advice     the same rule, with tracks through the product's DwellBook and QueueMonitor
+             (bench/lobbysim/tracks.py faults), kiosk capacity and a staff desk per counter: each
+             ask carries advice, and the manager follows it (kiosks full or a counter unstaffed:
+             call a colleague to open a counter; kiosks full: no pass, nobody can be moved).
+All alert policies run through the product's own board, AlertService and Store, and the same
 manager (reacts after a lognormal delay, median 90 s; a 120 s pass; passes at least 5 min apart).
 
     python bench/lobby_sim.py [--days 10] [--first-seed 0] [--raise-at 12] [--clear-at 8]
+                              [--reask-after 600] [--policies none,threshold,lobbywatch,advice]
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from bench.lobbysim.engine import (  # noqa: E402
 )
 from bench.lobbysim.lobby import LobbyParams  # noqa: E402
 from bench.lobbysim.run import DayResult, run_day  # noqa: E402
+from bench.lobbysim.tracks import TrackNoise  # noqa: E402
 
 ZONES = "[waiting, queue]"
 
 
-def rules(policy: str, raise_at: int, clear_at: int) -> tuple[str, str]:
+def rules(policy: str, raise_at: int, clear_at: int, reask_after: float = 600) -> tuple[str, str]:
     """(rules yaml, occupancy yaml) of a policy."""
     if policy == "threshold":
         return (
@@ -52,22 +59,32 @@ def rules(policy: str, raise_at: int, clear_at: int) -> tuple[str, str]:
     return (
         f"    - {{id: waiting-full, zones: {ZONES}, raise_at: {raise_at}, clear_at: {clear_at},"
         " raise_after_s: 30, clear_after_s: 60, cooldown_s: 300, escalate_after_s: 180,"
-        " max_escalations: 2, effect_after_s: 300}\n",
+        f" max_escalations: 2, effect_after_s: 300, reask_after_s: {reask_after}}}\n",
         "occupancy: {window_s: 2, quantile: 0.5}",  # as configs/mall.yaml
     )
 
 
-def run(policy: str, seed: int, args: argparse.Namespace, work: Path) -> tuple[DayResult, int]:
+def run(
+    policy: str, seed: int, args: argparse.Namespace, work: Path
+) -> tuple[DayResult, int, int]:
+    """The day, the alerts raised, and the colleagues called."""
     params = LobbyParams()
     if policy == "none":
-        return run_day(seed, params, fps=args.fps), 0
-    rules_yaml, occupancy = rules(policy, args.raise_at, args.clear_at)
+        return run_day(seed, params, fps=args.fps), 0, 0
+    rules_yaml, occupancy = rules(policy, args.raise_at, args.clear_at, args.reask_after)
     db = work / f"{policy}-{seed}.db"
-    rig = EngineRig(site_config(rules_yaml, db, occupancy))
-    manager = Manager(np.random.default_rng([seed, 1]))
+    advice = policy == "advice"
+    counters = max(n for _, n in params.staff)
+    config = site_config(
+        rules_yaml, db, occupancy, kiosks=params.kiosks if advice else None,
+        counters=counters if advice else 0,
+    )  # fmt: skip
+    rig = EngineRig(config, tracks=TrackNoise() if advice else None, seed=seed, fps=args.fps)
+    manager = Manager(np.random.default_rng([seed, 1]), follow_advice=advice)
     controller = EngineController(rig, manager)
     try:
-        return run_day(seed, params, fps=args.fps, controllers=[controller]), len(controller.raised)
+        day = run_day(seed, params, fps=args.fps, controllers=[controller], record_tracks=advice)
+        return day, len(controller.raised), len(manager.calls)
     finally:
         rig.close()
 
@@ -79,6 +96,8 @@ def main() -> int:
     parser.add_argument("--raise-at", type=int, default=12)
     parser.add_argument("--clear-at", type=int, default=8)
     parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--reask-after", type=float, default=600.0)
+    parser.add_argument("--policies", default="none,threshold,lobbywatch,advice")
     args = parser.parse_args()
     quiet_logs()
     work = Path(tempfile.mkdtemp(prefix="lobbysim-"))
@@ -86,23 +105,25 @@ def main() -> int:
     print(f"{args.days} days, seeds {args.first_seed}..{args.first_seed + args.days - 1},"
           f" raise at {args.raise_at}, clear at {args.clear_at}, {args.fps:g} fps")  # fmt: skip
     print(f"{'policy':<11} {'mean wait':>9} {'p90 wait':>9} {'longest q':>9} {'max q':>6}"
-          f" {'alerts/d':>8} {'passes/d':>8} {'moved/d':>8}")  # fmt: skip
-    for policy in ("none", "threshold", "lobbywatch"):
+          f" {'alerts/d':>8} {'passes/d':>8} {'moved/d':>8} {'calls/d':>7}")  # fmt: skip
+    for policy in args.policies.split(","):
         waits: list[np.ndarray] = []
-        longest, passes, moved, alerts = [], [], [], []
+        longest, passes, moved, alerts, calls = [], [], [], [], []
         for seed in range(args.first_seed, args.first_seed + args.days):
-            day, raised = run(policy, seed, args, work)
+            day, raised, called = run(policy, seed, args, work)
             s = day.summary()
             waits.append(day.waits() / 60.0)
             longest.append(s["longest_queue"])
             passes.append(s["passes"])
             moved.append(s["moved"])
             alerts.append(raised)
+            calls.append(called)
         w = np.concatenate(waits)
         print(
             f"{policy:<11} {w.mean():>7.1f} m {np.quantile(w, 0.9):>7.1f} m"
             f" {np.mean(longest):>9.1f} {max(longest):>6.0f} {np.mean(alerts):>8.1f}"
-            f" {np.mean(passes):>8.1f} {np.mean(moved):>8.1f}"
+            f" {np.mean(passes):>8.1f} {np.mean(moved):>8.1f} {np.mean(calls):>7.1f}",
+            flush=True,
         )
     print(f"({time.perf_counter() - started:.0f} s; longest q: the day's peak of true waiting +"
           " queue, averaged over days; max q: the worst day's)")  # fmt: skip
