@@ -64,9 +64,7 @@ def rules(policy: str, raise_at: int, clear_at: int, reask_after: float = 600) -
     )
 
 
-def run(
-    policy: str, seed: int, args: argparse.Namespace, work: Path
-) -> tuple[DayResult, int, int]:
+def run(policy: str, seed: int, args: argparse.Namespace, work: Path) -> tuple[DayResult, int, int]:
     """The day, the alerts raised, and the colleagues called."""
     params = LobbyParams()
     if policy == "none":

@@ -191,9 +191,7 @@ class EngineRig:
             ZoneReading(z, CAMERA, values[z], counts.get(z, 0), at, CameraStatus.ONLINE)
             for z in self.zones
         )
-        self.board.update(
-            BoardUpdate(CAMERA, CameraStatus.ONLINE, readings, True, visits, dwell)
-        )
+        self.board.update(BoardUpdate(CAMERA, CameraStatus.ONLINE, readings, True, visits, dwell))
         seen = 0.0 if self._last_frame is None else t - self._last_frame
         self._last_frame = t
         self.store.write_history(self._history.observe(at.timestamp(), values, seen))
