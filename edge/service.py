@@ -463,7 +463,10 @@ class Service:
         except StoreWriteError:
             return  # tried again in an hour; the store's condition says it is failing
         if removed:
-            log.info("purged %d history rows older than %s", removed, cutoff.date())
+            # purge_before counts the ticket events it removed with the history rows
+            log.info(
+                "purged %d rows (history and ticket events) older than %s", removed, cutoff.date()
+            )
 
 
 def status_line(camera_id: str, state: WorkerState) -> str:

@@ -4,6 +4,7 @@ and the offline `count` replay format."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -242,3 +243,25 @@ def test_systemd_is_told_ready_fed_while_frames_flow_and_told_stopping(tmp_path,
         if proc.poll() is None:
             proc.kill()
         sock.close()
+
+
+def test_the_hourly_purge_says_what_it_removed(tmp_path, caplog):
+    # purge_before removes ticket events too: the line must not call them history rows
+    from datetime import datetime, timedelta, timezone
+
+    from edge.queueing.tickets import TicketEvent
+    from edge.service import Service
+    from edge.store import HistoryRow
+
+    caplog.set_level(logging.INFO, logger="lobbywatch.service")
+    config = make_config(tmp_path)
+    long_ago = datetime.now(timezone.utc) - timedelta(days=config.storage.retention_days + 2)
+    with Store(config.storage.path, site_id=config.site.id) as store:
+        bucket = int(long_ago.timestamp())
+        store.write_history([HistoryRow("a", "cam", bucket, 10, 1, 1.0, 1.0, 1.0, 1.0)])
+        store.insert_tickets(
+            [TicketEvent.model_validate({"kind": "issued", "ticket": "A001", "at": long_ago})]
+        )
+        Service(config)._purge(store)
+    (line,) = [r.getMessage() for r in caplog.records if "purged" in r.getMessage()]
+    assert line.startswith("purged 2 rows (history and ticket events) older than ")
