@@ -312,6 +312,7 @@ def test_an_alert_shows_its_advice_and_figures_in_both_languages_and_a_second_as
         b.screenshot(shots / "handheld-advice-zh.png")
 
         # The pass is done from phone A; 10 minutes later the wait is as long: asked again.
+        _record_posts(a)
         a.tap(f'{card} [data-role="pass-done"]')
         b.wait(lambda: "mgr-1" in (b.part(alert_id, "pass-done-by") or ""), 5, "pass done")
         clock.advance(1)
@@ -329,10 +330,30 @@ def test_an_alert_shows_its_advice_and_figures_in_both_languages_and_a_second_as
         }
         assert b.part(alert_id, "pass-done-by") is None and b.part(alert_id, "status") == "新提醒"
         b.screenshot(shots / "handheld-reasked-zh.png")
+        # Each tap names the pass its card showed: the device takes it for that pass only.
+        a.tap(f'{card} [data-role="accept"]')
+        a.wait(lambda: a.part(alert_id, "accepted-by"), 5, "pass 2 accepted")
+        assert [body for _, body in a.js("return window.posts")] == ['{"pass":1}', '{"pass":2}']
+        asked = store.passes(clock.wall - timedelta(hours=1), clock.wall + timedelta(minutes=1))
+        (first, second) = asked
+        assert (first.number, first.done_by, second.number, second.accepted_by) == (
+            1, "mgr-1", 2, "mgr-1",
+        )  # fmt: skip
+        assert a.part(alert_id, "pass") == "Asked again: pass 2. Still busy after the last pass"
         severe = [m for p in (a, b) for m in p.console() if "Uncaught" in m]
         assert not severe, severe
     finally:
         store.close()
+
+
+def _record_posts(phone: Phone) -> None:
+    """Keep the path and body of every POST the page makes from now on (window.posts)."""
+    phone.js(
+        "window.posts = []; const send = window.fetch;"
+        "window.fetch = (path, options) => {"
+        "  if (options && options.method === 'POST') window.posts.push([path, options.body]);"
+        "  return send(path, options); };"
+    )
 
 
 def _advice(phone: Phone, alert_id: str) -> list[str]:

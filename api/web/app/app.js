@@ -2,9 +2,10 @@
 //
 // Data: GET /v1/handhelds/me (who this phone is, the site's language), GET /v1/alerts/stream
 // (Server-Sent Events: a snapshot and the zones on connect, then alert and zones events),
-// POST /v1/alerts/{id}/accept and /pass-done. The phone's credential is an HttpOnly cookie set
-// by POST /v1/handhelds/pair; every POST also sends X-Lobbywatch-App: 1 (the API refuses a
-// cookie POST without it: a page of another site cannot add it). See docs/handheld.md.
+// POST /v1/alerts/{id}/accept and /pass-done (body {"pass": n}: the pass the card shows). The
+// phone's credential is an HttpOnly cookie set by POST /v1/handhelds/pair; every POST also sends
+// X-Lobbywatch-App: 1 (the API refuses a cookie POST without it: a page of another site cannot
+// add it). See docs/handheld.md.
 //
 // Every text from the device goes into the page through textContent, never as HTML.
 "use strict";
@@ -518,8 +519,14 @@ async function acknowledge(alertId, action) {
   if (state.pending.has(key)) return;
   state.pending.add(key);
   render();
+  // The pass this card shows: the device takes the tap for no other, so a second tap on pass 1's
+  // "done" arriving after pass 2 was asked does not accept and finish pass 2 (docs/handheld.md).
+  const shown = state.alerts.get(alertId);
+  const body = shown && Number.isInteger(shown.passes) && shown.passes >= 1
+    ? { pass: shown.passes } : undefined;
   try {
-    const { status, data } = await api("POST", `/v1/alerts/${encodeURIComponent(alertId)}/${action}`);
+    const path = `/v1/alerts/${encodeURIComponent(alertId)}/${action}`;
+    const { status, data } = await api("POST", path, body);
     if (status === 200 && data) {
       if (data.alert) applyAlert(data.alert);
       if (data.result === "already" && data.message) toast(data.message);
