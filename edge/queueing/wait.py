@@ -1,6 +1,11 @@
 """The wait for a customer taking a ticket now, from the line's count and its flow (issue 13).
 
-Types first (docs/queueing.md, "edge/queueing/wait.py"); the estimator follows.
+Types first (docs/queueing.md, "edge/queueing/wait.py"); the estimator follows. The estimate is
+the queue ahead (the people waiting, plus what is left of the services in progress) times the
+time the counters take per customer when all are busy: from the ticket machine where it
+reports, else from the people at counters and the measured service times, else from the
+departures counted while a line stood, else Little's law on arrivals. bench/wait_estimate.py
+measures each on the lobby simulator.
 """
 
 from __future__ import annotations
