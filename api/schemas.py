@@ -431,6 +431,22 @@ class ForecastBasisOut(_Out):
     seasonal_naive: float | None = Field(
         description="The baseline: people in the same quarter hour a week before"
     )
+    last_slot: float | None = Field(
+        default=None,
+        description="People in today's last complete quarter hour, the anchor (null: none known, "
+        "the point is profile x trend alone)",
+    )
+    last_slot_usual: float | None = Field(
+        default=None, description="That quarter hour's profile x trend (null with last_slot)"
+    )
+    anchor_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of last_slot - last_slot_usual carried to the target, learnt from "
+        "the site's past forecasts: point = profile x trend + anchor_weight x (last_slot - "
+        "last_slot_usual)",
+    )
 
 
 class HorizonForecastOut(_Out):

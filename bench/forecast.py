@@ -1,4 +1,4 @@
-"""The count forecast (edge/queueing/forecast.py) against seasonal naive on synthetic history.
+"""The count forecast (edge/queueing/forecast.py) against seasonal naive and persistence.
 
     .venv/bin/python -m bench.forecast [--weeks 16] [--test-weeks 4] [--seeds 5]
     .venv/bin/python -m bench.forecast --source sim [--weeks 12] [--test-weeks 4] [--seeds 3]
@@ -11,8 +11,11 @@ peaks), each day scaled by a lognormal factor (sigma 0.25: busy and quiet days, 
 forecast should read from the morning), a slow within-day drift, Poisson counts, two holidays and
 a few camera gaps. The lobby simulator of issue 13 will give the real judgement. Reported over
 the last `test-weeks` weeks, forecasts made on each quarter hour while open, at +15 and +30
-minutes: MAE of the forecast and of seasonal naive (same quarter hour last week) on the slots
-where both are known, and the share of outcomes inside the 80 % interval.
+minutes: MAE of the forecast, of seasonal naive (same quarter hour last week) and of persistence
+(the last complete quarter hour before the origin) on the slots where the first two are known,
+and the share of outcomes inside the 80 % interval. The product's forecast is anchored on the
+last complete quarter hour with a share fitted per site; the row "unanchored" is the same model
+with anchor_decay=0 (profile x trend alone, the product before), for comparison.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ class Score:
     mae: dict[int, float]
     naive_mae: dict[int, float]
     coverage: dict[int, float]
+    last_mae: dict[int, float]  # persistence, where the slot before the origin is known
 
 
 def score(
@@ -122,6 +126,7 @@ def score(
     n_days = len(data.history.counts) // slots_per_day
     errors: dict[int, list[float]] = {h: [] for h in HORIZONS_S}
     naive: dict[int, list[float]] = {h: [] for h in HORIZONS_S}
+    last: dict[int, list[float]] = {h: [] for h in HORIZONS_S}
     inside: dict[int, list[bool]] = {h: [] for h in HORIZONS_S}
     for d in days if days is not None else range(first_day, n_days):
         for s in range(slots_per_day):
@@ -138,12 +143,15 @@ def score(
                 assert f.point is not None and f.low is not None and f.high is not None
                 errors[h].append(abs(f.point - actual))
                 naive[h].append(abs(baseline - actual))
+                previous = data.history.counts[(now - data.history.start) // SLOT_S - 1]
+                last[h].append(abs(previous - actual))  # NaN where unknown
                 inside[h].append(f.low <= actual <= f.high)
     return Score(
         n=len(errors[HORIZONS_S[0]]),
         mae={h: float(np.mean(errors[h])) for h in HORIZONS_S},
         naive_mae={h: float(np.mean(naive[h])) for h in HORIZONS_S},
         coverage={h: float(np.mean(inside[h])) for h in HORIZONS_S},
+        last_mae={h: float(np.nanmean(last[h])) for h in HORIZONS_S},
     )
 
 
@@ -199,6 +207,7 @@ def api_latency(zones: int, days: int = 90, repeats: int = 20) -> None:
 # same time a week before.
 
 LINE = ("waiting", "queue")
+KINDS_WHAT_IF = ("count", "wait", "count-", "wait-", "count*", "wait*")
 SIM_CAMERA = "lobby"
 HISTORY_INTERVAL_S = 60
 
@@ -348,9 +357,11 @@ def wait_estimates(day: SimDay, line: np.ndarray, at: list[float]) -> list[WaitE
 
 
 def anchored(f: CountForecast, now_slot: CountForecast, line_now: float | None) -> CountForecast:
-    """A what-if, not the product: the forecast moved to start from the line count now, i.e.
-    line now + the model's change from the current quarter hour to the target one (interval
-    moved with it). The queue is persistent; the profile knows where it usually goes next."""
+    """A what-if, not the product: the unanchored forecast (anchor_decay=0) moved to start from
+    the line count now, i.e. line now + the model's change from the current quarter hour to the
+    target one (interval moved with it, not resized). The product anchors on the last complete
+    quarter hour instead, the newest count its SlotHistory holds; this shows what a live count
+    would add."""
     if not f.known or not now_slot.known or line_now is None:
         return f
     assert f.point is not None and f.low is not None and f.high is not None
@@ -374,14 +385,18 @@ def score_sim(
 ) -> dict[str, dict[int, Tally]]:
     """Count and wait tallies of the forecasts from each open quarter hour of the last
     `test_days` calendar days. The wait forecast is the product's: forecast_wait of the count
-    forecast and the WaitEstimator's estimate at the origin. what_if adds "count*" and "wait*":
-    the same from the anchored forecast."""
+    forecast and the WaitEstimator's estimate at the origin. what_if adds "count-" and "wait-",
+    the same from the unanchored model (`params` with anchor_decay=0: the product before), and
+    "count*" and "wait*", that model anchored on the line count now (`anchored`)."""
     history = recorded.history
     holidays = [d.day for d in days if d.holiday]
     model = CountModel(history, SIM_TZ, holidays, params)
+    plain = CountModel(
+        history, SIM_TZ, holidays, replace(params or ForecastParams(), anchor_decay=0.0)
+    )
     by_date = {d.day: d for d in days}
     cutoff = days[-1].day - timedelta(days=test_days - 1)
-    kinds = ("count", "wait", "count*", "wait*") if what_if else ("count", "wait")
+    kinds = KINDS_WHAT_IF if what_if else ("count", "wait")
     tallies = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in kinds}
     for day in days:
         if day.day < cutoff or day.holiday:
@@ -397,8 +412,10 @@ def score_sim(
                     continue  # closed by then
                 variants = [("", f)]
                 if what_if:
-                    now_slot = model.forecast(now, 0)
-                    variants.append(("*", anchored(f, now_slot, estimate.line_count)))
+                    g = plain.forecast(now, h)
+                    now_slot = plain.forecast(now, 0)
+                    variants.append(("-", g))
+                    variants.append(("*", anchored(g, now_slot, estimate.line_count)))
                 actual = float(history.counts[(f.target_start - history.start) // SLOT_S])
                 previous = float(history.counts[(now - history.start) // SLOT_S - 1])
                 at = np.array([origin + h])
@@ -432,7 +449,7 @@ def score_sim(
 def sim_main(weeks: int, test_weeks: int, seeds: int, *, what_if: bool = False) -> None:
     import tempfile
 
-    kinds = ("count", "wait", "count*", "wait*") if what_if else ("count", "wait")
+    kinds = KINDS_WHAT_IF if what_if else ("count", "wait")
     totals = {kind: {h: Tally.empty() for h in HORIZONS_S} for kind in kinds}
     began = time.perf_counter()
     for seed in range(seeds):
@@ -466,7 +483,8 @@ def sim_main(weeks: int, test_weeks: int, seeds: int, *, what_if: bool = False) 
         " (WaitEstimator.estimate), on the same questions"
     )
     if what_if:
-        print("*: what-if, the forecast anchored on the line count now (bench.forecast.anchored)")
+        print("-: the model unanchored (anchor_decay=0: profile x trend alone, the product before)")
+        print("*: what-if, that model anchored on the line count now (bench.forecast.anchored)")
 
 
 def main() -> None:
@@ -476,7 +494,9 @@ def main() -> None:
     parser.add_argument("--test-weeks", type=int, default=4)
     parser.add_argument("--seeds", type=int, help="default 5 (synthetic), 3 (sim)")
     parser.add_argument(
-        "--what-if", action="store_true", help="sim: also the forecast anchored on the count now"
+        "--what-if",
+        action="store_true",
+        help="sim: also the unanchored model, and it anchored on the line count now",
     )
     parser.add_argument("--api", action="store_true", help="time GET /v1/forecast instead")
     parser.add_argument("--zones", type=int, default=2)
@@ -489,22 +509,31 @@ def main() -> None:
         return
     args.weeks = args.weeks or 16
     args.seeds = args.seeds or 5
-    rows = []
+    models = {"product": ForecastParams(), "unanchored": ForecastParams(anchor_decay=0.0)}
+    rows: dict[str, list[Score]] = {name: [] for name in models}
     for seed in range(args.seeds):
         data = synthetic_history(args.weeks, seed)
-        rows.append(score(data, (args.weeks - args.test_weeks) * 7))
+        for name, params in models.items():
+            rows[name].append(score(data, (args.weeks - args.test_weeks) * 7, params))
     print(
         f"synthetic history: {args.weeks} weeks, last {args.test_weeks} scored, {args.seeds} seeds"
     )
-    print("horizon  forecast MAE  seasonal-naive MAE  ratio  80% interval coverage  n")
-    for h in HORIZONS_S:
-        mae = float(np.mean([r.mae[h] for r in rows]))
-        base = float(np.mean([r.naive_mae[h] for r in rows]))
-        cover = float(np.mean([r.coverage[h] for r in rows]))
-        n = sum(r.n for r in rows)
-        print(
-            f"+{h // 60:>2} min  {mae:12.2f}  {base:18.2f}  {mae / base:5.2f}  {cover:21.2f}  {n}"
-        )
+    print(
+        "model       horizon  forecast MAE  seasonal-naive MAE  ratio  80% interval coverage"
+        "     n  persistence MAE"
+    )
+    for name, scores in rows.items():
+        for h in HORIZONS_S:
+            mae = float(np.mean([r.mae[h] for r in scores]))
+            base = float(np.mean([r.naive_mae[h] for r in scores]))
+            cover = float(np.mean([r.coverage[h] for r in scores]))
+            last = float(np.mean([r.last_mae[h] for r in scores]))
+            n = sum(r.n for r in scores)
+            print(
+                f"{name:<10}  +{h // 60:>2} min  {mae:12.2f}  {base:18.2f}  {mae / base:5.2f}"
+                f"  {cover:21.2f}  {n:4d}  {last:15.2f}"
+            )
+    print("unanchored: anchor_decay=0 (profile x trend alone, the product before)")
 
 
 if __name__ == "__main__":

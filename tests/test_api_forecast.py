@@ -70,3 +70,22 @@ def test_named_zones_are_summed_and_an_unknown_zone_is_refused(tmp_path):
 def test_the_forecast_needs_a_viewer_key(tmp_path, headers, status):
     client = lobby(tmp_path, 1, datetime(2024, 1, 8, 10, tzinfo=TZ))
     assert client.get("/v1/forecast", headers=headers).status_code == status
+
+
+def test_the_basis_shows_the_anchor_the_point_rests_on(tmp_path):
+    now = datetime(2024, 2, 5, 10, 7, tzinfo=TZ)  # the last complete quarter hour: 09:45-10:00
+    client = lobby(tmp_path, 6, now)  # the store holds all of today: only 00:00-10:00 is read
+    response = client.get("/v1/forecast", headers=auth("viewer"))
+    assert response.status_code == 200, response.text
+    raw = response.json()["horizons"][0]["basis"]
+    old = {"profile", "weeks", "trend", "today_slots", "residuals", "seasonal_naive"}
+    assert old | {"last_slot", "last_slot_usual", "anchor_weight"} == set(raw)
+    counts = synthetic_history(6, seed=4, holidays=()).history.counts
+    slot = int((now.replace(minute=0) - START).total_seconds()) // 900 - 1
+    for h in forecast(client).horizons:
+        b = h.basis
+        assert b is not None and b.last_slot is not None and b.last_slot_usual is not None
+        assert b.last_slot == pytest.approx(counts[slot])  # 09:45-10:00, waiting + queue
+        assert 0 <= b.anchor_weight <= 1
+        expected = b.profile * b.trend + b.anchor_weight * (b.last_slot - b.last_slot_usual)
+        assert h.point == pytest.approx(max(0.0, expected))

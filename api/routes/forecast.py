@@ -39,10 +39,14 @@ ZonesParam = Annotated[
     summary="Waiting count 15 and 30 minutes ahead, with an interval",
     description="The mean people of the zones (summed) in the quarter hour that holds now + 15 "
     "and now + 30 minutes: the median of that quarter hour over the last 8 same weekdays "
-    "(the schedule's holidays left out), times today's ratio to it, with an 80% interval from "
-    "the errors of the same forecast on the past 28 days. Unknown, with a reason, on a holiday, "
-    "with fewer than 3 past same weekdays for that quarter hour, or fewer than 50 past "
-    "forecasts to size the interval. Times are in the site's time zone.",
+    "(the schedule's holidays left out), times today's ratio to it, plus a share of how far "
+    "today's last complete quarter hour ran from its own such forecast (a line that built up "
+    "stays a while). The share, 0 to 1 per horizon, is the one that served best on the past "
+    "28 days; the basis shows it, that quarter hour's count and its usual value (null without "
+    "one: the first quarter hour of the day, a camera gap). The 80% interval comes from the "
+    "errors of the same forecast, anchor and all, on those 28 days. Unknown, with a reason, on "
+    "a holiday, with fewer than 3 past same weekdays for that quarter hour, or fewer than 50 "
+    "past forecasts to size the interval. Times are in the site's time zone.",
 )
 def count_forecast(context: Context, _: Viewer, zone: ZonesParam = None) -> ForecastOut:
     zone_ids = _zones(context, zone)
@@ -61,8 +65,9 @@ def count_forecast(context: Context, _: Viewer, zone: ZonesParam = None) -> Fore
 
 
 def _model(context: ApiContext, zone_ids: list[str], now: datetime) -> CountModel:
-    """The zones' summed 15m means up to the last complete quarter hour: a slot is unknown
-    where any zone's is, since a sum with a camera missing would read as a quiet lobby."""
+    """The zones' summed 15m means up to the last complete quarter hour (the forecast's anchor;
+    the quarter hour in progress is left out): a slot is unknown where any zone's is, since a
+    sum with a camera missing would read as a quiet lobby."""
     origin = datetime.fromtimestamp(int(now.timestamp()) // SLOT_S * SLOT_S, timezone.utc)
     edges = bucket_edges("15m", TimeRange(origin - LOOKBACK, origin), context.tz)
     per_zone = history(context.store, context.rollup, "15m", zone_ids, edges)

@@ -9,9 +9,22 @@ local quarter hours in every real time zone):
 - today's trend: the ratio of today's recent counts to the profile, weighted towards the last hour
   and shrunk towards 1 by a prior of `trend_prior` people-slots, so a day that began busy reads as
   busy and the first quarter hours after opening (little data) change little;
-- an interval from the residuals of the same forecast made on the past `calibration_days` (each
-  day forecast from the weeks before it only), per lead, scaled by sqrt(point + 1): count noise
-  grows with the count, so one set of quantiles serves the quiet morning and the busy noon.
+- the anchor: today's last complete quarter hour. A line that just built up (a surge, a counter
+  closed for lunch) is mostly still there a quarter hour later, and a whole-day ratio dilutes
+  it: on the lobby simulator the trended profile alone lost to "the last quarter hour again"
+  (persistence). So the point is the trended profile of the target plus a share of the last
+  slot's departure from its own trended profile; at share 1, the last slot's count plus the
+  profile's usual change from it to the target. The share, per lead, is the site's own: the
+  least-squares one on the past calibration days' forecasts, in [0, 1]. Where departures last
+  (a line held up) it comes out near 1; where they are count noise (Poisson counts around the
+  day's level, bench/forecast.py's synthetic lobby) near 0, and anchoring would only copy the
+  noise. A fixed share per quarter hour (`anchor_decay`) is there to compare with. Without
+  that slot (the first quarter hour of the day, a camera gap, a target tomorrow) the point is
+  the trended profile alone, and the basis says so;
+- an interval from the residuals of the same forecast, anchor and all, made on the past
+  `calibration_days` (each day forecast from the weeks before it and its own slots before the
+  origin only), per lead, scaled by sqrt(point + 1): count noise grows with the count, so one set
+  of quantiles serves the quiet morning and the busy noon.
 
 numpy only, no pandas or statsmodels: the model is a median, a weighted ratio and two quantiles,
 and statsmodels' seasonal models (ETS, SARIMA) fit one long series with a single season, not the
@@ -73,6 +86,10 @@ class ForecastParams:
     min_residuals: int = 50  # past forecasts at a lead the interval needs, else "unknown"
     coverage: float = 0.8  # nominal share of outcomes inside [low, high]
     busy_at: float = 0.5  # people: slots quieter than this (closed) do not size the interval
+    # share of the last complete slot's departure from its trended profile kept per quarter hour
+    # ahead (1: carried whole, 0: profile x trend alone); None: the share at each lead is fitted
+    # on the calibration days' forecasts (the product's choice: a site's own persistence)
+    anchor_decay: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_weeks <= self.weeks:
@@ -81,6 +98,8 @@ class ForecastParams:
             raise ValueError("coverage must be in (0, 1)")
         if not 0 < self.trend_bounds[0] <= 1 <= self.trend_bounds[1]:
             raise ValueError("trend_bounds must contain 1")
+        if self.anchor_decay is not None and not 0 <= self.anchor_decay <= 1:
+            raise ValueError("anchor_decay must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,12 @@ class Basis:
     today_slots: int  # today's observed slots behind the trend
     residuals: int  # past forecasts at this lead behind the interval
     seasonal_naive: float | None  # the same quarter hour a week before (the baseline)
+    # The anchor: people in today's last complete quarter hour (None: no such slot known, the
+    # point is profile x trend alone), that slot's profile x trend, and the share of the
+    # difference carried to the target: point = profile x trend + weight x (last - usual).
+    last_slot: float | None = None
+    last_slot_usual: float | None = None
+    anchor_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,9 +143,11 @@ class CountModel:
     """The forecast over one history: built once, asked per (now, horizon).
 
     Only what lies before a question's slot is used to answer it: the profile from the weeks
-    before the target's local day, the trend from today's slots before now, the interval from
-    the days before. So one model over a long history can be asked about any past moment (the
-    bench and the tests do), and the live answer is the same computation.
+    before the target's local day, the trend and the anchor from today's complete slots before
+    now (never the slot holding now: in a long history it holds what came after now, and the
+    API and the queue monitor read the history up to the last complete slot anyway), the
+    interval from the days before. So one model over a long history can be asked about any past
+    moment (the bench and the tests do), and the live answer is the same computation.
     """
 
     def __init__(
@@ -137,7 +164,7 @@ class CountModel:
         self._spd = DAY_S // history.slot_s
         self._first_day, self._matrix = _by_local_day(history, tz)
         self._profiles: dict[tuple[int, int], tuple[FloatArray, IntArray]] = {}
-        self._quantiles: dict[tuple[int, int], tuple[float, float, int]] = {}
+        self._quantiles: dict[tuple[int, int], tuple[float, float, int, float]] = {}
 
     # --- questions ----------------------------------------------------------------------
 
@@ -163,17 +190,27 @@ class CountModel:
                 " for this quarter hour",
             )
         origin_day, origin_col = self._local(origin)
+        last = usual = None
         if origin_day == day:
-            ratio, today = _trend(self._row(day), profile, p, upto=origin_col)
+            row = self._row(day)
+            ratio, today = _trend(row, profile, p, upto=origin_col)
+            if origin_col >= 1:  # the last complete slot, if it is today's
+                seen, expected = row[origin_col - 1], profile[origin_col - 1] * ratio
+                if math.isfinite(seen) and math.isfinite(expected):
+                    last, usual = float(seen), float(expected)
         else:  # the target is tomorrow already: nothing of its day is seen yet
             ratio, today = 1.0, 0
-        lo, hi, n = self._interval(day, lead)
+        lo, hi, n, carried = self._interval(day, lead)
         if n < p.min_residuals:
             return _unknown(
                 unknown,
                 f"too few past forecasts to size the interval: {n} of {p.min_residuals}",
             )
         point = float(profile[col] * ratio)
+        weight = 0.0
+        if last is not None and usual is not None:
+            weight = carried  # the share replayed forecasts at this lead carried best
+            point = max(0.0, point + weight * (last - usual))
         scale = math.sqrt(point + 1.0)
         basis = Basis(
             profile=float(profile[col]),
@@ -182,6 +219,9 @@ class CountModel:
             today_slots=today,
             residuals=n,
             seasonal_naive=self.seasonal_naive(target),
+            last_slot=last,
+            last_slot_usual=usual,
+            anchor_weight=weight,
         )
         return CountForecast(
             horizon_s,
@@ -235,43 +275,76 @@ class CountModel:
             self._profiles[key] = (median, known)
         return self._profiles[key]
 
-    def _interval(self, day: int, lead: int) -> tuple[float, float, int]:
+    def _interval(self, day: int, lead: int) -> tuple[float, float, int, float]:
         """Quantiles of the scaled residuals (actual - point) / sqrt(point + 1) of forecasts at
-        `lead` made on the past calibration days, and how many there were.
+        `lead` made on the past calibration days, how many there were, and the anchor weight.
 
         Those days' profiles need one week less than a live forecast, so that a site with
-        `min_weeks` of history has a week of past forecasts to size its interval with.
+        `min_weeks` of history has a week of past forecasts to size its interval with. The
+        replayed forecasts are anchored as live ones are (on the slot before each origin, with
+        the same weight), so the interval is sized on the errors of the point it is put around.
         """
         key = (day, lead)
         if key not in self._quantiles:
             p = self.params
-            residuals = []
-            for past in range(day - p.calibration_days, day):
-                if past in self.holidays:
-                    continue
-                residuals.append(self._day_residuals(past, lead, max(1, p.min_weeks - 1)))
-            z = np.concatenate(residuals) if residuals else np.zeros(0)
+            parts = [
+                self._day_replay(past, lead, max(1, p.min_weeks - 1))
+                for past in range(day - p.calibration_days, day)
+                if past not in self.holidays
+            ]
+            usual, shift, seen = (
+                np.concatenate([part[i] for part in parts]) if parts else np.zeros(0)
+                for i in range(3)
+            )
+            weight = self._weight(usual, shift, seen, lead)
+            anchored = np.isfinite(shift)
+            point = usual.copy()
+            point[anchored] = np.maximum(0.0, usual[anchored] + weight * shift[anchored])
+            z = (seen - point) / np.sqrt(point + 1.0)
             tail = (1.0 - p.coverage) / 2
             if len(z):
                 lo, hi = (float(q) for q in np.quantile(z, [tail, 1.0 - tail]))
             else:
                 lo = hi = math.nan
-            self._quantiles[key] = (lo, hi, len(z))
+            self._quantiles[key] = (lo, hi, len(z), weight)
         return self._quantiles[key]
 
-    def _day_residuals(self, day: int, lead: int, need: int) -> FloatArray:
+    def _weight(self, usual: FloatArray, shift: FloatArray, seen: FloatArray, lead: int) -> float:
+        """The share of the last slot's departure from its profile x trend carried `lead` quarter
+        hours ahead: anchor_decay ** lead, or, with anchor_decay None, the least-squares share on
+        the replayed forecasts (weighted by 1 / (usual + 1), as the interval scales), in [0, 1].
+        How long a departure lasts is the site's own: a line held up by a closed counter stays,
+        count noise does not."""
+        if self.params.anchor_decay is not None:
+            return float(self.params.anchor_decay**lead)
+        ok = np.isfinite(shift)
+        w = 1.0 / (usual[ok] + 1.0)
+        s, e = shift[ok], seen[ok] - usual[ok]
+        denominator = float(np.sum(w * s * s))
+        if denominator <= 0:
+            return 0.0
+        return min(1.0, max(0.0, float(np.sum(w * s * e)) / denominator))
+
+    def _day_replay(self, day: int, lead: int, need: int) -> tuple[FloatArray, ...]:
+        """The day's forecasts at `lead` from each origin, as made then: the profile x trend of
+        the target, the anchor's departure from its own (NaN: no anchor) and what was seen, on
+        the busy slots where both are known."""
         actual = self._row(day)
         if not np.any(np.isfinite(actual)):
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0), np.zeros(0)
         profile, _ = self._profile(day, need)
         ratios = _trends(actual, profile, self.params)
         origins = np.arange(0, self._spd - lead + 1)
         targets = origins + lead - 1
-        point = profile[targets] * ratios[origins]
+        usual = profile[targets] * ratios[origins]
+        # the anchor of a forecast made at each origin: the slot before it, that day's only
+        before = np.maximum(origins - 1, 0)
+        shift = actual[before] - profile[before] * ratios[origins]
+        shift[origins == 0] = np.nan
         seen = actual[targets]
-        ok = np.isfinite(point) & np.isfinite(seen)
-        ok &= (point >= self.params.busy_at) | (seen >= self.params.busy_at)
-        return (seen[ok] - point[ok]) / np.sqrt(point[ok] + 1.0)
+        ok = np.isfinite(usual) & np.isfinite(seen)
+        ok &= (usual >= self.params.busy_at) | (seen >= self.params.busy_at)
+        return usual[ok], shift[ok], seen[ok]
 
 
 def _unknown(base: CountForecast, reason: str) -> CountForecast:
