@@ -4,6 +4,7 @@ read from the store, the published JSON, and a full disk that breaks nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -557,3 +558,21 @@ def test_a_ticket_table_with_nothing_of_today_is_read_from_its_end(tmp_path):
     lobby.store.insert_tickets([ticket("issued", "A1", now)])
     lobby.monitor.tick()
     assert lobby.monitor.book.waiting() == 1
+
+
+def test_the_line_is_the_tracked_people_where_the_tracks_hold_more_than_the_count(tmp_path):
+    # A full line: the detector misses people the tracks still hold (occlusion).
+    lobby = Lobby(tmp_path)
+    held = {
+        "waiting": ZoneDwell("waiting", 9, 60.0, 120.0, 0, None, None, 0),
+        "queue": ZoneDwell("queue", 2, 10.0, 20.0, 0, None, None, 0),
+    }
+    lobby.frame(dwell=held, waiting=6.0, queue=2.0)
+    assert lobby.monitor.snapshot().wait.line_count == 11.0
+    fewer = {z: dataclasses.replace(d, present=1) for z, d in held.items()}
+    lobby.clocks.t += 1
+    lobby.frame(dwell=fewer, waiting=6.0, queue=2.0)
+    assert lobby.monitor.snapshot().wait.line_count == 8.0  # the count, where it sees more
+    lobby.clocks.t += 1
+    lobby.frame(dwell=fewer, status=CameraStatus.OFFLINE)
+    assert lobby.monitor.snapshot().wait.line_count is None

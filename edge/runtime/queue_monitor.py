@@ -226,15 +226,29 @@ class QueueMonitor:
             if zone.id in camera_zones:
                 self._watch_empty(zone.id, now)
         if update.camera_id in self._line_cameras:
-            self._observe(now, self.board.total(self.roles.line))
+            self._observe(now, self._line_count())
         for visit in update.visits:
             self._on_visit(update.camera_id, visit, now)
+
+    def _line_count(self) -> float | None:
+        """The line's people: the smoothed count, or the tracked people present where the
+        tracks hold more. The detector misses more people the fuller the line (occlusion),
+        while a track is held through missed frames (bench/wait_estimate.py: the undercount of
+        a full line was most of the wait estimate's bias)."""
+        line = self.board.total(self.roles.line)
+        tracked = [self._dwell.get(z) for z in self.roles.line]
+        if line is None or any(d is None for d in tracked):
+            return line
+        return max(line, float(sum(d.present for d in tracked if d is not None)))
 
     def _observe(self, now: float, line: float | None) -> None:
         gap = 0.0 if self._last_observe is None else now - self._last_observe
         online_s = gap if line is not None and 0 < gap <= MAX_GAP_S else 0.0
         self._last_observe = now
-        self.estimator.observe(now, line, online_s)
+        # People at counters now: the estimator's service rate is counters in use over the
+        # mean service time (a closed counter shows at once, not after a window of departures).
+        serving = self.board.total(self.roles.departures) if self.roles.departures else None
+        self.estimator.observe(now, line, online_s, serving)
         if not self._trend or now - self._trend[-1][0] >= TREND_SAMPLE_S:
             self._trend.append((now, line))
             while self._trend and now - self._trend[0][0] > TREND_S:
@@ -255,8 +269,9 @@ class QueueMonitor:
         # window (another clock) is dated now.
         at = visit.left_at if now - s.window_s < visit.left_at <= now else now
         if visit.zone_id in r.departures:
-            if visit.dwell_s >= s.min_service_s:
-                self.estimator.departure(at)
+            # Every service visit, however short: the estimator drops passers-by
+            # (min_service_s) and joins one service split by an id switch at the counter.
+            self.estimator.departure(at, service_s=visit.dwell_s)
         elif visit.zone_id in r.entrance:
             self.estimator.arrival(at)
             self._arrivals.append(now)
