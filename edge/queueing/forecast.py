@@ -26,9 +26,10 @@ local quarter hours in every real time zone):
   origin only), per lead, scaled by sqrt(point + 1): count noise grows with the count, so one set
   of quantiles serves the quiet morning and the busy noon.
 
-numpy only, no pandas or statsmodels: the model is a median, a weighted ratio and two quantiles,
-and statsmodels' seasonal models (ETS, SARIMA) fit one long series with a single season, not the
-week of quarter hours with holidays cut out, at about 40 MB more on the edge box.
+numpy only, no pandas or statsmodels: the model is a median, a weighted ratio, one fitted share
+and two quantiles, and statsmodels' seasonal models (ETS, SARIMA) fit one long series with a
+single season, not the week of quarter hours with holidays cut out, at about 40 MB more on the
+edge box.
 
 Times are UTC seconds; local days and quarter hours come from the site's IANA time zone. The
 wait forecast (issue 13, item 2) builds on `CountModel.forecast`: point, interval and basis.
