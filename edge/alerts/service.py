@@ -299,10 +299,18 @@ class AlertService:
     def _sync_acks(self) -> None:
         # Acks may also arrive through the store (the API's POST .../ack in another process).
         for alert in self.store.open_alerts():
-            if alert.acknowledged_at is not None and alert.rule in self.engines:
-                self.engines[alert.rule].acknowledge(alert.alert_id)
-            if alert.pass_done_at is not None and alert.rule in self.engines:
-                self.engines[alert.rule].pass_done(alert.alert_id, self._clock())
+            engine = self.engines.get(alert.rule)
+            if engine is None:
+                continue
+            if engine.alert_id == alert.alert_id and max(1, alert.passes) < engine.state.passes:
+                # The store's acks are of an earlier pass: the re-ask is not in it yet (kept
+                # in memory on a full disk). Taken for the pass asked now, they would stop its
+                # escalation and time a re-ask of a pass nobody did.
+                continue
+            if alert.acknowledged_at is not None:
+                engine.acknowledge(alert.alert_id)
+            if alert.pass_done_at is not None:
+                engine.pass_done(alert.alert_id, self._clock())
 
     def _measure_effects(self) -> None:
         now = self._wall()
@@ -450,7 +458,9 @@ class AlertService:
             if stored is None:
                 return
             since = self._local_time(stored.since)
-            ask, number = self._ask(rule, event.count), max(1, stored.passes)
+            # The pass asked is the engine's: a re-ask the store has not taken yet (a full
+            # disk) is still the pass this escalation is for, and the one an accept must name.
+            ask, number = self._ask(rule, event.count), self.engines[rule.id].state.passes
             count = ask.figures["count"]
             rule_text = self.catalog.render(
                 "escalated", count=count, zones=names, since=since, number=event.number
@@ -471,8 +481,11 @@ class AlertService:
             escalated: list[bool] = []
 
             def escalate(store: Store) -> None:
-                escalated.append(store.escalate_alert(alert_id, at, messages))
-                if escalated[-1]:  # the figures of this ask replace those of the last
+                # Retried whole from the spool if the store refuses a part: an escalation it
+                # took already is not counted (nor its messages queued) a second time.
+                if not escalated:
+                    escalated.append(store.escalate_alert(alert_id, at, messages))
+                if escalated[0]:  # the figures of this ask replace those of the last
                     store.set_alert_details(alert_id, details)
 
             self.spool.write(escalate, messages)

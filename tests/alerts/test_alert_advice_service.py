@@ -534,3 +534,71 @@ def test_a_state_without_readable_details_has_no_advice_and_keeps_the_old_fields
     state = build_state(alert, SiteNames.of(rig.config), count_now=None)
     assert (state.advice, state.figures, state.metric, state.value) == ((), None, None, None)
     assert state.passes == 1 and state.message == alert.message and state.status == "raised"
+
+
+# --- a full disk: the re-ask stands while the store cannot take it -----------------------
+
+
+def _refuse(monkeypatch: pytest.MonkeyPatch, store: Store, *names: str) -> dict[str, bool]:
+    """The store refuses these writes while `full["on"]` (a full disk, as the store says it)."""
+    from edge.store import StoreWriteError
+
+    full = {"on": True}
+    for name in names:
+        real = getattr(store, name)
+
+        def refusing(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if full["on"]:
+                raise StoreWriteError("store lw.db: database or disk is full")
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, refusing)
+    return full
+
+
+def test_a_reask_the_store_could_not_take_still_escalates_and_is_not_asked_again(
+    tmp_path, monkeypatch
+):
+    # The store still says pass 1 was done (the re-ask waits in memory): the service must not
+    # take that for pass 2 done, which would stop pass 2's escalation and ask a pass 3.
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), {"wait": 18.0}), escalate=120)
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        alert_id = rig.only_alert().alert_id
+        rig.ack(alert_id, "pass_done")
+        full = _refuse(monkeypatch, rig.store, "reask_alert", "escalate_alert")
+        rig.tick(600)
+        spooled = [json.loads(m.payload) for m in rig.alerts.spool.messages()]
+        assert [(p["kind"], p["pass"]) for p in spooled] == [("reasked", 2)]
+        rig.tick(120)
+        spooled = [json.loads(m.payload) for m in rig.alerts.spool.messages()]
+        assert [(p["kind"], p["pass"]) for p in spooled] == [
+            ("reasked", 2), ("escalated", 2), ("escalated", 2),
+        ]  # fmt: skip
+        rig.tick(600)
+        assert len(rig.alerts.spool.messages()) == 3  # no pass 3 while pass 2 is not done
+        full["on"] = False
+        rig.tick()
+        record = rig.only_alert()
+        assert (record.passes, record.escalations, record.pass_done_at) == (2, 1, None)
+    finally:
+        rig.store.close()
+
+
+def test_an_escalation_whose_details_the_store_refused_is_counted_once(tmp_path, monkeypatch):
+    # escalate_alert was taken, set_alert_details refused: the retry must not escalate twice
+    rig = Rig(tmp_path, FakeQueue(busy_snapshot(), {"wait": 18.0}), escalate=120)
+    try:
+        rig.feed(10, 4)
+        rig.tick()
+        full = _refuse(monkeypatch, rig.store, "set_alert_details")
+        rig.tick(120)
+        full["on"] = False
+        rig.tick()
+        record = rig.only_alert()
+        assert record.escalations == 1
+        assert len(rig.messages("escalated")) == 2  # manager and supervisor, once
+        assert json.loads(record.details or "{}")["pass"] == 1
+    finally:
+        rig.store.close()
