@@ -18,9 +18,14 @@ from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
 from edge.config import LobbyConfig, parse_config
 from edge.pipeline import CameraPipeline
-from edge.queueing.tickets import TicketEvent
+from edge.queueing.tickets import MAX_EVENTS, TicketEvent
 from edge.queueing.wait import ahead
-from edge.runtime.queue_monitor import PUBLISH_EVERY_S, QueueMonitor
+from edge.runtime.queue_monitor import (
+    PUBLISH_EVERY_S,
+    TICKET_BURST,
+    TICKET_RATE_PER_S,
+    QueueMonitor,
+)
 from edge.service import CameraWorker
 from edge.store import HistoryRow, Store
 from edge.tracking.dwell import DwellBook, DwellSettings, Visit, ZoneDwell
@@ -309,6 +314,26 @@ def test_a_bad_ticket_message_is_dropped_and_a_good_one_stored(tmp_path):
     assert lobby.monitor.on_ticket_message(good.encode()) == 1
     assert [e.ticket for _, e in lobby.store.tickets_after(0)] == ["A2"]
     assert lobby.monitor.tickets_refused == 3
+
+
+def test_a_flood_of_ticket_events_is_cut_to_a_rate_so_it_cannot_fill_the_disk(tmp_path, caplog):
+    # Whoever can publish on the broker can send events: a machine gone wrong, 10,000 a
+    # second. A day's backlog after an outage passes (TICKET_BURST); beyond it events are
+    # taken at TICKET_RATE_PER_S, the rest refused, counted and logged rate-limited.
+    lobby = Lobby(tmp_path)
+    at = lobby.clocks.wall().isoformat()
+    batch = [{"kind": "issued", "ticket": f"A{i}", "at": at} for i in range(MAX_EVENTS)]
+    message = json.dumps(batch).encode()
+    taken = sum(lobby.monitor.on_ticket_message(message) for _ in range(40))  # 20,000 events
+    assert taken == TICKET_BURST
+    assert lobby.monitor.tickets_refused == 40 - TICKET_BURST // MAX_EVENTS
+    assert len(lobby.store.tickets_after(0, limit=100_000)) == TICKET_BURST
+    flooded = [r for r in caplog.records if "a second" in r.getMessage()]
+    assert len(flooded) == 5  # the log throttle's burst, not one line per refused message
+    one = json.dumps({"kind": "issued", "ticket": "B1", "at": at}).encode()
+    assert lobby.monitor.on_ticket_message(one) == 0  # the bucket is empty
+    lobby.clocks.t += 1.0 / TICKET_RATE_PER_S
+    assert lobby.monitor.on_ticket_message(one) == 1
 
 
 def write_history(store: Store, zones: dict[str, float], start: datetime, end: datetime) -> None:

@@ -82,6 +82,12 @@ TICKET_PAGE = 1000
 TICKET_PAGES = 20
 #: Ticket events further ahead of the device's clock than this are refused (docs/queueing.md).
 TICKET_FUTURE_S = 300.0
+#: Ticket events taken from MQTT: a burst of this many (a busy day's feed, resent after an
+#: outage), then this many a second (a hundred times a busy branch's); beyond, messages are
+#: refused whole. Whoever can publish on the broker could otherwise fill the disk (every event
+#: is a row) and hold up the MQTT thread, which also carries the acks.
+TICKET_BURST = 5000
+TICKET_RATE_PER_S = 2.0
 
 FORECAST_PARAMS = ForecastParams()
 #: The entrance's model is asked only for its profile (the usual people there now), so every
@@ -175,7 +181,8 @@ class QueueMonitor:
         self._unsaved_tickets: list[TicketEvent] = []
         self._save_lock = threading.Lock()
         self.tickets_lost = 0  # events dropped: kept in memory past MAX_UNSAVED_TICKETS
-        self.tickets_refused = 0  # messages or events refused (bad JSON, not today)
+        self.tickets_refused = 0  # messages or events refused (bad JSON, not today, a flood)
+        self._ticket_tokens, self._tokens_at = float(TICKET_BURST), now  # the MQTT thread's
         # Forecast: slot aggregates kept between refreshes, so each reads only what is new.
         self._slots: dict[tuple[str, int], tuple[int, float]] = {}
         self._slots_until: int | None = None
@@ -299,14 +306,23 @@ class QueueMonitor:
     def on_ticket_message(self, payload: bytes) -> int:
         """Ticket machine events from MQTT: checked, stored (the API's path writes the same
         table), and applied at once. A bad message is logged (rate-limited) and dropped; events
-        the store refuses (a full disk) are kept in memory and written later. Returns the
-        events taken."""
+        the store refuses (a full disk) are kept in memory and written later. Past TICKET_BURST
+        events, at most TICKET_RATE_PER_S are taken. Returns the events taken."""
+        now = self._clock()
+        refill = max(0.0, now - self._tokens_at) * TICKET_RATE_PER_S
+        self._ticket_tokens = min(float(TICKET_BURST), self._ticket_tokens + refill)
+        self._tokens_at = now
+        if self._ticket_tokens < 1.0:  # not even parsed: a flood costs as little as it can
+            return self._flooded(None)
         try:
             events = parse_ticket_events(payload)
         except ValueError as exc:
             self.tickets_refused += 1
             self._throttle.warning("bad-tickets", "ignoring ticket events: %s", shorten(exc))
             return 0
+        if len(events) > self._ticket_tokens:
+            return self._flooded(len(events))
+        self._ticket_tokens -= len(events)
         wall = self._wall()
         today = wall.astimezone(self.tz).date()
         late = [e for e in events if e.at.astimezone(self.tz).date() < today]
@@ -325,6 +341,15 @@ class QueueMonitor:
                 return 0
         self._save_tickets(events)
         return len(events)
+
+    def _flooded(self, events: int | None) -> int:
+        self.tickets_refused += 1
+        self._throttle.warning(
+            "tickets-flood",
+            "ignoring a ticket message (%s events): more than %d at once or %.0f a second",
+            "?" if events is None else events, TICKET_BURST, TICKET_RATE_PER_S,
+        )  # fmt: skip
+        return 0
 
     @property
     def unsaved_tickets(self) -> int:
