@@ -124,6 +124,10 @@ def _lower(confidence: Confidence) -> Confidence:
     return _STEPS[min(len(_STEPS) - 2, _STEPS.index(confidence) + 1)]
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60.0:.1f} min"
 
@@ -168,7 +172,10 @@ class WaitEstimator:
     ) -> None:
         """Each frame (or update): the line's smoothed count (None: a camera is down), the
         seconds since the last call the line's cameras were all online, and, where the site
-        has service zones, the people at counters now (their smoothed count; None: unknown)."""
+        has service zones, the people at counters now (their smoothed count; None: unknown).
+        A figure that is not finite is unknown: min(cap, nan) is the cap, so a NaN count would
+        otherwise read as the longest wait."""
+        line_count, serving = _finite(line_count), _finite(serving)
         self._seen = True
         self._count = line_count
         self._serving.append((now, serving))
@@ -418,20 +425,28 @@ def _by_rate(ahead_n: float, events: int, minutes: float) -> tuple[float, float,
 
 
 def forecast_wait(
-    count: CountForecast, now: WaitEstimate, horizon_s: int | None = None
+    count: CountForecast,
+    now: WaitEstimate,
+    horizon_s: int | None = None,
+    *,
+    max_wait_s: float = WaitSettings.max_wait_s,
 ) -> WaitForecast:
     """The wait of a customer arriving `horizon_s` (default: the count forecast's) from now:
     the forecast line count over the current throughput (or, without one, the arrival rate),
-    its interval from the count's. A future change of staffing is not foreseen."""
+    its interval from the count's, capped at the site's max_wait_s like the wait now. A future
+    change of staffing is not foreseen. A figure that is not finite is unknown (json.dumps
+    would write NaN, which no browser parses)."""
     horizon = count.horizon_s if horizon_s is None else horizon_s
-    if not count.known or count.point is None:
-        return WaitForecast(horizon, None, None, None, None, None, None, count.reason or "no count")
-    rate, residual = now.throughput_per_min, True
+    point, low, high = _finite(count.point), _finite(count.low), _finite(count.high)
+    if point is None:
+        reason = count.reason or ("no count" if count.point is None else "count not finite")
+        return WaitForecast(horizon, None, None, None, None, None, None, reason)
+    rate, residual = _finite(now.throughput_per_min), True
     if rate is None:
-        rate, residual = now.arrivals_per_min, False
+        rate, residual = _finite(now.arrivals_per_min), False
     if rate is None or rate <= 0:
         return WaitForecast(
-            horizon, None, None, None, count.point, count.low, count.high,
+            horizon, None, None, None, point, low, high,
             "no throughput or arrival rate now: " + (now.reason or "nothing measured"),
         )  # fmt: skip
 
@@ -439,9 +454,8 @@ def forecast_wait(
         if people is None:
             return None
         n = ahead(people) if residual else people
-        return min(n / rate * 60.0, WaitSettings.max_wait_s)
+        return min(n / rate * 60.0, max_wait_s)
 
     return WaitForecast(
-        horizon, wait(count.point), wait(count.low), wait(count.high),
-        count.point, count.low, count.high, "",
+        horizon, wait(point), wait(low), wait(high), point, low, high, "",
     )  # fmt: skip

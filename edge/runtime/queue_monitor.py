@@ -515,7 +515,8 @@ class QueueMonitor:
         with self._lock:
             now, at = self._clock(), self._wall()
             wait = self._estimate(now)
-            forecast = {m: forecast_wait(c, wait) for m, c in self._counts.items()}
+            cap = self.settings.max_wait_s
+            forecast = {m: forecast_wait(c, wait, max_wait_s=cap) for m, c in self._counts.items()}
             for minutes in HORIZONS_MIN:
                 if minutes not in forecast:
                     forecast[minutes] = WaitForecast(

@@ -3,6 +3,7 @@ dwell cross-check, the ticket feed, the cap, and the wait forecast."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -311,3 +312,38 @@ def test_a_service_split_by_an_id_switch_is_one_departure_and_short_visits_none(
     w = est.estimate(1100.0)
     assert len(est._departures) == 3 and list(est._services) == [300.0] * 3
     assert w.throughput_per_min == pytest.approx(60 / 300)
+
+
+def test_forecast_wait_is_capped_where_the_site_caps_the_wait():
+    # a near-stopped line: the site's max_wait_s caps its forecast as it caps the wait now
+    f = forecast_wait(count_forecast(90.0, 60.0, 140.0), known(0.1, None), max_wait_s=3600.0)
+    assert (f.wait_s, f.low_s, f.high_s) == (3600.0, 3600.0, 3600.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_forecast_count_that_is_not_finite_is_unknown_never_nan_in_json(bad):
+    point = forecast_wait(count_forecast(bad, 6.0, 14.0), known(2.0, 3.0))
+    assert (point.wait_s, point.low_s, point.high_s, point.count) == (None, None, None, None)
+    assert point.reason
+    edge = forecast_wait(count_forecast(9.0, 6.0, bad), known(2.0, 3.0))
+    assert edge.wait_s == pytest.approx(ahead(9.0) / 2.0 * 60.0)
+    assert edge.high_s is None and edge.count_high is None
+    nan_rate = forecast_wait(count_forecast(9.0, 6.0, 14.0), known(bad, None))
+    assert nan_rate.wait_s is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_line_count_that_is_not_finite_is_unknown_not_a_capped_wait(bad):
+    # min(cap, nan) is the cap: a NaN count must not read as a 3-hour wait (and raise)
+    est = WaitEstimator()
+    for k in range(1, 13):
+        est.observe(k * 100.0, 6.0, 100.0, serving=1.0)
+        est.departure(k * 100.0, service_s=90.0)
+    assert est.estimate(1200.0).wait_s == pytest.approx(ahead(6.0, 0.0) * 90.0)
+    est.observe(1300.0, bad, 100.0, serving=1.0)
+    w = est.estimate(1300.0)
+    assert w.wait_s is None and w.confidence == "unknown" and w.line_count is None
+    est.observe(1301.0, 6.0, 1.0, serving=bad)  # the counters' count: unknown, not NaN
+    w = est.estimate(1301.0)
+    assert w.wait_s is not None and math.isfinite(w.wait_s) and w.wait_s < 3600.0
+    assert w.throughput_per_min is not None and math.isfinite(w.throughput_per_min)
