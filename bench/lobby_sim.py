@@ -26,6 +26,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,20 @@ def rules(policy: str, raise_at: int, clear_at: int, reask_after: float = 600) -
     )
 
 
-def run(policy: str, seed: int, args: argparse.Namespace, work: Path) -> tuple[DayResult, int, int]:
-    """The day, the alerts raised, and the colleagues called."""
+@dataclass
+class Outcome:
+    day: DayResult
+    raised: int = 0  # alerts raised
+    calls: int = 0  # colleagues the manager called
+    #: The queue monitor's wait estimate every minute while open: (estimate, truth) minutes,
+    #: estimate None when unknown; truth: DayResult.wait_if_arriving (NaN after the last ticket).
+    waits: list[tuple[float | None, float]] = field(default_factory=list)
+
+
+def run(policy: str, seed: int, args: argparse.Namespace, work: Path) -> Outcome:
     params = LobbyParams()
     if policy == "none":
-        return run_day(seed, params, fps=args.fps), 0, 0
+        return Outcome(run_day(seed, params, fps=args.fps))
     rules_yaml, occupancy = rules(policy, args.raise_at, args.clear_at, args.reask_after)
     db = work / f"{policy}-{seed}.db"
     advice = policy == "advice"
@@ -82,9 +92,28 @@ def run(policy: str, seed: int, args: argparse.Namespace, work: Path) -> tuple[D
     controller = EngineController(rig, manager)
     try:
         day = run_day(seed, params, fps=args.fps, controllers=[controller], record_tracks=advice)
-        return day, len(controller.raised), len(manager.calls)
     finally:
         rig.close()
+    times = np.array([t for t, _ in controller.waits])
+    truth = day.wait_if_arriving(times) / 60.0 if len(times) else np.array([])
+    waits = [
+        (None if est is None else est / 60.0, float(true))
+        for (_, est), true in zip(controller.waits, truth, strict=True)
+    ]
+    return Outcome(day, len(controller.raised), len(manager.calls), waits)
+
+
+def wait_line(policy: str, waits: list[tuple[float | None, float]]) -> str:
+    scored = [(e, t) for e, t in waits if not np.isnan(t)]
+    known = np.array([(e, t) for e, t in scored if e is not None])
+    unknown = 1 - len(known) / len(scored) if scored else float("nan")
+    if not len(known):
+        return f"{policy:<11} no estimate"
+    err = known[:, 0] - known[:, 1]
+    return (
+        f"{policy:<11} MAE {np.abs(err).mean():.2f} min, bias {err.mean():+.2f} min,"
+        f" unknown {unknown:.1%}, {len(known)} minutes scored"
+    )
 
 
 def main() -> int:
@@ -104,11 +133,14 @@ def main() -> int:
           f" raise at {args.raise_at}, clear at {args.clear_at}, {args.fps:g} fps")  # fmt: skip
     print(f"{'policy':<11} {'mean wait':>9} {'p90 wait':>9} {'longest q':>9} {'max q':>6}"
           f" {'alerts/d':>8} {'passes/d':>8} {'moved/d':>8} {'calls/d':>7}")  # fmt: skip
+    estimates: dict[str, list[tuple[float | None, float]]] = {}
     for policy in args.policies.split(","):
         waits: list[np.ndarray] = []
         longest, passes, moved, alerts, calls = [], [], [], [], []
         for seed in range(args.first_seed, args.first_seed + args.days):
-            day, raised, called = run(policy, seed, args, work)
+            outcome = run(policy, seed, args, work)
+            day, raised, called = outcome.day, outcome.raised, outcome.calls
+            estimates[policy] = estimates.get(policy, []) + outcome.waits
             s = day.summary()
             waits.append(day.waits() / 60.0)
             longest.append(s["longest_queue"])
@@ -123,6 +155,10 @@ def main() -> int:
             f" {np.mean(passes):>8.1f} {np.mean(moved):>8.1f} {np.mean(calls):>7.1f}",
             flush=True,
         )
+    for policy, pairs in estimates.items():
+        if pairs:
+            print("wait estimate, the product's queue monitor vs the true wait of the next ticket:")
+            print(wait_line(policy, pairs))
     print(f"({time.perf_counter() - started:.0f} s; longest q: the day's peak of true waiting +"
           " queue, averaged over days; max q: the worst day's)")  # fmt: skip
     return 0

@@ -283,16 +283,25 @@ class Manager:
 
 
 class EngineController:
-    """A run_day controller: frames into the product, the manager acting on its alerts."""
+    """A run_day controller: frames into the product, the manager acting on its alerts.
 
-    def __init__(self, rig: EngineRig, manager: Manager) -> None:
+    With the rig's queue monitor, the wait it estimates is sampled every `sample_s` while the
+    branch is open (waits: (t, seconds or None)), to be scored against the day's true waits."""
+
+    def __init__(self, rig: EngineRig, manager: Manager, sample_s: float = 60.0) -> None:
         self.rig = rig
         self.manager = manager
         self._version = 0
         self.raised: list[tuple[float, str]] = []
+        self.sample_s = sample_s
+        self.waits: list[tuple[float, float | None]] = []
 
     def on_frame(self, t: float, observed: Mapping[str, int], lobby: Lobby) -> None:
         self.rig.feed(t, observed, lobby)
+        monitor = self.rig.monitor
+        due = not self.waits or t - self.waits[-1][0] >= self.sample_s
+        if monitor is not None and due and t < lobby.params.open_s:
+            self.waits.append((t, monitor.snapshot().wait.wait_s))
         version = self.rig.store.alerts_version()
         if version != self._version:
             for alert in self.rig.store.alerts_changed_since(self._version):
