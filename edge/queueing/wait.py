@@ -153,8 +153,8 @@ class WaitEstimator:
         self._arrivals: deque[tuple[float, int]] = deque()
         self._visits: deque[tuple[float, float]] = deque()  # (ended at, dwell s)
         self._services: deque[float] = deque(maxlen=SERVICE_SAMPLES)  # seconds
-        # Service-zone visits of the last hour: (ended at, seconds, counted as a departure)
-        self._visits_served: deque[tuple[float, float, bool]] = deque()
+        # Service-zone visits of the last hour: (ended at, seconds, counted, zone)
+        self._visits_served: deque[tuple[float, float, bool, str | None]] = deque()
         self._count: float | None = None
         self._serving: deque[tuple[float, float | None]] = deque()  # (at, people at counters)
         self._standing_since: float | None = None  # the line has held someone since
@@ -190,21 +190,26 @@ class WaitEstimator:
             self._online.append((now, float(online_s), busy))
         self._prune(now)
 
-    def departure(self, at: float, n: int = 1, service_s: float | None = None) -> None:
+    def departure(
+        self, at: float, n: int = 1, service_s: float | None = None, *, zone: str | None = None
+    ) -> None:
         """A departure at `at`, which may be a little in the past (a visit ends once its exit
         grace has passed): whether the line was busy then is read from the observations.
 
         service_s: how long the service-zone visit lasted (a visit then, not a counted
         departure: the estimator judges it). A visit shorter than min_service_s is a passer-by.
-        A visit that began within JOIN_S of another's end is the same customer under a new
-        track id (an id switch at the counter): the two are one service, counted once."""
+        A visit that began within JOIN_S of another's end in the same `zone` (the service
+        zone: one per counter, as sites draw them) is the same customer under a new track id
+        (an id switch at the counter): the two are one service, counted once. A customer
+        sitting down at another counter as one leaves is not (at 6 counters of 5-minute
+        services, one visit in 16 would be joined to a stranger's)."""
         if service_s is None:
             self._count_departure(at, n)
             return
         start = at - service_s
         for i in range(len(self._visits_served) - 1, -1, -1):
-            end, took, counted = self._visits_served[i]
-            if 0.0 <= start - end <= JOIN_S:
+            end, took, counted, where = self._visits_served[i]
+            if where == zone and 0.0 <= start - end <= JOIN_S:
                 del self._visits_served[i]
                 service_s += took + (start - end)
                 if counted:
@@ -214,7 +219,7 @@ class WaitEstimator:
         if counted:
             self._services.append(float(service_s))
             self._count_departure(at, n)
-        self._visits_served.append((at, float(service_s), counted))
+        self._visits_served.append((at, float(service_s), counted, zone))
         while self._visits_served and self._visits_served[0][0] < at - 2 * JOIN_S - 3600.0:
             self._visits_served.popleft()  # a visit joins only one that just ended
 

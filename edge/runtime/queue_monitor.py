@@ -278,7 +278,7 @@ class QueueMonitor:
         if visit.zone_id in r.departures:
             # Every service visit, however short: the estimator drops passers-by
             # (min_service_s) and joins one service split by an id switch at the counter.
-            self.estimator.departure(at, service_s=visit.dwell_s)
+            self.estimator.departure(at, service_s=visit.dwell_s, zone=visit.zone_id)
         elif visit.zone_id in r.entrance:
             self.estimator.arrival(at)
             self._arrivals.append(now)

@@ -314,6 +314,22 @@ def test_a_service_split_by_an_id_switch_is_one_departure_and_short_visits_none(
     assert w.throughput_per_min == pytest.approx(60 / 300)
 
 
+def test_a_customer_sitting_down_at_another_counter_as_one_leaves_is_not_an_id_switch():
+    # Two counters, 240 s services; at counter 2 a customer sits down 1 s after counter 1's
+    # customer left. Different zones: two services, not one of 481 s (that made the mean
+    # service half as long again and the rate two thirds of what it is).
+    est = WaitEstimator()
+    for k in range(5):
+        t0 = 500.0 * k
+        est.observe(t0 + 240.0, 6.0, 240.0, serving=2.0)
+        est.departure(t0 + 240.0, service_s=240.0, zone="counter-1")
+        est.observe(t0 + 481.0, 6.0, 241.0, serving=2.0)
+        est.departure(t0 + 481.0, service_s=240.0, zone="counter-2")
+    assert list(est._services) == [240.0] * 10
+    w = est.estimate(2481.0)
+    assert w.throughput_per_min == pytest.approx(2 / 4)
+
+
 def test_forecast_wait_is_capped_where_the_site_caps_the_wait():
     # a near-stopped line: the site's max_wait_s caps its forecast as it caps the wait now
     f = forecast_wait(count_forecast(90.0, 60.0, 140.0), known(0.1, None), max_wait_s=3600.0)
