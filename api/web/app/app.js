@@ -16,6 +16,9 @@ const SILENT_MS = 25000; // zones come at least every 10 s: this long without on
 const RECONNECT_MS = [1000, 2000, 4000, 5000]; // then every 5 s
 const KEEP_CLEARED_MS = 15 * 60 * 1000;
 const SHOWN_ROLES = ["waiting", "queue"];
+// A counter label said as a number ("counter 3"): 1-4 letters or digits with a digit, or one
+// letter; any other ("VIP") is a name. The device's rule (edge/alerts/advice.py _COUNTER_NUMBER).
+const COUNTER_NUMBER = /^(?:(?=[^0-9]*[0-9])[0-9A-Za-z]{1,4}|[A-Za-z])$/;
 
 const TEXT = {
   en: {
@@ -718,7 +721,7 @@ function adviceText(advice, point) {
   const figures = advice.figures || {};
   let key = advice.kind;
   if (point === "entrance" && (key === "kiosks_free" || key === "kiosks_full")) key += "_entrance";
-  if (key === "counter_unstaffed" && !/^[0-9A-Za-z]{1,4}$/.test(String(figures.counter || ""))) {
+  if (key === "counter_unstaffed" && !COUNTER_NUMBER.test(String(figures.counter || ""))) {
     key = "counter_unstaffed_named";
   }
   let text = texts[key];
