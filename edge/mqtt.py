@@ -445,8 +445,10 @@ class MqttLink:
         if msg.topic == self.topics.ticket_events and self._on_ticket_events is not None:
             try:
                 self._on_ticket_events(bytes(msg.payload))
-            except Exception:
-                log.exception("handling ticket events failed")
+            except Exception as exc:  # rate-limited: a flood hitting a bug logs no flood
+                self._unexpected.warning("ticket-handler", "handling ticket events failed: %r",
+                                         exc)  # fmt: skip
+                log.debug("handling ticket events failed", exc_info=True)
             return
         alert_id = self.topics.alert_id_of_ack(msg.topic)
         if alert_id is None:

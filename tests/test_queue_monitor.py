@@ -12,11 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.capture import Camera, CaptureSettings
-from edge.config import LobbyConfig, parse_config
+from edge.config import LobbyConfig, MqttConfig, parse_config
+from edge.mqtt import MqttLink
 from edge.pipeline import CameraPipeline
 from edge.queueing.tickets import MAX_EVENTS, TicketEvent
 from edge.queueing.wait import ahead
@@ -334,6 +336,30 @@ def test_a_flood_of_ticket_events_is_cut_to_a_rate_so_it_cannot_fill_the_disk(tm
     assert lobby.monitor.on_ticket_message(one) == 0  # the bucket is empty
     lobby.clocks.t += 1.0 / TICKET_RATE_PER_S
     assert lobby.monitor.on_ticket_message(one) == 1
+
+
+def test_hostile_ticket_payloads_are_refused_and_nothing_raises(tmp_path):
+    # the MQTT fuzz corpus and the generated attacks (deep nesting made json.loads raise a
+    # RecursionError, which reached the MQTT thread as an unthrottled traceback per message)
+    from tests.test_hostile_mqtt import GENERATED, PAYLOADS
+
+    lobby = Lobby(tmp_path)
+    payloads = [p.read_bytes() for p in PAYLOADS] + list(GENERATED.values())
+    for payload in payloads:
+        assert lobby.monitor.on_ticket_message(payload) == 0
+    assert lobby.monitor.tickets_refused == len(payloads)
+    assert lobby.store.tickets_after(0) == []
+
+
+def test_a_ticket_handler_that_fails_is_logged_rate_limited(caplog):
+    # a bug hit by every message of a flood must not write a traceback per message
+    link = MqttLink(MqttConfig(), "s1", on_ticket_events=lambda _payload: 1 / 0)
+    message = mqtt.MQTTMessage(topic=link.topics.ticket_events.encode())
+    message.payload = b"{}"
+    for _ in range(50):
+        link._handle_message(None, None, message)  # type: ignore[arg-type]
+    failed = [r for r in caplog.records if "ticket events failed" in r.getMessage()]
+    assert 1 <= len(failed) <= 5
 
 
 def write_history(store: Store, zones: dict[str, float], start: datetime, end: datetime) -> None:

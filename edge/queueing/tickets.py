@@ -25,6 +25,9 @@ TicketKind = Literal["issued", "called", "served", "cancelled"]
 
 #: One POST or MQTT message carries at most this many events.
 MAX_EVENTS = 500
+#: ...and at most this many bytes (500 events of the longest ids are about 110 KB): a larger
+#: message is refused before it is parsed, so a hostile one costs no memory.
+MAX_PAYLOAD_BYTES = 512 * 1024
 #: Seconds a ticket must have been waiting before calls count as services that ended (every
 #: counter busy): a call sooner is a free counter taking a new ticket.
 BUSY_AFTER_S = 30.0
@@ -53,10 +56,14 @@ class TicketEvent(BaseModel):
 def parse_ticket_events(payload: bytes | str) -> list[TicketEvent]:
     """One event (a JSON object) or a list of at most MAX_EVENTS; ValueError says what is wrong
     and, in a list, which event."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"ticket events: {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"ticket events: not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("ticket events: not JSON: nested too deep") from None
     items = data if isinstance(data, list) else [data]
     if not isinstance(data, (list, dict)):
         raise ValueError("ticket events: expected an event object or a list of them")

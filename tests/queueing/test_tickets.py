@@ -81,6 +81,10 @@ def test_parse_takes_one_event_or_a_list():
             "event 2: at:",
         ),
         (json.dumps([{"kind": "x"}] * (MAX_EVENTS + 1)), f"at most {MAX_EVENTS}"),
+        # a hostile machine: nesting that json would recurse on (a RecursionError, which no
+        # caller catches), and a message far larger than 500 events (not even parsed)
+        (b"[" * 100_000, "nested too deep"),
+        (b'{"kind": "issued", "ticket": "A1", "pad": "' + b"x" * (4 << 20) + b'"}', "bytes"),
     ],
 )
 def test_parse_refuses_with_a_clear_message(payload, message):
