@@ -135,15 +135,12 @@ def passes_report(
     format: FormatParam = None,
 ) -> PassesOut | Response:
     days = days_of(context, first, last)
-    records = context.store.store().passes(days.start, days.end) if days.days else []
+    records = passes_in(context, days)
     rules = {s.alert_id: s.rule for s in alert_spans(context, days.start, days.end)}
     rows = [pass_row(p, rules.get(p.alert_id), context.tz) for p in records]
     if wants_csv(format, request.headers.get("accept")):
         return csv_response(passes_csv(rows), "passes.csv")
-    return PassesOut.model_validate(
-        {"start": days.first, "end": days.last, "timezone": context.config.site.timezone,
-         "passes": rows}
-    )  # fmt: skip
+    return PassesOut.model_validate(report_document(context, days, "passes", rows))
 
 
 @router.get(
@@ -166,7 +163,7 @@ def daily_report(
     format: FormatParam = None,
 ) -> DailyOut | Response:
     days = days_of(context, first, last)
-    records = context.store.store().passes(days.start, days.end) if days.days else []
+    records = passes_in(context, days)
     spans = alert_spans(context, days.start, days.end) if days.days else []
     now = context.clock()
     rows = [
@@ -182,10 +179,26 @@ def daily_report(
     ]
     if wants_csv(format, request.headers.get("accept")):
         return csv_response(daily_csv(rows), "daily.csv")
-    return DailyOut.model_validate(
-        {"start": days.first, "end": days.last, "timezone": context.config.site.timezone,
-         "days": rows}
-    )  # fmt: skip
+    return DailyOut.model_validate(report_document(context, days, "days", rows))
+
+
+def passes_in(context: ApiContext, days: Days) -> list[PassRecord]:
+    """The passes asked in the report's days; none, without a query, for days wholly outside
+    the recorded years (their range is empty)."""
+    return context.store.store().passes(days.start, days.end) if days.days else []
+
+
+def report_document(
+    context: ApiContext, days: Days, key: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A report as plain data: the days asked and the site's time zone, which PassesOut and
+    DailyOut share, then its rows under `key` (passes, days)."""
+    return {
+        "start": days.first,
+        "end": days.last,
+        "timezone": context.config.site.timezone,
+        key: rows,
+    }
 
 
 def pass_row(record: PassRecord, rule: str | None, tz: ZoneInfo) -> dict[str, Any]:
