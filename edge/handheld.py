@@ -157,7 +157,7 @@ class AlertBook:
         state: Alert = dict(entry.state) if entry is not None else _state_of(message)
         if kind == "escalated":
             state["escalations"] = max(
-                int(state.get("escalations") or 0), _int(message.get("escalation")) or 1
+                _whole(state, "escalations"), _int(message.get("escalation")) or 1
             )
             state["last_escalated_at"] = message.get("at")
             if state.get("status") == "raised":
@@ -180,9 +180,10 @@ class AlertBook:
         entry.state, entry.version = state, version if version is not None else entry.version
         changes: list[Change] = []
         # A done pass asked again (issue 13): the ask is new, so what follows is reported anew.
-        if int(state.get("passes") or 0) > max(int(before.get("passes") or 0), 1):
+        # Counts that are no whole number (a state from anyone who can publish) count as 0.
+        if _whole(state, "passes") > max(_whole(before, "passes"), 1):
             changes.append(Change("reasked", entry, state))
-        if int(state.get("escalations") or 0) > int(before.get("escalations") or 0):
+        if _whole(state, "escalations") > _whole(before, "escalations"):
             changes.append(Change("escalated", entry, state))
         for key, kind in (("accepted_by", "accepted"), ("pass_done_by", "pass_done")):
             if state.get(key) and not before.get(key):
@@ -214,6 +215,10 @@ def _state_of(message: Alert) -> Alert:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _whole(state: Alert, key: str) -> int:
+    return _int(state.get(key)) or 0
 
 
 def _pass_of(state: Alert) -> int | None:

@@ -142,3 +142,14 @@ def test_a_done_pass_asked_again_is_a_change_and_its_accept_is_reported_anew():
     assert kinds(again) == ["accepted"]
     assert book.apply_state("a1", state(version=5, passes=2, status="accepted",
                                         accepted_by="li")) == []  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["x", [2], {"n": 2}, 2.5, True])
+def test_a_state_whose_pass_or_escalation_count_is_no_number_changes_no_count(bad):
+    # Whoever can publish on the broker can publish a state: int("x") raised in paho's thread
+    book = AlertBook()
+    book.apply_state("a1", state(version=1, passes=1))
+    changes = book.apply_state("a1", state(version=2, passes=bad, escalations=bad))
+    assert "reasked" not in kinds(changes) and "escalated" not in kinds(changes)
+    later = book.apply_state("a1", state(version=3, passes=2, escalations=1))
+    assert kinds(later) == ["reasked", "escalated"]
