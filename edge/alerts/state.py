@@ -13,6 +13,7 @@ advice of the latest ask with the figures behind it (docs/queueing.md, "Advice")
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -188,7 +189,7 @@ def build_state(
         version=record.version,
         passes=max(record.passes, 1) if record.kind == "diversion" else record.passes,
         metric=_text(details.get("metric")),
-        value=float(value) if isinstance(value, int | float) else None,
+        value=float(value) if isinstance(value, int | float) and math.isfinite(value) else None,
         point=_text(details.get("point")),
         advice=tuple(dict(a) for a in advice if isinstance(a, dict)),
         figures=dict(figures) if isinstance(figures, dict) else None,
@@ -197,14 +198,20 @@ def build_state(
 
 def _details(text: str | None) -> dict[str, Any]:
     """The alert's details column (JSON written by the alert service); {} when there are
-    none or they do not parse: a state is still shown, without advice."""
+    none or they do not parse: a state is still shown, without advice. NaN and infinities
+    (json.loads takes them) are null: a browser's JSON.parse refuses a state holding one."""
     if not text:
         return {}
     try:
-        details = json.loads(text)
+        details = json.loads(text, parse_constant=lambda _c: None, parse_float=_finite_float)
     except ValueError:
         return {}
     return details if isinstance(details, dict) else {}
+
+
+def _finite_float(text: str) -> float | None:
+    value = float(text)  # 1e999 is inf
+    return value if math.isfinite(value) else None
 
 
 def _text(value: object) -> str | None:

@@ -602,3 +602,22 @@ def test_an_escalation_whose_details_the_store_refused_is_counted_once(tmp_path,
         assert json.loads(record.details or "{}")["pass"] == 1
     finally:
         rig.store.close()
+
+
+def test_a_state_never_carries_nan_from_the_details_browsers_cannot_parse_it(rig):
+    # json.loads takes NaN and Infinity, json.dumps writes them back: JSON.parse refuses the
+    # whole state, so the phone would show nothing of the alert
+    names = SiteNames.of(rig.config)
+    rig.tick()
+    alert = rig.only_alert()
+    details = ('{"pass": 1, "metric": "wait", "value": NaN, "figures": {"wait_minutes": Infinity, "forecast_15_minutes": 1e999},'
+               ' "advice": [{"kind": "wait_rising", "text": "t", "figures": {"minutes": NaN}}]}')  # fmt: skip
+    text = build_state(replace(alert, details=details), names, count_now=14.0).to_json()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the state")
+
+    state = json.loads(text, parse_constant=refuse)
+    assert state["value"] is None and state["figures"]["wait_minutes"] is None
+    assert state["figures"]["forecast_15_minutes"] is None
+    assert state["advice"][0]["figures"]["minutes"] is None
