@@ -99,6 +99,8 @@ class TicketBook:
     Applying an event twice changes nothing (a machine that resends, MQTT's at-least-once). A
     call for a ticket never seen issued (the book started mid-morning) counts as a call, with no
     wait. A ticket called again (a recall: the customer did not come) is one call, its first.
+    A counter calling its next ticket has finished the last one it called (a clerk may never
+    close it: its "served" would never come, and it would count as in service all day).
     Memory: one day's tickets (a branch issues hundreds; capped at `max_tickets`, oldest calls
     kept as times only).
     """
@@ -113,6 +115,9 @@ class TicketBook:
         self._waits: list[tuple[datetime, float]] = []  # (called at, seconds), sorted
         self._services: list[tuple[datetime, float]] = []  # (served at, seconds from the call)
         self._in_service: set[tuple[str | None, str]] = set()
+        # The latest ticket called to each counter, and when: a counter calling its next one
+        # has finished the last, whether or not its "served" came.
+        self._at_counter: dict[str, tuple[tuple[str | None, str], datetime]] = {}
         self._first: datetime | None = None
         self._last: datetime | None = None
         # The line standing (some ticket waiting) since; its spans past BUSY_AFTER_S, and the
@@ -132,6 +137,7 @@ class TicketBook:
             self._waits.clear()
             self._services.clear()
             self._in_service.clear()
+            self._at_counter.clear()
             self._first = self._last = None
             self._standing_since = None
             self._busy.clear()
@@ -177,6 +183,8 @@ class TicketBook:
                     insort(self._services, (event.at, max(0.0, took)))
             elif event.kind == "called" and ticket.state in ("new", "waiting"):
                 self._in_service.add(key)
+                if event.counter is not None:
+                    self._called_to(event.counter, key, event.at)
             ticket.state = "served" if event.kind == "served" else "called"
             self._waiting.discard(key)
         else:  # cancelled: before the call, or a no-show after it
@@ -184,6 +192,17 @@ class TicketBook:
                 ticket.state = "cancelled"
             self._waiting.discard(key)
             self._in_service.discard(key)
+
+    def _called_to(self, counter: str, key: tuple[str | None, str], at: datetime) -> None:
+        """A call to `counter`: the ticket it called before (earlier) is out of service. No
+        service time is taken from it: call to next call holds the counter's idle time too."""
+        last = self._at_counter.get(counter)
+        if last is not None and last[1] > at:
+            self._in_service.discard(key)  # a call that came late: the counter moved on since
+            return
+        if last is not None and last[0] != key:
+            self._in_service.discard(last[0])
+        self._at_counter[counter] = (key, at)
 
     def _busy_from(self) -> datetime | None:
         if self._standing_since is None:

@@ -165,6 +165,30 @@ def test_the_book_knows_the_counters_busy_and_how_long_services_take():
     assert book.recent_services_s(10) == [240.0] and book.recent_services_s(0) == []
 
 
+def test_a_counter_calling_its_next_ticket_has_finished_the_last_one():
+    # A clerk who calls the next number without closing the last one (its "served" never
+    # comes) must not leave it in service all day: tickets in service / mean service is the
+    # rate, and by the afternoon the leaked ones made every wait a fraction of the real one.
+    book = TicketBook()
+    for k in range(12):
+        book.apply(ev("issued", f"A{k}", 0))
+    for k in range(10):
+        book.apply(ev("called", f"A{k}", 1 + 5 * k, counter="3"))  # never "served"
+    book.apply(ev("called", "A10", 2, counter="4"))
+    book.apply(ev("served", "A10", 6, counter="4"))
+    book.apply(ev("called", "A11", 7, counter="4"))
+    assert book.in_service() == 2  # A9 at counter 3, A11 at counter 4
+    assert book.recent_services_s(10) == [240.0]  # a call is no serve: no service time
+    book.apply(ev("called", "A9", 60, counter="3"))  # a recall of the one at the counter
+    assert book.in_service() == 2
+    book.apply(ev("served", "A9", 61, counter="3"))
+    book.apply(ev("served", "A11", 62))  # no counter said: it ends the service all the same
+    assert book.in_service() == 0
+    book.apply(ev("issued", "B1", 63))
+    book.apply(ev("called", "B1", 40, counter="3"))  # late: counter 3 called A9 at 46
+    assert book.in_service() == 0
+
+
 def test_calls_count_as_busy_only_once_tickets_have_waited_30_seconds():
     book = TicketBook()
     book.apply(ev("issued", "A1", 0))
