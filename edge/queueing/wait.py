@@ -439,13 +439,20 @@ def forecast_wait(
     """The wait of a customer arriving `horizon_s` (default: the count forecast's) from now:
     the forecast line count over the current throughput (or, without one, the arrival rate),
     its interval from the count's, capped at the site's max_wait_s like the wait now. A future
-    change of staffing is not foreseen. A figure that is not finite is unknown (json.dumps
+    change of staffing is not foreseen. Unknown while the line's count is (a camera down, and
+    no ticket feed: the rate in the window is from before, and a forecast_wait rule must not
+    raise on it); the count forecast stays. A figure that is not finite is unknown (json.dumps
     would write NaN, which no browser parses)."""
     horizon = count.horizon_s if horizon_s is None else horizon_s
     point, low, high = _finite(count.point), _finite(count.low), _finite(count.high)
     if point is None:
         reason = count.reason or ("no count" if count.point is None else "count not finite")
         return WaitForecast(horizon, None, None, None, None, None, None, reason)
+    if not now.known and now.line_count is None:
+        return WaitForecast(
+            horizon, None, None, None, point, low, high,
+            "no line count now: " + (now.reason or "nothing measured"),
+        )  # fmt: skip
     rate, residual = _finite(now.throughput_per_min), True
     if rate is None:
         rate, residual = _finite(now.arrivals_per_min), False

@@ -363,3 +363,16 @@ def test_a_line_count_that_is_not_finite_is_unknown_not_a_capped_wait(bad):
     w = est.estimate(1301.0)
     assert w.wait_s is not None and math.isfinite(w.wait_s) and w.wait_s < 3600.0
     assert w.throughput_per_min is not None and math.isfinite(w.throughput_per_min)
+
+
+def test_no_forecast_wait_while_the_line_count_is_unknown():
+    # the line's camera is down: the rate in the window is from before it went down, and a
+    # forecast_wait rule must not raise on it; the count forecast (from the history) stays
+    down = WaitEstimate(
+        None, None, None, "unknown", "none", None, 2.0, 3.0, None,
+        "the line's cameras are offline",
+    )  # fmt: skip
+    f = forecast_wait(count_forecast(9.0, 6.0, 14.0), down)
+    assert (f.wait_s, f.low_s, f.high_s) == (None, None, None)
+    assert (f.count, f.count_low, f.count_high) == (9.0, 6.0, 14.0)
+    assert "offline" in f.reason
