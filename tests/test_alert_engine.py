@@ -182,11 +182,22 @@ def test_a_reask_is_the_next_pass_of_the_same_alert_and_escalates_anew():
     assert isinstance(third, Reasked) and third.number == 3
 
 
-def test_no_reask_before_a_pass_is_done_or_when_the_rule_never_reasks():
+def test_an_accepted_pass_never_done_is_asked_again_after_twice_reask_after_s():
     d = Driver(RuleEngine(make_rule(escalate_after_s=None), always_open(), alert_ids=counter_ids()))
     (raised,) = d.feed(20, seconds=61)
-    d.engine.acknowledge(raised.alert_id)  # accepted, the pass not yet done
+    d.engine.acknowledge(raised.alert_id, d.mono)  # accepted, the done tap forgotten
+    d.engine.acknowledge(raised.alert_id, d.mono + 500)  # seen again through the store
+    assert d.feed(20, seconds=1199) == []
+    (reasked,) = d.feed(20, seconds=1)
+    assert isinstance(reasked, Reasked) and reasked.number == 2
+    d.engine.acknowledge(raised.alert_id)  # no time known (an old caller): no reminder
     assert d.feed(20, seconds=3600) == []
+
+
+def test_no_reask_before_a_pass_is_accepted_or_when_the_rule_never_reasks():
+    d = Driver(RuleEngine(make_rule(escalate_after_s=None), always_open(), alert_ids=counter_ids()))
+    d.feed(20, seconds=61)
+    assert d.feed(20, seconds=3600) == []  # nobody accepted: escalation's job, not a re-ask
     never = _done_after_raise(make_rule(escalate_after_s=None, reask_after_s=None))
     assert never.feed(20, seconds=3600) == []
 
@@ -214,7 +225,8 @@ def test_no_reask_while_alerts_are_not_allowed_then_one_after():
 
 @pytest.mark.parametrize(
     ("pass_done", "seconds", "expected"),
-    [(True, 599, []), (True, 600, ["Reasked"]), (False, 3600, [])],
+    # Accepted, never done: asked again 2 x reask_after_s after the restart.
+    [(True, 599, []), (True, 600, ["Reasked"]), (False, 1199, []), (False, 1200, ["Reasked"])],
 )
 def test_a_restored_alert_resumes_its_pass_count_and_reask_timer(pass_done, seconds, expected):
     engine = RuleEngine(make_rule(escalate_after_s=None), always_open(), alert_ids=counter_ids())

@@ -10,11 +10,14 @@ neither raise nor clear anything; wall time (UTC) is only asked whether alerts a
     IDLE --count >= raise_at, alerts allowed--> PENDING_RAISE --held raise_after_s--> ACTIVE
     ACTIVE --count <= clear_at--> PENDING_CLEAR --held clear_after_s--> COOLDOWN --cooldown_s--> IDLE
     ACTIVE --pass done, reask_after_s later count >= raise_at, alerts allowed--> ACTIVE (re-asked)
+    ACTIVE --accepted, never done, 2 x reask_after_s later count >= raise_at--> ACTIVE (re-asked)
 
 A re-ask (Reasked) is the next pass asked of the manager while the lobby stays full after one
 was done: the alert stays the same alert, is unacknowledged again and escalates anew. Without
 it an accepted alert never asks again however long the lobby stays full (BENCHMARKS.md, the
-lobby simulator's first numbers).
+lobby simulator's first numbers). A pass accepted and never reported done (the tap forgotten,
+or the manager called away) is taken as walked reask_after_s after the accept, and asked
+again reask_after_s later: an accept must not silence a full lobby for the rest of the day.
 
 A count between clear_at and raise_at changes nothing: that band is what stops an alert from
 flapping when the waiting area hovers around one number. Unknown counts (a camera down) never
@@ -100,6 +103,7 @@ class RuleState:
     cooldown_until: float | None = None
     passes: int = 1  # passes asked so far: the raise is the first
     pass_done_at: float | None = None  # monotonic: when the latest pass was reported done
+    accepted_at: float | None = None  # monotonic: when the latest pass was accepted
 
 
 class RuleEngine:
@@ -151,11 +155,17 @@ class RuleEngine:
             acknowledged=acknowledged or pass_done,
             passes=max(1, passes),
             pass_done_at=now if pass_done else None,
+            accepted_at=now if acknowledged and not pass_done else None,
         )
 
-    def acknowledge(self, alert_id: str) -> None:
-        if self.state.alert_id == alert_id:
-            self.state.acknowledged = True
+    def acknowledge(self, alert_id: str, now: float | None = None) -> None:
+        """The latest pass of `alert_id` was accepted (at monotonic `now`, where known: a pass
+        accepted and never done is asked again in time; a repeat keeps the first time)."""
+        s = self.state
+        if s.alert_id == alert_id:
+            s.acknowledged = True
+            if s.accepted_at is None and s.pass_done_at is None:
+                s.accepted_at = now
 
     def pass_done(self, alert_id: str, now: float) -> None:
         """The latest pass of `alert_id` was reported done (monotonic `now`): the re-ask timer
@@ -207,7 +217,7 @@ class RuleEngine:
         alert_id = self._alert_ids(self.rule.id, utc)
         self._enter(Phase.ACTIVE)
         s.alert_id, s.notified_at, s.escalations, s.acknowledged = alert_id, now, 0, False
-        s.passes, s.pass_done_at = 1, None
+        s.passes, s.pass_done_at, s.accepted_at = 1, None, None
         return [Raised(self.rule.id, alert_id, count, raise_at, since, utc)]
 
     def _pending_clear(
@@ -223,7 +233,7 @@ class RuleEngine:
         event = Cleared(self.rule.id, s.alert_id, count, clear_at, utc)
         self._enter(Phase.COOLDOWN)
         s.alert_id, s.cooldown_until = None, now + self.rule.cooldown_s
-        s.passes, s.pass_done_at = 1, None
+        s.passes, s.pass_done_at, s.accepted_at = 1, None, None
         return [event]
 
     def _maybe_reask(
@@ -234,16 +244,16 @@ class RuleEngine:
         a value that sank into the band (above clear_at) and came back is a full lobby again,
         and one that sank to clear_at went to PENDING_CLEAR, where nothing is re-asked."""
         s, rule = self.state, self.rule
-        if (
-            rule.reask_after_s is None
-            or s.pass_done_at is None
-            or s.alert_id is None
-            or value < raise_at
-            or now - s.pass_done_at < rule.reask_after_s
-        ):
+        if rule.reask_after_s is None or s.alert_id is None or value < raise_at:
+            return []
+        if s.pass_done_at is not None:
+            due = now - s.pass_done_at >= rule.reask_after_s
+        else:  # accepted, never reported done: taken as walked reask_after_s after the accept
+            due = s.accepted_at is not None and now - s.accepted_at >= 2 * rule.reask_after_s
+        if not due:
             return []
         s.passes += 1
-        s.pass_done_at = None
+        s.pass_done_at = s.accepted_at = None
         s.acknowledged = False  # a new ask: it escalates again if nobody accepts it
         s.escalations, s.notified_at = 0, now
         return [Reasked(rule.id, s.alert_id, value, raise_at, s.passes, utc)]

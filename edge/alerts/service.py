@@ -277,7 +277,7 @@ class AlertService:
         with self._lock:
             if record.rule in self.engines:
                 engine = self.engines[record.rule]
-                engine.acknowledge(alert_id)
+                engine.acknowledge(alert_id, self._clock())
                 if ack.status == "pass_done" and (result is None or record.pass_done_at):
                     engine.pass_done(alert_id, self._clock())  # the re-ask timer starts
         self._wake()  # its new state goes out now, not at the next tick
@@ -308,7 +308,7 @@ class AlertService:
                 # escalation and time a re-ask of a pass nobody did.
                 continue
             if alert.acknowledged_at is not None:
-                engine.acknowledge(alert.alert_id)
+                engine.acknowledge(alert.alert_id, self._clock())
             if alert.pass_done_at is not None:
                 engine.pass_done(alert.alert_id, self._clock())
 
@@ -490,7 +490,7 @@ class AlertService:
 
             self.spool.write(escalate, messages)
             if escalated == [False]:  # accepted meanwhile (the API): no escalation after all
-                self.engines[rule.id].acknowledge(alert_id)
+                self.engines[rule.id].acknowledge(alert_id, self._clock())
                 log.info("alert %s: not escalated, it was accepted meanwhile", alert_id)
                 return
             log.warning("alert %s escalated (%d): %s", event.alert_id, event.number, text)
