@@ -627,3 +627,21 @@ def test_the_line_is_the_tracked_people_where_the_tracks_hold_more_than_the_coun
     lobby.clocks.t += 1
     lobby.frame(dwell=fewer, status=CameraStatus.OFFLINE)
     assert lobby.monitor.snapshot().wait.line_count is None
+
+
+def test_the_model_is_rebuilt_once_a_quarter_hour_has_closed_and_settled(tmp_path):
+    # The forecast is anchored on the last whole quarter hour: a model built before it closed
+    # would forecast from the profile alone for up to MODEL_EVERY_S.
+    lobby = Lobby(tmp_path)
+    lobby.clocks.t = 1000.0 + 14 * 60  # 02:14 UTC
+    lobby.monitor.tick()
+    built = lobby.monitor._model_version
+    lobby.clocks.t = 1000.0 + 15 * 60 + 59  # the slot closed 59 s ago: its rows may be late
+    lobby.monitor.tick()
+    assert lobby.monitor._model_version == built
+    lobby.clocks.t += 1
+    lobby.monitor.tick()
+    assert lobby.monitor._model_version == built + 1
+    lobby.clocks.t += 60
+    lobby.monitor.tick()
+    assert lobby.monitor._model_version == built + 1  # once per slot, then every 5 minutes

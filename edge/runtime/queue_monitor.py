@@ -57,8 +57,10 @@ from edge.types import CameraStatus
 log = logging.getLogger("lobbywatch.queue")
 
 HORIZONS_MIN = (15, 30)
-#: How often the line's count model is rebuilt from the stored history.
+#: How often the line's count model is rebuilt from the stored history; also once a quarter
+#: hour has closed and SLOT_SETTLE_S have passed (its last intervals written).
 MODEL_EVERY_S = 300.0
+SLOT_SETTLE_S = 60
 #: The retained queue state and the API's row: at least this often...
 PUBLISH_EVERY_S = 5.0
 #: ...and sooner when the wait's whole minutes or confidence change, but not more often.
@@ -390,7 +392,7 @@ class QueueMonitor:
         if self._unsaved_tickets:
             self._save_tickets([])
         self._read_tickets()
-        if now >= self._next_model:
+        if now >= self._next_model or self._slot_closed():
             self._next_model = now + MODEL_EVERY_S
             self._refresh_model()
         self._refresh_counts()
@@ -447,6 +449,15 @@ class QueueMonitor:
             [midnight.astimezone(timezone.utc).isoformat()],
         )
         return max(0, int(rows[0][0])) if rows else 0
+
+    def _slot_closed(self) -> bool:
+        """A quarter hour has closed since the model was built, and its last intervals have had
+        SLOT_SETTLE_S to land: the forecast is anchored on the last whole slot (forecast.py), so
+        a model a few minutes older than the slot falls back to the profile alone."""
+        if self._slots_until is None:
+            return False
+        ts = int(self._wall().timestamp())
+        return ts // SLOT_S * SLOT_S > self._slots_until and ts % SLOT_S >= SLOT_SETTLE_S
 
     def _refresh_model(self) -> None:
         """The count models of the line and of the entrance from the stored 15-minute means up
