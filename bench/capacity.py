@@ -14,7 +14,8 @@ rate the service itself reports (its state file: capture's delivered rate over t
 mean detector ms, and the per-frame MAE of the raw count and of the smoothed occupancy against
 the authors' head counts (as bench/mall_accuracy.py, over every frame processed in the run).
 Per run: CPU% of the whole process tree (100% = one core; from /proc, so the API child is
-included when --api is on; Mosquitto is not), peak RSS of the tree (sum of VmRSS, sampled
+included: the API is served, with no keys and no client, unless --no-api; Mosquitto, started
+for the MQTT path unless --no-mqtt, is not), peak RSS of the tree (sum of VmRSS, sampled
 every --sample-s), and CPU-ms per processed frame.
 
 Cameras and what they replay (each gets a folder of links named seq_000001.jpg...):
@@ -94,6 +95,7 @@ class RunResult:
     startup_s: float  # from the process start to every camera's first frame
     cpu_pct: float  # of one core, whole service process tree, over the window
     cpu_ms_per_frame: float
+    machine_busy_pct: float  # all cores together, everything on the box, over the window
     peak_rss_mib: float  # sum of VmRSS over the tree, sampled
     exit_code: int | None
     per_camera: list[CameraResult] = field(default_factory=list)
@@ -160,6 +162,14 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores (/proc/stat): how much else
+    ran beside the service in a window, on a shared box."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
 
 
 def rss_mib(pid: int) -> float:
@@ -377,9 +387,9 @@ def run_once(
             raise RuntimeError(f"{name}: not every camera processed a frame (exit {code}):\n{tail}")
         startup_s = time.monotonic() - started
         sample_until(time.monotonic() + args.warmup)
-        w0, cpu0 = time.monotonic(), meter.sample()
+        w0, cpu0, box0 = time.monotonic(), meter.sample(), machine_cpu_seconds()
         sample_until(w0 + args.seconds)
-        w1, cpu1 = time.monotonic(), meter.sample()
+        w1, cpu1, box1 = time.monotonic(), meter.sample(), machine_cpu_seconds()
         service_fps = service_rates(work / "lobbywatch.db.state")
         code = stop_tree(proc, 20)
         records = read_frames(frames_out)
@@ -394,6 +404,7 @@ def run_once(
             startup_s=round(startup_s, 1),
             cpu_pct=round(100 * (cpu1 - cpu0) / window, 1),
             cpu_ms_per_frame=round(1000 * (cpu1 - cpu0) / max(len(in_window), 1), 1),
+            machine_busy_pct=round(100 * (box1[0] - box0[0]) / max(box1[1] - box0[1], 1e-9), 1),
             peak_rss_mib=round(meter.peak_rss_mib, 1),
             exit_code=code,
         )
@@ -457,7 +468,7 @@ def format_run(run: RunResult) -> str:
     head = (
         f"{run.name}: {run.cameras} camera(s) asked {run.asked_fps:g} fps, window {run.window_s:.0f} s"
         f" (start-up {run.startup_s:.0f} s): CPU {run.cpu_pct:.0f}% of a core"
-        f" ({run.cpu_ms_per_frame:.0f} CPU-ms/frame), peak RSS {run.peak_rss_mib:.0f} MiB,"
+        f" ({run.cpu_ms_per_frame:.0f} CPU-ms/frame; box {run.machine_busy_pct:.0f}% busy), peak RSS {run.peak_rss_mib:.0f} MiB,"
         f" exit {run.exit_code}"
     )
     rows = [
@@ -504,7 +515,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=os.environ.get("LOBBYWATCH_MODELS", str(REPO.parent / "shared" / "models")))  # fmt: skip
     parser.add_argument("--no-mqtt", dest="mqtt", action="store_false",
                         help="no broker: MQTT disabled in the service")  # fmt: skip
-    parser.add_argument("--api", action="store_true", help="serve the API from the service too")
+    parser.add_argument("--no-api", dest="api", action="store_false",
+                        help="do not serve the API from the service (served by default, no keys)")  # fmt: skip
     parser.add_argument("--sample-s", type=float, default=0.5)
     parser.add_argument("--startup-timeout-s", type=float, default=180.0)
     parser.add_argument("--keep", action="store_true", help="keep each run's folder (log, config)")

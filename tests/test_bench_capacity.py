@@ -32,7 +32,7 @@ def test_one_replayed_camera_through_the_service_fills_every_field_of_the_report
     out = tmp_path / "capacity.json"
     lines: list[str] = []
     report = main(
-        ["--runs", "busy1", "--seconds", "3", "--warmup", "0", "--no-mqtt",
+        ["--runs", "busy1", "--seconds", "3", "--warmup", "0", "--no-mqtt", "--no-api",
          "--data", str(data_dir), "--models", str(models_dir), "--json", str(out)],
         say=lines.append,
     )  # fmt: skip
@@ -41,6 +41,7 @@ def test_one_replayed_camera_through_the_service_fills_every_field_of_the_report
     assert run["name"] == "busy1" and run["cameras"] == 1
     assert run["exit_code"] == 0  # SIGTERM gave a clean stop
     assert run["cpu_pct"] > 0 and run["cpu_ms_per_frame"] > 0
+    assert 0 < run["machine_busy_pct"] <= 100  # the service itself keeps the box busy
     assert run["peak_rss_mib"] > 50  # two detectors loaded: far more than an idle interpreter
     (camera,) = run["per_camera"]
     assert camera["frames_in_window"] >= 1 and camera["frames_scored"] >= camera["frames_in_window"]
