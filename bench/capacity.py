@@ -465,11 +465,13 @@ def service_rates(state_file: Path) -> dict[str, float]:
 
 
 def format_run(run: RunResult) -> str:
+    cores = os.cpu_count() or 1
     head = (
-        f"{run.name}: {run.cameras} camera(s) asked {run.asked_fps:g} fps, window {run.window_s:.0f} s"
-        f" (start-up {run.startup_s:.0f} s): CPU {run.cpu_pct:.0f}% of a core"
-        f" ({run.cpu_ms_per_frame:.0f} CPU-ms/frame; box {run.machine_busy_pct:.0f}% busy), peak RSS {run.peak_rss_mib:.0f} MiB,"
-        f" exit {run.exit_code}"
+        f"{run.name}: {run.cameras} camera(s) asked {run.asked_fps:g} fps,"
+        f" window {run.window_s:.0f} s (start-up {run.startup_s:.0f} s):"
+        f" CPU {run.cpu_pct:.0f}% of a core = {run.cpu_pct / cores:.0f}% of {cores} cores"
+        f" ({run.cpu_ms_per_frame:.0f} CPU-ms/frame; whole box {run.machine_busy_pct:.0f}% busy),"
+        f" peak RSS {run.peak_rss_mib:.0f} MiB, exit {run.exit_code}"
     )
     rows = [
         f"  {c.id:6s} {c.kind:5s} off {c.offset:4d}  fps {c.achieved_fps:5.2f}"
