@@ -260,6 +260,8 @@ def site_config(
         {
             **template,
             "id": spec.id,
+            # zone ids are unique on a site: each camera's zones are prefixed with its id
+            "zones": [{**z, "id": zone_id(spec.id, z["id"])} for z in template["zones"]],
             "name": f"Replayed camera {spec.id} ({spec.kind})",
             "source": str(work / spec.id / "seq_%06d.jpg"),
             # every source frame is due at the asked rate: frames the service cannot take in
@@ -270,6 +272,14 @@ def site_config(
         }
         for spec in specs
     ]
+    # each rule once per camera, on that camera's zones: every camera drives the alert path
+    alerts = config.get("alerts", {})
+    alerts["rules"] = [
+        {**rule, "id": f"{spec.id}-{rule['id']}",
+         "zones": [zone_id(spec.id, z) for z in rule["zones"]]}
+        for spec in specs
+        for rule in alerts.get("rules", [])
+    ]  # fmt: skip
     config["storage"] = {**config.get("storage", {}), "path": str(work / "lobbywatch.db")}
     if mqtt_port is None:
         config["mqtt"] = {"enabled": False}
@@ -278,6 +288,10 @@ def site_config(
     if api_port is not None:
         config["api"] = {**config.get("api", {}), "enabled": True, "port": api_port}
     return config
+
+
+def zone_id(camera_id: str, zone: str) -> str:
+    return f"{camera_id}-{zone}"
 
 
 def read_frames(path: Path) -> list[dict[str, Any]]:
@@ -395,7 +409,7 @@ def run_once(
         records = read_frames(frames_out)
         window = w1 - w0
         in_window = [r for r in records if w0 <= r["t"] <= w1]
-        zone = next(iter(config["cameras"][0]["zones"]))["id"]
+        zone = base["cameras"][0]["zones"][0]["id"]  # the one scored, on every camera
         result = RunResult(
             name=name,
             cameras=len(specs),
@@ -412,8 +426,9 @@ def run_once(
             mine = [r for r in records if r["cam"] == spec.id]
             windowed = [r for r in in_window if r["cam"] == spec.id]
             ref = [camera_truth(spec, r["i"], truth) for r in mine]
-            raw = metrics([r["raw"][zone] for r in mine], ref)
-            occupancy = [r["occ"][zone] for r in mine]
+            scored = zone_id(spec.id, zone)
+            raw = metrics([r["raw"][scored] for r in mine], ref)
+            occupancy = [r["occ"][scored] for r in mine]
             smooth = None
             if None not in occupancy:
                 smooth = round(metrics(occupancy, ref)["mae"], 3)

@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.capacity import (
+    REPO,
     CameraSpec,
     camera_specs,
     camera_truth,
@@ -23,7 +25,9 @@ from bench.capacity import (
     main,
     parse_runs,
     process_tree,
+    site_config,
 )
+from edge.config import read_config
 
 
 def test_one_replayed_camera_through_the_service_fills_every_field_of_the_report(
@@ -101,3 +105,25 @@ def test_the_process_tree_meter_reads_this_process() -> None:
     used = cpu_seconds(pid)
     assert used is not None and used > 0
     assert cpu_seconds(2**22 + 1) is None  # above pid_max: no such process
+
+
+def test_the_site_config_gives_each_camera_its_own_zones_and_rules(tmp_path: Path) -> None:
+    base = yaml.safe_load((REPO / "configs" / "mall.yaml").read_text())
+    specs = camera_specs("busy", 2, 1600, True, 800)
+    config = site_config(base, specs, tmp_path, 2.0, mqtt_port=None, api_port=None)
+    assert [c["id"] for c in config["cameras"]] == ["cam1", "cam2"]
+    assert [[z["id"] for z in c["zones"]] for c in config["cameras"]] == [
+        ["cam1-floor"],
+        ["cam2-floor"],
+    ]
+    assert [(r["id"], r["zones"]) for r in config["alerts"]["rules"]] == [
+        ("cam1-waiting-full", ["cam1-floor"]),
+        ("cam2-waiting-full", ["cam2-floor"]),
+    ]
+    assert config["cameras"][1]["source"] == str(tmp_path / "cam2" / "seq_%06d.jpg")
+    assert config["storage"]["path"] == str(tmp_path / "lobbywatch.db")
+    assert config["mqtt"] == {"enabled": False}
+    # what the service will be given parses: the product's own validation
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
+    parsed, _ = read_config(tmp_path / "site.yaml")
+    assert len(parsed.cameras) == 2 and not parsed.mqtt.enabled
