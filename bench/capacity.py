@@ -28,6 +28,7 @@ A run is named KIND+N (busy4, still1); the idle-vs-busy ratio is the CPU% of the
 still/empty run over that of busy1 (same fps, same length), lower is better (issue: < 20%).
 
     python bench/capacity.py [--runs busy1,busy4,still1] [--fps 2] [--seconds 60] [--json out.json]
+                             [--set detector.threads=1]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.accuracy import load_heads, metrics  # noqa: E402
+from bench.accuracy import load_heads, metrics, set_overrides  # noqa: E402
 
 KINDS = ("busy", "still", "empty")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -369,7 +370,12 @@ def run_once(
         config_path = work / "site.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         frames_out = work / "frames.jsonl"
-        env = {**os.environ, "LOBBYWATCH_MODELS": args.models, "LOBBYWATCH_DATA": args.data}
+        env = {
+            **os.environ,
+            "LOBBYWATCH_MODELS": args.models,
+            "LOBBYWATCH_DATA": args.data,
+            **set_overrides(args.set),
+        }
         log = (work / "service.log").open("wb")
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(config_path),
                    str(frames_out)]  # fmt: skip
@@ -534,6 +540,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="no broker: MQTT disabled in the service")  # fmt: skip
     parser.add_argument("--no-api", dest="api", action="store_false",
                         help="do not serve the API from the service (served by default, no keys)")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, as a site's environment would"
+                        " set it (detector.threads=1)")  # fmt: skip
     parser.add_argument("--sample-s", type=float, default=0.5)
     parser.add_argument("--startup-timeout-s", type=float, default=180.0)
     parser.add_argument("--keep", action="store_true", help="keep each run's folder (log, config)")
@@ -566,6 +575,7 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> d
         "offsets": args.offsets,
         "mqtt": args.mqtt,
         "api": args.api,
+        "settings": args.set,
         "runs": [asdict(r) for r in runs],
         "idle_vs_busy": ratio,
     }
