@@ -522,7 +522,13 @@ class DetectorConfig(_ModelFormat):
     provider: Literal["auto", "tensorrt", "cuda", "openvino", "cpu"] = Field(
         "auto", description="Execution provider; auto picks the fastest installed"
     )
-    threads: int = Field(0, ge=0, le=64, description="Inference threads, 0 = runtime default")
+    threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Inference threads per model; 0 = sized for the box: its cores shared out "
+        "over every camera's models, at least 1",
+    )
     fusion: FusionConfig = Field(
         default_factory=FusionConfig, description="Several detectors, boxes fused (see fusion.py)"
     )

@@ -7,6 +7,7 @@ camera's scene goes to a SceneFile the caller hands in (none in a replay: it lea
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -222,11 +223,28 @@ def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> 
     return _model_settings(config, config, confidence, cache_dir)
 
 
-def build_detector(config: DetectorConfig, cache_dir: Path | None = None) -> Detector:
+def box_threads(cameras: int, models: int, cores: int | None = None) -> int:
+    """Inference threads per model when the config leaves it to the box (threads: 0): the
+    cores shared out over every camera's models, at least one. Each runtime's default is a
+    pool the size of the machine per model, so 4 cameras of 2 models on 2 cores ran 16 threads
+    on 2 cores: 281 CPU-ms a frame and 1.6-1.9 fps a camera; one thread each, 2.0 fps at half
+    the CPU with the same counts (BENCHMARKS.md, Capacity)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, cameras * models))
+
+
+def build_detector(
+    config: DetectorConfig, cache_dir: Path | None = None, *, cameras: int = 1
+) -> Detector:
     """A detector for one camera: detectors reuse their input buffers, so threads never share one.
 
-    cache_dir keeps accelerator artefacts (TensorRT engines) across restarts.
+    cache_dir keeps accelerator artefacts (TensorRT engines) across restarts. cameras: how many
+    run on this box, for the threads of `threads: 0` (box_threads).
     """
+    if config.threads == 0:
+        models = 1 + len(config.fusion.models)
+        config = config.model_copy(update={"threads": box_threads(cameras, models)})
     main = create_detector(detector_settings(config, cache_dir))
     if not config.fusion.models:
         return main

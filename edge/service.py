@@ -275,7 +275,7 @@ class Service:
             self.api = ChildProcess("api", command)
         cache_dir = config.storage.path.parent / "cache"
         self._detector_factory = detector_factory or (
-            lambda: build_detector(config.detector, cache_dir)
+            lambda: build_detector(config.detector, cache_dir, cameras=len(config.cameras))
         )
         self._stop = threading.Event()
         self.workers: list[CameraWorker] = []
