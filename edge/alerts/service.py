@@ -40,7 +40,7 @@ from edge.board import BoardUpdate, OccupancyBoard
 from edge.config import AlertRuleConfig, LobbyConfig, RuleMetric
 from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import Topics
-from edge.queueing.snapshot import QueueSnapshot
+from edge.queueing.snapshot import QueueSnapshot, minutes
 from edge.schedule import Schedule
 from edge.store import AckResult, AlertRecord, OutboxMessage, PassNumber, Store
 from edge.types import CameraStatus
@@ -372,12 +372,12 @@ class AlertService:
             )  # fmt: skip
             wait_s = snapshot.wait.wait_s
             if wait_s is not None:
-                figures["wait_minutes"] = _minutes(wait_s)
+                figures["wait_minutes"] = minutes(wait_s)
                 figures["wait_confidence"] = snapshot.wait.confidence
             for horizon in (15, 30):
                 ahead = snapshot.forecast.get(horizon)
                 if ahead is not None and ahead.wait_s is not None:
-                    figures[f"forecast_{horizon}_minutes"] = _minutes(ahead.wait_s)
+                    figures[f"forecast_{horizon}_minutes"] = minutes(ahead.wait_s)
             kiosks = kiosk_use(snapshot.kiosks)
             if kiosks is not None:
                 figures["kiosks_in_use"], figures["kiosks_capacity"] = kiosks
@@ -654,11 +654,6 @@ def _already(record: AlertRecord, status: str) -> str:
     if status == "pass_done":
         return f"pass done by {shorten(record.pass_done_by)} at {record.pass_done_at}"
     return f"accepted by {shorten(record.acknowledged_by)} at {record.acknowledged_at}"
-
-
-def _minutes(seconds: float) -> float:
-    """Seconds as minutes to a tenth: what a figure shows (the text rounds to whole minutes)."""
-    return round(seconds / 60.0, 1)
 
 
 def _iso(at: datetime) -> str:

@@ -6,12 +6,19 @@ Made by the queue monitor (edge/runtime/queue_monitor.py), read by alert rules a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from edge.queueing.wait import UNKNOWN_WAIT, WaitEstimate, WaitForecast
 from edge.tracking.dwell import ZoneDwell
+
+
+def minutes(seconds: float | None) -> float | None:
+    """Seconds as minutes to a tenth, as the snapshot's figures show them (published JSON,
+    an alert's figures); None for unknown or not finite, never 0 or NaN."""
+    return None if seconds is None or not math.isfinite(seconds) else round(seconds / 60.0, 1)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from edge.config import LINE_ROLES, LobbyConfig, RuleMetric, ZoneConfig
 from edge.logsafe import LogThrottle, shorten
 from edge.queueing.forecast import SLOT_S, CountForecast, CountModel, ForecastParams
 from edge.queueing.history import Interval, slot_history
-from edge.queueing.snapshot import QueueSnapshot, ZoneUse
+from edge.queueing.snapshot import QueueSnapshot, ZoneUse, minutes
 from edge.queueing.tickets import TicketBook, TicketEvent, parse_ticket_events
 from edge.queueing.wait import (
     WaitEstimate,
@@ -505,13 +505,13 @@ class QueueMonitor:
             return
         model = self._model
         counts: dict[int, CountForecast] = {}
-        for minutes in HORIZONS_MIN:
+        for horizon in HORIZONS_MIN:
             if model is None:
-                counts[minutes] = CountForecast(
-                    minutes * 60, ts, ts, FORECAST_PARAMS.coverage, reason=self._model_reason
+                counts[horizon] = CountForecast(
+                    horizon * 60, ts, ts, FORECAST_PARAMS.coverage, reason=self._model_reason
                 )
             else:
-                counts[minutes] = model.forecast(ts, minutes * 60)
+                counts[horizon] = model.forecast(ts, horizon * 60)
         usual = None
         if self._entrance_model is not None:
             now_slot = self._entrance_model.forecast(ts, 0)
@@ -617,15 +617,15 @@ class QueueMonitor:
             "at": _iso(snapshot.at),
             "line_zones": list(snapshot.line_zones),
             "wait": {
-                "minutes": _minutes(w.wait_s),
-                "low_minutes": _minutes(w.low_s),
-                "high_minutes": _minutes(w.high_s),
+                "minutes": minutes(w.wait_s),
+                "low_minutes": minutes(w.low_s),
+                "high_minutes": minutes(w.high_s),
                 "confidence": w.confidence,
                 "method": w.method,
                 "line_count": _round(w.line_count),
                 "throughput_per_min": _round(w.throughput_per_min, 2),
                 "arrivals_per_min": _round(w.arrivals_per_min, 2),
-                "dwell_p50_minutes": _minutes(w.dwell_p50_s),
+                "dwell_p50_minutes": minutes(w.dwell_p50_s),
                 "reason": w.reason,
             },
             "forecast": {
@@ -633,9 +633,9 @@ class QueueMonitor:
                     "count": _round(f.count),
                     "count_low": _round(f.count_low),
                     "count_high": _round(f.count_high),
-                    "minutes": _minutes(f.wait_s),
-                    "low_minutes": _minutes(f.low_s),
-                    "high_minutes": _minutes(f.high_s),
+                    "minutes": minutes(f.wait_s),
+                    "low_minutes": minutes(f.low_s),
+                    "high_minutes": minutes(f.high_s),
                     "reason": f.reason,
                 }
                 for m, f in sorted(snapshot.forecast.items())
@@ -655,7 +655,7 @@ class QueueMonitor:
                     "name": c.name,
                     "counter": c.counter,
                     "occupied": None if c.count is None else c.count >= EMPTY_BELOW,
-                    "empty_minutes": None if c.count is None else _minutes(c.empty_s),
+                    "empty_minutes": None if c.count is None else minutes(c.empty_s),
                 }
                 for c in snapshot.counters
             ],
@@ -669,20 +669,16 @@ class QueueMonitor:
 def _dwell_json(d: ZoneDwell) -> dict[str, Any]:
     return {
         "present": d.present,
-        "present_p50_minutes": _minutes(d.present_p50_s),
-        "present_p90_minutes": _minutes(d.present_p90_s),
+        "present_p50_minutes": minutes(d.present_p50_s),
+        "present_p90_minutes": minutes(d.present_p90_s),
         "finished": d.finished,
-        "finished_p50_minutes": _minutes(d.finished_p50_s),
-        "finished_p90_minutes": _minutes(d.finished_p90_s),
+        "finished_p50_minutes": minutes(d.finished_p50_s),
+        "finished_p90_minutes": minutes(d.finished_p90_s),
     }
 
 
 def _per_minute(seconds: float | None) -> float | None:
     return None if seconds is None else seconds / 60.0
-
-
-def _minutes(seconds: float | None) -> float | None:
-    return None if seconds is None or not math.isfinite(seconds) else round(seconds / 60.0, 1)
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
