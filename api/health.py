@@ -1,7 +1,8 @@
 """Readiness: can this device do its job right now? For IT and for service managers.
 
 Ready means the store can be read and written, the disk is not nearly full, and at least one
-camera is online (the pipeline reports it, recently). The broker connection is reported but does
+camera is online (the pipeline reports it, recently). A camera that drops more than a tenth of its
+frames (the device is short of compute) makes the device degraded, not unready: it still counts. The broker connection is reported but does
 not decide readiness: occupancy and history work without it. Liveness is the process answering.
 
 What only the running pipeline knows (whether its writes succeed, the broker's state and why,
@@ -12,11 +13,12 @@ tries a real write of its own: a check that writes nothing says a full disk is w
 
 from __future__ import annotations
 
+import math
 import shutil
 from datetime import datetime
 
 from api.db import StoreAccess, StoreUnavailable
-from api.live import camera_states
+from api.live import CameraState, camera_states
 from api.schemas import (
     BrokerHealth,
     CameraHealth,
@@ -50,16 +52,18 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         except StoreUnavailable as exc:
             readable = Check(ok=False, detail=str(exc))
             states = []
-        cameras = [CameraHealth.model_validate(s, from_attributes=True) for s in states]
+        cameras = [_camera(s, running) for s in states]
     pipeline_running = running is not None or any(not c.stale for c in cameras)
     broker = _broker(config, running, meta, pipeline_running)
     child = _child(running)
     online = any(c.status == "online" for c in cameras)
     ready = readable.ok and writable.ok and disk.ok and online
     channels = _channels(running)
+    overloaded = [c.camera_id for c in cameras if c.overloaded]
     degraded = (
         broker.state not in ("connected", "disabled", "unknown")
         or any(c.status != "online" for c in cameras)
+        or bool(overloaded)
         or (child is not None and child.state != "running")
         or any(c.state != "ok" for c in channels)
     )
@@ -75,8 +79,36 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         delivery=_delivery(running),
         pipeline_api=child,
         cameras=cameras,
+        overloaded=overloaded,
         channels=channels,
     )
+
+
+def _camera(state: CameraState, running: DeviceState | None) -> CameraHealth:
+    """The store's camera row, with the running pipeline's rates (the shares it could not keep
+    up with) while its report is current; an overload of a camera not online says nothing."""
+    health = CameraHealth.model_validate(state, from_attributes=True)
+    section = running.section("cameras").get(state.camera_id) if running is not None else None
+    if not isinstance(section, dict):
+        return health
+    rates = {
+        "target_fps": _number(section.get("target_fps")),
+        "dropped_share": _share(section.get("dropped_share")),
+        "detector_share": _share(section.get("detector_share")),
+        "overloaded": section.get("overloaded") is True and state.status == "online",
+    }
+    return health.model_copy(update=rates)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _share(value: object) -> float | None:
+    number = _number(value)
+    return number if number is not None and number <= 1 else None
 
 
 def _writable(store: StoreAccess, running: DeviceState | None) -> Check:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -168,6 +169,7 @@ class StoreCollector(Collector):
             "Alert messages the broker has not acknowledged yet",
             value=float(outbox.get("backlog", 0)),
         )
+        yield from self._camera_rates(device.section("cameras"))
         channels = device.section("channels")
         if channels:
             up = GaugeMetricFamily(
@@ -185,6 +187,36 @@ class StoreCollector(Collector):
             "Alert messages given up (expired before the broker took them) since the pipeline started",
             value=float(outbox.get("expired", 0)),
         )
+
+    def _camera_rates(self, cameras: dict[str, Any]) -> Iterator[Metric]:
+        """What each camera is asked for and what the device could not keep up with, as the
+        pipeline reports it over its last 30 s; a share without frames to take it of is absent."""
+        families = {
+            "target_fps": GaugeMetricFamily(
+                "lobbywatch_camera_target_fps",
+                "Frames per second the camera is asked for (cameras[].fps)",
+                labels=["camera"],
+            ),
+            "dropped_share": GaugeMetricFamily(
+                "lobbywatch_camera_dropped_share",
+                "Share of the camera's frames over the last 30 s dropped because the device could "
+                "not keep up (0..1; above 0.1 the camera is overloaded)",
+                labels=["camera"],
+            ),
+            "detector_share": GaugeMetricFamily(
+                "lobbywatch_camera_detector_share",
+                "Share of the frames processed over the last 30 s that the detector ran on (0..1)",
+                labels=["camera"],
+            ),
+        }
+        for camera_id, info in cameras.items():
+            if not isinstance(info, dict):
+                continue
+            for key, family in families.items():
+                value = info.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    family.add_metric([camera_id], float(value))
+        yield from families.values()
 
 
 def make_registry(collector: StoreCollector) -> CollectorRegistry:

@@ -240,6 +240,21 @@ class CameraHealth(_Out):
     inference_ms: float | None
     updated_at: datetime | None
     stale: bool
+    target_fps: float | None = Field(
+        None, description="Frames per second the camera is asked for (cameras[].fps); null when "
+        "the pipeline is not running"
+    )  # fmt: skip
+    dropped_share: float | None = Field(
+        None, ge=0, le=1, description="Share of the camera's frames over the last 30 s that "
+        "capture dropped because the device could not keep up (0..1); null without frames"
+    )  # fmt: skip
+    detector_share: float | None = Field(
+        None, ge=0, le=1, description="Share of the frames processed over the last 30 s that the "
+        "detector ran on (the rest reuse the last detections: nothing changed); null without frames"
+    )  # fmt: skip
+    overloaded: bool = Field(
+        False, description="The camera drops more than a tenth of its frames: the device is short"
+    )
 
 
 class Check(_Out):
@@ -319,6 +334,11 @@ class HealthOut(_Out):
         "API runs on its own or the pipeline is not running)"
     )
     cameras: list[CameraHealth]
+    overloaded: list[str] = Field(
+        default_factory=list,
+        description="Cameras that drop more than a tenth of their frames (the device cannot keep "
+        "their fps); any makes the status degraded",
+    )
     channels: list[ChannelHealth] = Field(
         default_factory=list,
         description="The bank's channels (alerts.channels); empty when none or the pipeline is "

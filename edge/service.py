@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -54,6 +55,12 @@ MAX_CONSECUTIVE_ERRORS = 20
 MAX_UNSAVED_HISTORY = 50_000
 STATE_EVERY_S = 1.0
 RECOVER_EVERY_S = 10.0
+#: Seconds of frames a worker's shares (dropped, detector) are taken over: long enough that one
+#: slow frame is no overload, short enough that the status line says it within a minute.
+RATE_WINDOW_S = 30.0
+#: Above this share of its frames dropped by capture, a camera is "overloaded": the box cannot
+#: keep the camera's fps (a few drops are jitter; a tenth is a rate the camera does not get).
+OVERLOADED_SHARE = 0.1
 
 
 def utc_now() -> datetime:
@@ -75,15 +82,71 @@ def capture_settings(camera: CameraConfig, *, realtime: bool, loop: bool) -> Cap
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerState:
-    """What the main thread may read about a worker (replaced whole, never mutated in place)."""
+    """What the main thread may read about a worker (replaced whole, never mutated in place).
+
+    target_fps: the camera's configured fps. dropped_share: of the frames capture delivered over
+    the last RATE_WINDOW_S, the share it replaced with a newer one before the worker read it
+    (the box was too slow); detector_share: of the frames processed there, the share the detector
+    ran on (change gating reuses the last detections on the rest). Both None without frames in
+    the window (and while the camera is not online).
+    """
 
     status: CameraStatus = CameraStatus.OFFLINE
     fps: float = 0.0
     occupancy: dict[str, float | None] = field(default_factory=dict)
     raw: dict[str, int] | None = None
     inference_ms: float = 0.0
+    target_fps: float = 0.0
+    dropped_share: float | None = None
+    detector_share: float | None = None
+
+    @property
+    def overloaded(self) -> bool:
+        """Online and dropping more than OVERLOADED_SHARE of its frames."""
+        return (
+            self.status is CameraStatus.ONLINE
+            and self.dropped_share is not None
+            and self.dropped_share > OVERLOADED_SHARE
+        )
+
+
+class RateWindow:
+    """Frames processed, frames capture dropped and detector runs over the last `window_s`
+    seconds (monotonic), as counts with the time they happened; one per worker thread."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._events: deque[tuple[float, int, int, int]] = deque()
+        self._processed = self._dropped = self._detector = 0
+
+    def add(self, now: float, *, processed: int = 0, dropped: int = 0, detector: int = 0) -> None:
+        if processed or dropped or detector:
+            self._events.append((now, processed, dropped, detector))
+            self._processed += processed
+            self._dropped += dropped
+            self._detector += detector
+        self._prune(now)
+
+    def clear(self) -> None:
+        self._events.clear()
+        self._processed = self._dropped = self._detector = 0
+
+    def shares(self, now: float) -> tuple[float | None, float | None]:
+        """(dropped / (processed + dropped), detector runs / processed); None without frames."""
+        self._prune(now)
+        delivered = self._processed + self._dropped
+        dropped = self._dropped / delivered if delivered else None
+        detector = self._detector / self._processed if self._processed else None
+        return dropped, detector
+
+    def _prune(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - self.window_s:
+            _, processed, dropped, detector = self._events.popleft()
+            self._processed -= processed
+            self._dropped -= dropped
+            self._detector -= detector
 
 
 class CameraWorker:
@@ -107,7 +170,12 @@ class CameraWorker:
         self.recorder = HistoryRecorder(camera_config.id, pipeline.zone_ids, interval_s)
         self.clock = clock
         self.wall_clock = wall_clock
-        self.state = WorkerState(occupancy={z: None for z in pipeline.zone_ids})
+        self.target_fps = camera_config.fps
+        self.state = WorkerState(
+            occupancy={z: None for z in pipeline.zone_ids}, target_fps=self.target_fps
+        )
+        self.rates = RateWindow()
+        self._dropped_seen = camera.dropped  # capture's running counter: the window takes deltas
         self.heartbeat = clock()
         self.last_frame_at: float | None = None  # monotonic time of the last processed frame
         self.error: BaseException | None = None
@@ -162,11 +230,14 @@ class CameraWorker:
             values: dict[str, float | None] | None = None
             result: FrameResult | None = None
             state = self.state
+            dropped = self._take_dropped()
             if status is not CameraStatus.ONLINE:
                 self.pipeline.mark_unknown()
+                self.rates.clear()  # the shares are of the time it is online, from its return
                 state = WorkerState(
-                    status, self.camera.fps, {z: None for z in self.pipeline.zone_ids}
-                )
+                    status, self.camera.fps, {z: None for z in self.pipeline.zone_ids},
+                    target_fps=self.target_fps,
+                )  # fmt: skip
             elif frame is not None:
                 try:
                     result = self.pipeline.process(frame, frame.monotonic)
@@ -174,18 +245,25 @@ class CameraWorker:
                 except Exception:
                     errors += 1
                     log.exception("camera %s: frame %d failed", self.camera_id, frame.index)
+                    self.rates.add(now, dropped=dropped)
                     if errors >= MAX_CONSECUTIVE_ERRORS:
                         raise
                     continue
+                # TODO(lead): result.detector_ran once FrameResult has it (docs/capacity.md 1).
+                ran = bool(getattr(result, "detector_ran", True))
+                self.rates.add(now, processed=1, dropped=dropped, detector=int(ran))
                 values = dict(result.occupancy)
                 self.last_frame_at = now
                 state = WorkerState(
-                    status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000
-                )
+                    status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000,
+                    self.target_fps, *self.rates.shares(now),
+                )  # fmt: skip
             else:
+                self.rates.add(now, dropped=dropped)
                 state = WorkerState(
-                    status, self.camera.fps, state.occupancy, state.raw, state.inference_ms
-                )
+                    status, self.camera.fps, state.occupancy, state.raw, state.inference_ms,
+                    self.target_fps, *self.rates.shares(now),
+                )  # fmt: skip
             self.state = state
             if self.board is not None:
                 readings = self._readings(state)
@@ -199,6 +277,12 @@ class CameraWorker:
                     log.info("camera %s: %s", self.camera_id, status.value)
                 self._write_live(state)
                 last_live, last_status = now, status
+
+    def _take_dropped(self) -> int:
+        """Frames capture dropped since the last call."""
+        total = self.camera.dropped
+        delta, self._dropped_seen = max(0, total - self._dropped_seen), total
+        return delta
 
     def _readings(self, state: WorkerState) -> tuple[ZoneReading, ...]:
         at = self.wall_clock()
@@ -434,10 +518,7 @@ class Service:
             "outbox": {"backlog": delivery.backlog, "expired": delivery.expired},
             "channels": delivery.channels or {},
             "api": None if self.api is None else _child(self.api.state),
-            "cameras": {
-                w.camera_id: {"status": w.state.status.value, "fps": round(w.state.fps, 2)}
-                for w in self.workers
-            },
+            "cameras": {w.camera_id: camera_state(w.state) for w in self.workers},
         }  # fmt: skip
 
     def frames_flowing(self, now: float) -> bool:
@@ -469,16 +550,47 @@ class Service:
             )
 
 
+def camera_state(state: WorkerState) -> dict[str, Any]:
+    """A camera's part of the device state file (read by the API's health and metrics)."""
+    return {
+        "status": state.status.value,
+        "fps": round(state.fps, 2),
+        "target_fps": state.target_fps,
+        "dropped_share": _round(state.dropped_share),
+        "detector_share": _round(state.detector_share),
+        "overloaded": state.overloaded,
+    }
+
+
+def _round(share: float | None) -> float | None:
+    return None if share is None else round(share, 3)
+
+
 def status_line(camera_id: str, state: WorkerState) -> str:
+    """`camera c1 online 1.6/2 fps, 20% dropped (overloaded), detector 15% of frames, infer
+    120 ms | zones`: the rate against the asked one, and what the box could not keep up with."""
     zones = " ".join(
         f"{zone}={'unknown' if value is None else f'{value:g}'}"
         + ("" if state.raw is None or value is None else f" (raw {state.raw.get(zone)})")
         for zone, value in state.occupancy.items()
     )
-    return (
-        f"camera {camera_id} {state.status.value} {state.fps:.1f} fps"
-        f" infer {state.inference_ms:.0f} ms | {zones}"
-    )
+    parts = [f"camera {camera_id} {state.status.value} {state.fps:.1f}/{state.target_fps:g} fps"]
+    if state.dropped_share:  # said only when some were
+        overloaded = " (overloaded)" if state.overloaded else ""
+        parts.append(f"{_percent(state.dropped_share)} dropped{overloaded}")
+    if state.detector_share is not None:
+        parts.append(f"detector {_percent(state.detector_share)} of frames")
+    parts.append(f"infer {state.inference_ms:.0f} ms")
+    return f"{', '.join(parts)} | {zones}"
+
+
+def _percent(share: float) -> str:
+    """Whole percent; a share that rounds to 0 or 100 but is not says so (<1%, >99%)."""
+    if 0 < share < 0.005:
+        return "<1%"
+    if 0.995 <= share < 1:
+        return ">99%"
+    return f"{share:.0%}"
 
 
 def _child(state: ChildState) -> dict[str, Any]:
@@ -535,8 +647,10 @@ def health_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     store = snapshot["store"]
     api = snapshot.get("api") or {}
     failing = not store["writable"]
+    overloaded = overloaded_cameras(snapshot)
+    degraded = failing or api.get("state") == "failed" or bool(overloaded)
     return {
-        "status": "degraded" if failing or api.get("state") == "failed" else "ok",
+        "status": "degraded" if degraded else "ok",
         "store": {
             "state": "failing" if failing else "ok",
             "since": store["since"],
@@ -544,4 +658,13 @@ def health_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
             "memory_only": store["memory_only"],
         },
         "api": api.get("state"),
+        "overloaded": overloaded,
     }
+
+
+def overloaded_cameras(snapshot: dict[str, Any]) -> list[str]:
+    """Ids of the snapshot's cameras that drop more than OVERLOADED_SHARE of their frames."""
+    cameras = snapshot.get("cameras") or {}
+    return sorted(
+        c for c, info in cameras.items() if isinstance(info, dict) and info.get("overloaded")
+    )
