@@ -360,6 +360,45 @@ class SceneConfig(_Strict):
     )
 
 
+class MotionMaskConfig(_Strict):
+    id: Id
+    polygon: Polygon = Field(description="Change here never wakes the detector (a screen, a door)")
+    reason: str = Field("", description="Why, e.g. 'queue display above the counters'")
+
+
+class GatingConfig(_Strict):
+    """Run the detector only when the view changed, or every refresh_s (edge/detect/gating.py).
+
+    Defaults follow from cameras, not from a scene: a blurred grey level moving by 18 is past
+    sensor noise and JPEG blocks, 2% of a cell is a small far person moving.
+    """
+
+    enabled: bool = Field(True, description="Skip the detector while nothing in view changes")
+    refresh_s: float = Field(
+        10.0, gt=0, le=300, description="Seconds after which the detector runs even on a still view"
+    )
+    pixel_threshold: int = Field(
+        18, gt=0, lt=255, description="Grey levels a pixel must move by to count as changed"
+    )
+    cell_share: float = Field(
+        0.02, gt=0, le=1, description="Share of a grid cell's pixels that must change"
+    )
+    grid: tuple[int, int] = Field((8, 6), description="Cells across and down compared")
+    masks: list[MotionMaskConfig] = Field(default_factory=list)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: tuple[int, int]) -> tuple[int, int]:
+        if not all(1 <= n <= 64 for n in grid):
+            raise ValueError("grid cells must be 1..64 on each axis")
+        return grid
+
+    @model_validator(mode="after")
+    def _check(self) -> GatingConfig:
+        _unique([m.id for m in self.masks], "motion mask")
+        return self
+
+
 class CameraConfig(_Strict):
     id: Id
     name: str = ""
@@ -385,6 +424,10 @@ class CameraConfig(_Strict):
     scene: SceneConfig = Field(
         default_factory=SceneConfig,
         description="Box plausibility, text overlays and static clutter, learned",
+    )
+    gating: GatingConfig = Field(
+        default_factory=GatingConfig,
+        description="Detector only on change, with a bounded refresh (still people stay counted)",
     )
 
     @field_validator("source")

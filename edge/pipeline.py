@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from edge import calibration
 from edge.calibration import ZoneCalibration
 from edge.config import (
     CameraConfig,
     DetectorConfig,
     FusionModelConfig,
+    GatingConfig,
     OccupancyConfig,
     SceneConfig,
     TilingConfig,
@@ -36,6 +40,7 @@ from edge.detect import (
     create_detector,
 )
 from edge.detect.fusion import FusedDetector
+from edge.detect.gating import ChangeGate, GateSettings
 from edge.detect.settings import Family, letterboxes
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
@@ -52,7 +57,8 @@ class FrameResult:
     """What one processed frame says about its camera's zones.
 
     raw: people the detector placed in each zone in this frame. occupancy: smoothed count per zone.
-    inference_s: wall seconds spent in the detector, for fps and latency figures.
+    inference_s: wall seconds spent in the detector, for fps and latency figures (0 when
+    detector_ran is False: the change gate kept the last detections, edge/detect/gating.py).
     """
 
     camera_id: str
@@ -67,6 +73,23 @@ class FrameResult:
     track_ids: tuple[int | None, ...] = ()  # each detection's person id (None: not yet confirmed)
     dwell: Mapping[str, ZoneDwell] = field(default_factory=dict)  # per timed zone (edge/tracking)
     visits: tuple[Visit, ...] = ()  # the visits that ended in this frame (edge/tracking)
+    detector_ran: bool = True  # False: nothing changed in view, the last detections stand
+    gate_reason: str = "off"  # why the gate ran the detector or not ("off": no gate)
+
+
+def build_gate(config: GatingConfig, camera: CameraConfig) -> ChangeGate | None:
+    """The camera's change gate; its ignore polygons are masked too (nothing there counts)."""
+    if not config.enabled:
+        return None
+    masks = [m.polygon for m in config.masks] + [m.polygon for m in camera.ignore]
+    settings = GateSettings(
+        config.refresh_s,
+        config.pixel_threshold,
+        config.cell_share,
+        config.grid,
+        tuple(masks),
+    )
+    return ChangeGate(settings)
 
 
 def build_scene(config: SceneConfig) -> Scene:
@@ -106,6 +129,10 @@ class CameraPipeline:
         }
         self._tracker, self._dwell = build_tracking(camera, tracking or TrackingConfig())
         self.scene = build_scene(camera.scene)
+        self._gate = build_gate(camera.gating, camera)
+        # What the scene kept of the last run's boxes, and how many it dropped: what a frame
+        # the gate lets pass counts from.
+        self._kept: tuple[Detections, int] | None = None
         self._scene_file = scene_file if self.scene.enabled else None
         self._scene_every_s = camera.scene.save_every_s
         self._scene_saved_at: float | None = None
@@ -124,17 +151,15 @@ class CameraPipeline:
 
     def process(self, frame: Frame, now: float) -> FrameResult:
         """Count people in one frame; `now` is the frame's time in seconds on a steady clock."""
-        started = time.perf_counter()
         # Known text overlays are painted out first: the detector never boxes a clock digit.
-        detections = self.detector.detect(self.scene.for_detector(frame.image))
-        inference_s = time.perf_counter() - started
-        dropped = 0
-        if self.scene.enabled:
-            keep = self.scene.update(frame.image, detections, now)
-            dropped = int(len(keep) - keep.sum())
-            if dropped:
-                detections = detections[keep]
-            self._maybe_save_scene(now)
+        image = self.scene.for_detector(frame.image)
+        gate = self._gate.decide(image, now) if self._gate is not None else None
+        kept = self._kept
+        if gate is None or gate.run or kept is None:
+            detections, dropped, inference_s = self._detect(frame, image, now)
+            ran = True
+        else:
+            (detections, dropped), inference_s, ran = kept, 0.0, False
         anchors = detections.anchors(frame.width, frame.height)
         zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
         detected = tally(zone_of, self.zone_ids)
@@ -164,7 +189,32 @@ class CameraPipeline:
             track_ids,
             dwell,
             visits,
+            ran,
+            "off" if gate is None else gate.reason,
         )
+
+    def _detect(
+        self, frame: Frame, image: npt.NDArray[np.uint8], now: float
+    ) -> tuple[Detections, int, float]:
+        """Run the detector and the scene's judgement: the boxes kept, how many were dropped,
+        and the detector's wall seconds."""
+        started = time.perf_counter()
+        try:
+            detections = self.detector.detect(image)
+        except Exception:
+            if self._gate is not None:
+                self._gate.reset()  # the next frame must not be compared with one never seen
+            raise
+        inference_s = time.perf_counter() - started
+        dropped = 0
+        if self.scene.enabled:
+            keep = self.scene.update(frame.image, detections, now)
+            dropped = int(len(keep) - keep.sum())
+            if dropped:
+                detections = detections[keep]
+            self._maybe_save_scene(now)
+        self._kept = (detections, dropped)
+        return detections, dropped, inference_s
 
     def _maybe_save_scene(self, now: float) -> None:
         if self._scene_file is None:
@@ -193,6 +243,9 @@ class CameraPipeline:
     def mark_unknown(self) -> None:
         """The camera is not online: forget the window so stale counts are never reported."""
         self._hold.reset()
+        self._kept = None
+        if self._gate is not None:
+            self._gate.reset()
         if self._tracker is not None and self._dwell is not None:
             self._tracker.reset()
             self._dwell.reset()

@@ -58,6 +58,7 @@ site: {{id: s1, timezone: Asia/Shanghai}}
 cameras:
   - id: lobby
     source: rtsp://127.0.0.1:9/none
+    gating: {{enabled: false}}  # the stand-in detectors' people are not in the image
     zones:
 {zones}storage: {{path: "{db}"}}
 mqtt: {{enabled: false}}

@@ -27,6 +27,7 @@ cameras:
     zones:
       - {{id: floor, role: waiting, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
     scene: {scene}
+    gating: {{enabled: false}}  # the stand-in's walkers are not in the image
 occupancy: {{hold_frames: 0, window_s: 0}}
 storage: {{path: "{db}"}}
 mqtt: {{enabled: false}}
