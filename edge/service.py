@@ -86,6 +86,7 @@ def capture_settings(camera: CameraConfig, *, realtime: bool, loop: bool) -> Cap
 class WorkerState:
     """What the main thread may read about a worker (replaced whole, never mutated in place).
 
+    inference_ms: the detector's time on the last frame it ran on.
     target_fps: the camera's configured fps. dropped_share: of the frames capture delivered over
     the last RATE_WINDOW_S, the share it replaced with a newer one before the worker read it
     (the box was too slow); detector_share: of the frames processed there, the share the detector
@@ -254,8 +255,11 @@ class CameraWorker:
                 self.rates.add(now, processed=1, dropped=dropped, detector=int(ran))
                 values = dict(result.occupancy)
                 self.last_frame_at = now
+                # The detector's time when it last ran: a frame that reused its detections took
+                # none, and "infer 0 ms" would hide what a run costs.
+                infer_ms = result.inference_s * 1000 if ran else state.inference_ms
                 state = WorkerState(
-                    status, self.camera.fps, values, dict(result.raw), result.inference_s * 1000,
+                    status, self.camera.fps, values, dict(result.raw), infer_ms,
                     self.target_fps, *self.rates.shares(now),
                 )  # fmt: skip
             else:

@@ -148,6 +148,7 @@ def test_a_worker_says_what_capture_dropped_and_how_often_the_detector_ran(tmp_p
     assert not worker.alive and worker.error is None
 
     assert camera.seen[0].dropped_share is None and not camera.seen[0].overloaded  # no data yet
+    assert camera.seen[39].inference_ms == pytest.approx(120)  # frame 39 reused frame 35's
     short = camera.seen[40]  # after the first 40 frames, at 20 s
     assert short.target_fps == 2
     assert short.dropped_share == pytest.approx(10 / 50)
