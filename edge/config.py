@@ -570,7 +570,14 @@ class DetectorConfig(_ModelFormat):
         ge=0,
         le=64,
         description="Inference threads per model; 0 = sized for the box: its cores shared out "
-        "over every camera's models, at least 1",
+        "over the models of the detectors running at once, at least 1",
+    )
+    slots: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Detectors shared by all cameras (each loads every model once); 0 = as "
+        "many as the box has cores, or cameras if fewer",
     )
     fusion: FusionConfig = Field(
         default_factory=FusionConfig, description="Several detectors, boxes fused (see fusion.py)"

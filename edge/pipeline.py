@@ -41,6 +41,7 @@ from edge.detect import (
 )
 from edge.detect.fusion import FusedDetector
 from edge.detect.gating import ChangeGate, GateSettings
+from edge.detect.pool import DetectorPool
 from edge.detect.settings import Family, letterboxes
 from edge.occupancy import OccupancySmoother
 from edge.presence import PresenceHold
@@ -206,6 +207,8 @@ class CameraPipeline:
                 self._gate.reset()  # the next frame must not be compared with one never seen
             raise
         inference_s = time.perf_counter() - started
+        if isinstance(self.detector, DetectorPool):  # its turn in the line is not inference
+            inference_s -= self.detector.waited_s()
         dropped = 0
         if self.scene.enabled:
             keep = self.scene.update(frame.image, detections, now)
@@ -278,22 +281,38 @@ def detector_settings(config: DetectorConfig, cache_dir: Path | None = None) -> 
 
 def box_threads(cameras: int, models: int, cores: int | None = None) -> int:
     """Inference threads per model when the config leaves it to the box (threads: 0): the
-    cores shared out over every camera's models, at least one. Each runtime's default is a
-    pool the size of the machine per model, so 4 cameras of 2 models on 2 cores ran 16 threads
-    on 2 cores: 281 CPU-ms a frame and 1.6-1.9 fps a camera; one thread each, 2.0 fps at half
-    the CPU with the same counts (BENCHMARKS.md, Capacity)."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, cameras * models))
+    cores shared out over the models of every detector running at once (`cameras` of them),
+    at least one. Each runtime's default is a pool the size of the machine per model, so 4
+    cameras of 2 models on 2 cores ran 16 threads on 2 cores: 281 CPU-ms a frame and 1.6-1.9
+    fps a camera; one thread each, 2.0 fps at half the CPU with the same counts (BENCHMARKS.md,
+    Capacity)."""
+    return max(1, (cores or box_cores()) // max(1, cameras * models))
+
+
+def box_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def build_pool(
+    config: DetectorConfig, cache_dir: Path | None = None, *, cameras: int = 1
+) -> DetectorPool:
+    """The detectors all of a box's cameras share (edge/detect/pool.py): `slots` of them, 0
+    meaning one per core or per camera, whichever is fewer; `threads: 0` then shares the cores
+    out over the models of the slots, which run at once."""
+    slots = config.slots or max(1, min(cameras, box_cores()))
+    return DetectorPool(lambda: build_detector(config, cache_dir, cameras=slots), slots)
 
 
 def build_detector(
     config: DetectorConfig, cache_dir: Path | None = None, *, cameras: int = 1
 ) -> Detector:
-    """A detector for one camera: detectors reuse their input buffers, so threads never share one.
+    """One detector: detectors reuse their input buffers, so threads never share one.
 
     cache_dir keeps accelerator artefacts (TensorRT engines) across restarts. cameras: how many
-    run on this box, for the threads of `threads: 0` (box_threads).
+    detectors run at once on this box, for the threads of `threads: 0` (box_threads).
     """
     if config.threads == 0:
         models = 1 + len(config.fusion.models)

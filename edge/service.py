@@ -9,6 +9,7 @@ SIGINT into a clean stop that writes the last partial interval.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
 from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
-from edge.pipeline import CameraPipeline, FrameResult, build_detector
+from edge.pipeline import CameraPipeline, FrameResult, build_pool
 from edge.runtime.device_state import StateFile, state_path
 from edge.runtime.queue_monitor import QueueMonitor
 from edge.storage.scene_file import SceneFile, scene_path
@@ -250,8 +251,7 @@ class CameraWorker:
                     if errors >= MAX_CONSECUTIVE_ERRORS:
                         raise
                     continue
-                # TODO(lead): result.detector_ran once FrameResult has it (docs/capacity.md 1).
-                ran = bool(getattr(result, "detector_ran", True))
+                ran = result.detector_ran
                 self.rates.add(now, processed=1, dropped=dropped, detector=int(ran))
                 values = dict(result.occupancy)
                 self.last_frame_at = now
@@ -362,8 +362,10 @@ class Service:
             command = [sys.executable, "-m", "api", "--config", str(config_path)]
             self.api = ChildProcess("api", command)
         cache_dir = config.storage.path.parent / "cache"
-        self._detector_factory = detector_factory or (
-            lambda: build_detector(config.detector, cache_dir, cameras=len(config.cameras))
+        # One pool for every camera (edge/detect/pool.py): each model loaded once per slot, and
+        # the cameras served in turn when the box is short.
+        self._detector_factory = detector_factory or functools.cache(
+            lambda: build_pool(config.detector, cache_dir, cameras=len(config.cameras))
         )
         self._stop = threading.Event()
         self.workers: list[CameraWorker] = []
