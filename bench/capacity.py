@@ -24,11 +24,25 @@ Cameras and what they replay (each gets a folder of links named seq_000001.jpg..
 - still: one Mall frame (--still-frame, a busy one) repeated: a lobby where no one moves.
 - empty: the per-pixel median of 64 Mall frames spread over the sequence (the people mostly
   vanish), repeated: an empty lobby. Its ground truth is taken as 0 (approximate).
-A run is named KIND+N (busy4, still1); the idle-vs-busy ratio is the CPU% of the first
-still/empty run over that of busy1 (same fps, same length), lower is better (issue: < 20%).
+- brt: the 767 BRT camera 1 stills (360x640, a dense bus-platform queue from above) in order,
+  spread like busy ones, scored against their head counts; the zone is the whole frame. The
+  stills are seconds to minutes apart, replayed as a 2 fps camera with the site's settings (the
+  presence hold on, as configured: `--set occupancy.hold_frames=0` is bench/scenes.py's way).
+A run is named KIND+N (busy4, still1), or several joined by + (busy3+brt1: cameras 1-3 busy,
+camera 4 brt); the idle-vs-busy ratio is the CPU% of the first still/empty run over that of
+busy1 (same fps, same length), lower is better (issue: < 20%).
 
-    python bench/capacity.py [--runs busy1,busy4,still1] [--fps 2] [--seconds 60] [--json out.json]
-                             [--set detector.threads=1]
+Beside the cameras (bench/capacity_probes.py): with MQTT, a paho subscriber on the site's
+`alerts` topic, and each alert joined to the frame that decided it: the latency from that
+frame's hand-off to the board to on_message, p50/p90/p99/max over the alerts decided in the
+window. A site's rules seldom fire in a minute: --alert-probe N gives the first N cameras of
+each run a ladder of rules that flap by design (one raise or clear per person the count moves),
+at the cost of more alert traffic than a real site has. With the API served, a poller GETs
+/v1/occupancy, /v1/health and /metrics once a second over the window (with a viewer key made
+for the run: without a key every route but health answers 503), unless --no-api-poll.
+
+    python bench/capacity.py [--runs busy1,busy4,still1,busy3+brt1] [--fps 2] [--seconds 60]
+                             [--alert-probe 1] [--json out.json] [--set detector.threads=1]
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,7 +61,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +71,45 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.accuracy import load_heads, metrics, set_overrides  # noqa: E402
+from bench.capacity_probes import (  # noqa: E402
+    API_ENDPOINTS,
+    AlertReport,
+    AlertSubscriber,
+    ApiPoller,
+    EndpointReport,
+    Handoff,
+    alert_report,
+    endpoint_reports,
+    format_latency,
+    probe_rules,
+)
 
-KINDS = ("busy", "still", "empty")
+KINDS = ("busy", "still", "empty", "brt")
+#: The footage each kind replays: the Mall sequence, or the BRT stills.
+FOOTAGE = {"busy": "mall", "still": "mall", "empty": "mall", "brt": "brt"}
+WHOLE_FRAME = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+#: The environment variable the run's viewer key is handed to the service in (api.keys env).
+API_KEY_ENV = "LOBBYWATCH_CAPACITY_BENCH_KEY"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One replayed camera: what it shows and where in the Mall sequence it starts."""
+    """One replayed camera: what it shows and where in its footage it starts."""
 
     id: str
-    kind: str  # busy, still or empty
-    offset: int  # index into the Mall frames of this camera's frame 0 (busy, still)
+    kind: str  # busy, still, empty or brt
+    offset: int  # index into its footage (Mall frames, BRT stills) of its frame 0
+    probe: bool = False  # carries the flapping alert rules (--alert-probe)
+
+
+@dataclass(frozen=True)
+class Footage:
+    """Frames in order and the people in each (the authors' head count)."""
+
+    frames: list[Path]
+    truth: list[int]
 
 
 @dataclass
@@ -85,6 +126,7 @@ class CameraResult:
     raw_mae: float
     raw_bias: float
     smoothed_mae: float | None  # None while a camera's occupancy was unknown in some frame
+    distinct_frames: int = 0  # of its footage, among the frames scored (767 for all BRT stills)
 
 
 @dataclass
@@ -100,13 +142,17 @@ class RunResult:
     peak_rss_mib: float  # sum of VmRSS over the tree, sampled
     exit_code: int | None
     per_camera: list[CameraResult] = field(default_factory=list)
+    alerts: AlertReport | None = None  # None without MQTT
+    api: list[EndpointReport] | None = None  # None when the API was not polled
 
 
 # ----------------------------------------------------------------------------- child: the service
 
 
-def child_main(config: str, frames_out: str) -> None:
-    """`lobbywatch run --config config`, recording each processed frame to frames_out."""
+def child_main(config: str, frames_out: str, handoffs_out: str | None = None) -> None:
+    """`lobbywatch run --config config`, recording each processed frame to frames_out and,
+    with handoffs_out, when each frame's counts were handed to the board (alert latency)."""
+    from edge.board import BoardUpdate, OccupancyBoard
     from edge.cli import app
     from edge.pipeline import CameraPipeline
 
@@ -130,6 +176,20 @@ def child_main(config: str, frames_out: str) -> None:
         return result
 
     CameraPipeline.process = process  # type: ignore[method-assign]
+    if handoffs_out is not None:
+        handoffs = Path(handoffs_out).open("a", buffering=1)  # noqa: SIM115
+        update = OccupancyBoard.update
+
+        def handed(board: OccupancyBoard, board_update: BoardUpdate) -> None:
+            # the clocks first, the line after the rules ran: writing it delays no alert
+            t, wall = time.monotonic(), time.time()
+            update(board, board_update)
+            if board_update.frame:
+                line = json.dumps({"cam": board_update.camera_id, "t": t, "wall": wall})
+                with lock:
+                    handoffs.write(line + "\n")
+
+        OccupancyBoard.update = handed  # type: ignore[method-assign,assignment]
     app(["run", "--config", config])
 
 
@@ -212,9 +272,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def mall_truth(data: Path) -> list[int]:
-    """People per Mall frame, index 0 = seq_000001.jpg."""
-    return [count for count, _ in load_heads(data / "mall" / "gt_heads.json").values()]
+def load_footage(data: Path, name: str) -> Footage:
+    """The Mall sequence or the BRT stills, in order, with their head counts."""
+    folder, pattern = {"mall": ("mall", "seq_*.jpg"), "brt": ("brt_cam1", "cam1_*.jpg")}[name]
+    frames = sorted((data / folder / "frames").glob(pattern))
+    heads = load_heads(data / folder / "gt_heads.json")  # file name -> (count, points)
+    missing = [p.name for p in frames if p.name not in heads]
+    if not frames or missing or len(heads) != len(frames):
+        raise SystemExit(
+            f"{name}: {len(frames)} frames, {len(heads)} head counts"
+            + (f", none for {missing[:3]}" if missing else "")
+        )
+    return Footage(frames, [heads[p.name][0] for p in frames])
 
 
 def empty_lobby(frames: list[Path], out: Path) -> None:
@@ -232,7 +301,7 @@ def link_frames(spec: CameraSpec, frames: list[Path], folder: Path, empty: Path 
     """The camera's replay folder: seq_000001.jpg... linked to the frames it shows, in order."""
     folder.mkdir(parents=True)
     for j in range(len(frames)):
-        if spec.kind == "busy":
+        if spec.kind in ("busy", "brt"):
             target = frames[(spec.offset + j) % len(frames)]
         elif spec.kind == "still":
             target = frames[spec.offset % len(frames)]
@@ -245,24 +314,34 @@ def link_frames(spec: CameraSpec, frames: list[Path], folder: Path, empty: Path 
 def camera_truth(spec: CameraSpec, index: int, truth: list[int]) -> int:
     if spec.kind == "empty":
         return 0
-    step = index if spec.kind == "busy" else 0
+    step = index if spec.kind in ("busy", "brt") else 0
     return truth[(spec.offset + step) % len(truth)]
+
+
+def camera_zones(spec: CameraSpec, template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The template camera's zones under this camera's ids (zone ids are unique on a site);
+    a brt camera has only the first, over the whole frame (the BRT stills' heads are
+    annotated everywhere)."""
+    zones = [{**z, "id": zone_id(spec.id, z["id"])} for z in template["zones"]]
+    if spec.kind == "brt":
+        zones = [{**zones[0], "name": "Whole frame (BRT stills)", "polygon": WHOLE_FRAME}]
+    return zones
 
 
 def site_config(
     base: dict[str, Any], specs: list[CameraSpec], work: Path, fps: float, mqtt_port: int | None,
-    api_port: int | None,
+    api_port: int | None, api_key_env: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The base config with the cameras replaced by the replayed ones, all of whose paths are
-    absolute and point into work (the store too)."""
+    absolute and point into work (the store too). api_key_env: a viewer key for the poller,
+    read by the service from that environment variable."""
     config: dict[str, Any] = json.loads(json.dumps(base))  # a deep copy
     template = config["cameras"][0]
     config["cameras"] = [
         {
             **template,
             "id": spec.id,
-            # zone ids are unique on a site: each camera's zones are prefixed with its id
-            "zones": [{**z, "id": zone_id(spec.id, z["id"])} for z in template["zones"]],
+            "zones": camera_zones(spec, template),
             "name": f"Replayed camera {spec.id} ({spec.kind})",
             "source": str(work / spec.id / "seq_%06d.jpg"),
             # every source frame is due at the asked rate: frames the service cannot take in
@@ -274,13 +353,17 @@ def site_config(
         for spec in specs
     ]
     # each rule once per camera, on that camera's zones: every camera drives the alert path
-    alerts = config.get("alerts", {})
-    alerts["rules"] = [
-        {**rule, "id": f"{spec.id}-{rule['id']}",
-         "zones": [zone_id(spec.id, z) for z in rule["zones"]]}
-        for spec in specs
-        for rule in alerts.get("rules", [])
-    ]  # fmt: skip
+    alerts = config.setdefault("alerts", {})
+    base_rules, rules = alerts.get("rules", []), []
+    for spec, camera in zip(specs, config["cameras"], strict=True):
+        has = {z["id"] for z in camera["zones"]}
+        for rule in base_rules:
+            watched = [zone_id(spec.id, z) for z in rule["zones"]]
+            if set(watched) <= has:  # a brt camera keeps only the first zone
+                rules.append({**rule, "id": f"{spec.id}-{rule['id']}", "zones": watched})
+        if spec.probe:
+            rules += probe_rules(spec.id, camera["zones"][0]["id"])
+    alerts["rules"] = rules
     config["storage"] = {**config.get("storage", {}), "path": str(work / "lobbywatch.db")}
     if mqtt_port is None:
         config["mqtt"] = {"enabled": False}
@@ -288,6 +371,9 @@ def site_config(
         config["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port}
     if api_port is not None:
         config["api"] = {**config.get("api", {}), "enabled": True, "port": api_port}
+        if api_key_env is not None:
+            key = {"id": "capacity-bench", "role": "viewer", "env": api_key_env}
+            config["api"]["keys"] = [*config["api"].get("keys", []), key]
     return config
 
 
@@ -319,43 +405,67 @@ def stop_tree(proc: subprocess.Popen[bytes], grace_s: float) -> int | None:
         return None
 
 
-def parse_runs(text: str) -> list[tuple[str, int]]:
+Run = tuple[tuple[str, int], ...]  # (kind, cameras) parts: busy3+brt1 is (("busy", 3), ("brt", 1))
+
+
+def parse_runs(text: str) -> list[Run]:
     runs = []
     for item in text.split(","):
-        kind = item.strip().rstrip("0123456789")
-        count = item.strip()[len(kind) :]
-        if kind not in KINDS or not count.isdigit() or int(count) < 1:
-            raise argparse.ArgumentTypeError(f"run {item!r}: KIND+N, KIND one of {KINDS}")
-        runs.append((kind, int(count)))
+        parts = []
+        for part in item.strip().split("+"):
+            kind = part.rstrip("0123456789")
+            count = part[len(kind) :]
+            if kind not in KINDS or not count.isdigit() or int(count) < 1:
+                raise argparse.ArgumentTypeError(
+                    f"run {item!r}: KIND+N or several joined by +, KIND one of {KINDS}"
+                )
+            parts.append((kind, int(count)))
+        runs.append(tuple(parts))
     return runs
 
 
-def camera_specs(kind: str, count: int, frames: int, spread: bool, still_frame: int) -> list[CameraSpec]:  # fmt: skip
-    if kind == "busy":
+def run_name(run: Run) -> str:
+    return "+".join(f"{kind}{count}" for kind, count in run)
+
+
+def camera_specs(kind: str, count: int, frames: int, spread: bool, still_frame: int, first: int = 1) -> list[CameraSpec]:  # fmt: skip
+    """`count` cameras of one kind, numbered from `first`; busy and brt ones spread over
+    their `frames` (or all at 0), still ones on --still-frame."""
+    if kind in ("busy", "brt"):
         offsets = [k * frames // count if spread else 0 for k in range(count)]
     else:
         offsets = [still_frame] * count
-    return [CameraSpec(f"cam{k + 1}", kind, offsets[k]) for k in range(count)]
+    return [CameraSpec(f"cam{first + k}", kind, offsets[k]) for k in range(count)]
+
+
+def run_specs(run: Run, footage: dict[str, Footage], spread: bool, still_frame: int, probes: int) -> list[CameraSpec]:  # fmt: skip
+    """Every camera of a run, numbered in order; the first `probes` carry the alert probe."""
+    specs: list[CameraSpec] = []
+    for kind, count in run:
+        frames = len(footage[FOOTAGE[kind]].frames)
+        specs += camera_specs(kind, count, frames, spread, still_frame, first=len(specs) + 1)
+    return [replace(s, probe=i < probes) for i, s in enumerate(specs)]
 
 
 def run_once(
     name: str,
     specs: list[CameraSpec],
     args: argparse.Namespace,
-    truth: list[int],
-    frames: list[Path],
+    footage: dict[str, Footage],
     say: Callable[[str], None],
 ) -> RunResult:
     work = Path(tempfile.mkdtemp(prefix=f"capacity-{name}-"))
     broker: subprocess.Popen[bytes] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    subscriber: AlertSubscriber | None = None
+    poller: ApiPoller | None = None
     try:
         empty = None
         if any(s.kind == "empty" for s in specs):
             empty = work / "empty.jpg"
-            empty_lobby(frames, empty)
+            empty_lobby(footage["mall"].frames, empty)
         for spec in specs:
-            link_frames(spec, frames, work / spec.id, empty)
+            link_frames(spec, footage[FOOTAGE[spec.kind]].frames, work / spec.id, empty)
         mqtt_port = None
         if args.mqtt:
             mqtt_port = free_port()
@@ -365,20 +475,33 @@ def run_once(
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         api_port = free_port() if args.api else None
+        api_key = secrets.token_urlsafe(24) if args.api and args.api_poll else None
         base = yaml.safe_load(Path(args.config).read_text())
-        config = site_config(base, specs, work, args.fps, mqtt_port, api_port)
+        config = site_config(base, specs, work, args.fps, mqtt_port, api_port,
+                             API_KEY_ENV if api_key else None)  # fmt: skip
         config_path = work / "site.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        frames_out = work / "frames.jsonl"
+        frames_out, handoffs_out = work / "frames.jsonl", work / "handoffs.jsonl"
         env = {
             **os.environ,
             "LOBBYWATCH_MODELS": args.models,
             "LOBBYWATCH_DATA": args.data,
             **set_overrides(args.set),
+            **({API_KEY_ENV: api_key} if api_key else {}),
         }
+        if mqtt_port is not None:
+            # subscribed before the service starts, as a handheld that is already on
+            from edge.mqtt import Topics
+
+            site = config["site"]["id"]
+            prefix = config["mqtt"].get("topic_prefix", "lobbywatch")
+            subscriber = AlertSubscriber("127.0.0.1", mqtt_port, Topics(prefix, site).alerts)
+            subscriber.start()
         log = (work / "service.log").open("wb")
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(config_path),
                    str(frames_out)]  # fmt: skip
+        if subscriber is not None:
+            command.append(str(handoffs_out))
         started = time.monotonic()
         proc = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -407,15 +530,22 @@ def run_once(
             raise RuntimeError(f"{name}: not every camera processed a frame (exit {code}):\n{tail}")
         startup_s = time.monotonic() - started
         sample_until(time.monotonic() + args.warmup)
+        if api_key is not None:
+            poller = ApiPoller(f"http://127.0.0.1:{api_port}",
+                               {"Authorization": f"Bearer {api_key}"})  # fmt: skip
         w0, cpu0, box0 = time.monotonic(), meter.sample(), machine_cpu_seconds()
+        if poller is not None:
+            poller.start()
         sample_until(w0 + args.seconds)
         w1, cpu1, box1 = time.monotonic(), meter.sample(), machine_cpu_seconds()
+        polls = poller.stop() if poller is not None else None
         service_fps = service_rates(work / "lobbywatch.db.state")
+        if subscriber is not None:
+            time.sleep(args.alert_grace_s)  # alerts decided just before w1 are still on their way
         code = stop_tree(proc, 20)
         records = read_frames(frames_out)
         window = w1 - w0
         in_window = [r for r in records if w0 <= r["t"] <= w1]
-        zone = base["cameras"][0]["zones"][0]["id"]  # the one scored, on every camera
         result = RunResult(
             name=name,
             cameras=len(specs),
@@ -428,7 +558,16 @@ def run_once(
             peak_rss_mib=round(meter.peak_rss_mib, 1),
             exit_code=code,
         )
+        if subscriber is not None:
+            received, subscriber = subscriber.stop(), None
+            handoffs = [Handoff(h["cam"], h["t"], h["wall"]) for h in read_frames(handoffs_out)]
+            camera_of_rule = {rule["id"]: spec.id for spec, rule in camera_rules(config, specs)}
+            result.alerts = alert_report(received, handoffs, camera_of_rule, (w0, w1))
+        if polls is not None:
+            result.api = endpoint_reports(polls, API_ENDPOINTS)
+        zone = base["cameras"][0]["zones"][0]["id"]  # the one scored, on every camera
         for spec in specs:
+            truth = footage[FOOTAGE[spec.kind]].truth
             mine = [r for r in records if r["cam"] == spec.id]
             windowed = [r for r in in_window if r["cam"] == spec.id]
             ref = [camera_truth(spec, r["i"], truth) for r in mine]
@@ -452,11 +591,16 @@ def run_once(
                     raw_mae=round(raw["mae"], 3),
                     raw_bias=round(raw["bias"], 3),
                     smoothed_mae=smooth,
+                    distinct_frames=len({r["i"] % len(truth) for r in mine}),
                 )
             )
         say(format_run(result))
         return result
     finally:
+        if poller is not None:
+            poller.stop()
+        if subscriber is not None:
+            subscriber.stop()
         if proc is not None:
             stop_tree(proc, 5)
         if broker is not None:
@@ -466,6 +610,14 @@ def run_once(
             say(f"  kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def camera_rules(config: dict[str, Any], specs: list[CameraSpec]) -> list[tuple[CameraSpec, dict[str, Any]]]:  # fmt: skip
+    """Each rule of the site with the camera whose zones it watches (every rule here watches
+    one camera's)."""
+    owner = {z["id"]: spec for spec, c in zip(specs, config["cameras"], strict=True)
+             for z in c["zones"]}  # fmt: skip
+    return [(owner[rule["zones"][0]], rule) for rule in config["alerts"]["rules"]]
 
 
 def service_rates(state_file: Path) -> dict[str, float]:
@@ -499,9 +651,23 @@ def format_run(run: RunResult) -> str:
         f" (service {'-' if c.service_fps is None else f'{c.service_fps:.2f}'})"
         f"  frames {c.frames_in_window:4d}  det {c.detector_ms:6.1f} ms"
         f"  MAE raw {c.raw_mae:5.2f} (bias {c.raw_bias:+.2f}) smoothed {'-' if c.smoothed_mae is None else f'{c.smoothed_mae:5.2f}'}"
-        f" over {c.frames_scored} frames"
+        f" over {c.frames_scored} frames ({c.distinct_frames} distinct)"
         for c in run.per_camera
     ]
+    if run.alerts is not None:
+        a = run.alerts
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(a.kinds.items())) or "none"
+        rows.append(
+            f"  alerts: {a.in_window} decided in the window ({kinds}) of {a.received} received"
+            f" ({a.unmatched} without a frame); deciding frame -> subscriber:"
+            f" {format_latency(a.latency)}"
+        )
+    for e in run.api or []:
+        statuses = ", ".join(f"{k}: {n}" for k, n in sorted(e.statuses.items()))
+        rows.append(
+            f"  API GET {e.endpoint}: {e.polls} polls ({statuses}), {e.errors} errors,"
+            f" {format_latency(e.latency)}"
+        )
     return "\n".join([head, *rows])
 
 
@@ -526,7 +692,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=parse_runs, default=parse_runs("busy1,busy2,busy4,still1"),
-                        help="comma-separated KIND+N: busy4, still1, empty1")  # fmt: skip
+                        help="comma-separated KIND+N: busy4, still1, empty1, brt1, busy3+brt1")  # fmt: skip
     parser.add_argument("--fps", type=float, default=2.0, help="asked of every camera")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=10.0,
@@ -540,6 +706,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="no broker: MQTT disabled in the service")  # fmt: skip
     parser.add_argument("--no-api", dest="api", action="store_false",
                         help="do not serve the API from the service (served by default, no keys)")  # fmt: skip
+    parser.add_argument("--no-api-poll", dest="api_poll", action="store_false",
+                        help="serve the API but ask it nothing (polled once a second by default)")  # fmt: skip
+    parser.add_argument("--alert-probe", type=int, nargs="?", const=1, default=0, metavar="N",
+                        help="the first N cameras (1 if N is left out) get the flapping alert"
+                        " rules, for an alert latency p99 within a minute")  # fmt: skip
+    parser.add_argument("--alert-grace-s", type=float, default=2.0,
+                        help="after the window, before the stop: for alerts still on their way")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, as a site's environment would"
                         " set it (detector.threads=1)")  # fmt: skip
@@ -547,20 +720,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-timeout-s", type=float, default=180.0)
     parser.add_argument("--keep", action="store_true", help="keep each run's folder (log, config)")
     parser.add_argument("--json", help="write the results here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.alert_probe and not args.mqtt:
+        parser.error("--alert-probe needs MQTT (the subscriber is what it measures)")
+    return args
 
 
 def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every requested scenario in turn; returns (and with --json writes) the report."""
     args = parse_args(argv)
-    frames = sorted((Path(args.data) / "mall" / "frames").glob("seq_*.jpg"))
-    truth = mall_truth(Path(args.data))
-    if len(frames) != len(truth):
-        raise SystemExit(f"{len(frames)} Mall frames but {len(truth)} ground-truth counts")
+    needed = {FOOTAGE[kind] for run in args.runs for kind, _ in run} | {"mall"}
+    footage = {name: load_footage(Path(args.data), name) for name in sorted(needed)}
     runs = []
-    for kind, count in args.runs:
-        specs = camera_specs(kind, count, len(frames), args.offsets == "spread", args.still_frame)
-        runs.append(run_once(f"{kind}{count}", specs, args, truth, frames, say))
+    for run in args.runs:
+        specs = run_specs(
+            run, footage, args.offsets == "spread", args.still_frame, args.alert_probe
+        )
+        runs.append(run_once(run_name(run), specs, args, footage, say))
     ratio = idle_ratio(runs)
     if ratio is not None:
         say(
@@ -575,6 +751,8 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> d
         "offsets": args.offsets,
         "mqtt": args.mqtt,
         "api": args.api,
+        "api_poll": args.api and args.api_poll,
+        "alert_probe": args.alert_probe,
         "settings": args.set,
         "runs": [asdict(r) for r in runs],
         "idle_vs_busy": ratio,
@@ -585,7 +763,7 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> d
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child_main(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--child":
+        child_main(*sys.argv[2:])
     else:
         main()
