@@ -88,7 +88,8 @@ def _dets(boxes: list[list[int]] | list[list[float]], scores: list[float]) -> De
         ({"provider": "gpu"}, "provider must be one of"),
         ({"threads": -1}, "threads must be"),
         ({"person_class_id": -1}, "person_class_id must be"),
-        ({"model_path": Path("yolox.xml")}, "must be a .onnx file"),
+        ({"model_path": Path("yolox.pt")}, "must be a .onnx or .xml file"),
+        ({"model_path": Path("yolox.xml"), "provider": "cuda"}, "cannot run an OpenVINO model"),
         (
             {"family": "openvino_ssd", "model_path": Path("m.xml"), "input_size": (544, 320)},
             "background label",

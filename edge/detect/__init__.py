@@ -2,9 +2,9 @@
 
 create_detector(settings) picks the implementation for the model family. ONNX Runtime is the
 runtime for the YOLO families; OpenVINO for Intel's IR models (openvino_ssd, openvino_boxes), for
-Ultralytics models exported to OpenVINO IR (.xml) and for a YOLOX run at the frame's own size
-(frame_sized: OpenVINO reshapes a static ONNX file, ONNX Runtime cannot), imported only when such
-a model is asked for.
+Ultralytics models exported to OpenVINO IR (.xml), for a YOLOX as IR and for a YOLOX run at the
+frame's own size (frame_sized: OpenVINO reshapes a static ONNX file, ONNX Runtime cannot),
+imported only when such a model is asked for.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def create_detector(settings: DetectorSettings) -> Detector:
         from edge.detect.openvino import OpenVinoBoxesDetector
 
         return OpenVinoBoxesDetector(settings)
-    if settings.frame_sized:
+    if settings.family == "yolox" and (settings.frame_sized or settings.runs_on_openvino):
         from edge.detect.openvino_yolox import OpenVinoYoloxDetector
 
         return OpenVinoYoloxDetector(settings)

@@ -1,4 +1,5 @@
-"""YOLOX at each image's own size, on the OpenVINO runtime (DetectorSettings.frame_sized).
+"""YOLOX on the OpenVINO runtime: at each image's own size (DetectorSettings.frame_sized), or at
+the fixed input size as ONNX Runtime runs it.
 
 A YOLOX exported with a static input (ByteTrack's bytetrack_nano: 1088x608) letterboxes a
 360x640 portrait frame into a landscape input: 60 % of the pixels the model computes are padding
@@ -10,11 +11,16 @@ rather than costing four times as much). The grid, and so the decoding, follows 
 
 The model is compiled once per input size it meets and kept (a camera has one frame size; tiles
 are letterboxed into the frame's size, so they add none). Not thread-safe: one canvas, one tensor.
+
+Without frame_sized every image and tile is letterboxed into settings.input_size, the tiles
+fitted as OnnxDetector fits them, so the boxes are those of ONNX Runtime up to the runtime's
+arithmetic (bench/runtimes.py measures both, BENCHMARKS.md "Runtimes (issue #14)").
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +32,7 @@ from edge.detect.letterbox import letterbox_into
 from edge.detect.openvino import compile_options, openvino_device, read_model
 from edge.detect.settings import DetectorSettings
 from edge.detect.tensor import fill_tensor
-from edge.detect.tiling import detect_tiled
+from edge.detect.tiling import ModelInput, detect_tiled
 from edge.types import Detections, FloatArray
 
 STRIDE = 32  # the coarsest YOLOX grid: an input side must be a multiple of it
@@ -61,16 +67,26 @@ class _Sized:
 
 
 class OpenVinoYoloxDetector:
-    """Person detector for a YOLOX model run at each image's own size (see the module doc)."""
+    """Person detector for a YOLOX model on OpenVINO, at each image's own size or the fixed
+    input size (see the module doc).
 
-    def __init__(self, settings: DetectorSettings) -> None:
-        if settings.family != "yolox" or not settings.frame_sized:
-            raise ValueError("OpenVinoYoloxDetector runs yolox models with frame_sized set")
+    compile_config: more of compile_model's config, over the settings' own (a benchmark's
+    INFERENCE_PRECISION_HINT).
+    """
+
+    def __init__(
+        self, settings: DetectorSettings, compile_config: Mapping[str, Any] | None = None
+    ) -> None:
+        if settings.family != "yolox":
+            raise ValueError(f"OpenVinoYoloxDetector runs yolox models, not {settings.family!r}")
         self._settings = settings
         self._core, self._model = read_model(settings)
         shape = self._model.inputs[0].get_partial_shape()
         if len(shape) != 4:
             raise ValueError(f"{settings.model_path}: expected a 4-D image input, got {shape}")
+        if not settings.frame_sized:
+            _check_fixed_size(shape, settings)
+        self._config = {**compile_options(settings), **(compile_config or {})}
         self._device = openvino_device(settings.provider)
         self._longest = max(settings.input_size)
         self._sized: dict[tuple[int, int], _Sized] = {}
@@ -91,22 +107,31 @@ class OpenVinoYoloxDetector:
             raise ValueError(f"image must be BGR uint8 HxWx3, got {image.dtype} {image.shape}")
         if image.shape[0] < 1 or image.shape[1] < 1:
             raise ValueError(f"image is empty: {image.shape}")
+        s = self._settings
+        if not s.frame_sized:
+            if s.tiling is None:
+                return self.detect_once(image)
+            fitted = ModelInput(s.input_size, letterboxed=True)
+            return detect_tiled(image, self.detect_once, s.tiling, s.nms_iou, fitted)
         sized = self._sized_for(image)
-        if self._settings.tiling is None:
+        if s.tiling is None:
             return self._detect_at(image, sized)
         # Tiles go into the whole frame's input, enlarged: what tiling is for.
         return detect_tiled(
             image,
             lambda tile: self._detect_at(tile, sized),
-            self._settings.tiling,
-            self._settings.nms_iou,
+            s.tiling,
+            s.nms_iou,
         )
 
     def detect_once(self, image: npt.NDArray[np.uint8]) -> Detections:
-        """One model call on the whole of `image`, at its own size: boxes in its pixels."""
+        """One model call on the whole of `image`, at its own size (frame_sized) or letterboxed
+        into the input size: boxes in its pixels."""
         return self._detect_at(image, self._sized_for(image))
 
     def _sized_for(self, image: npt.NDArray[np.uint8]) -> _Sized:
+        if not self._settings.frame_sized:
+            return self._compiled_for(self._settings.input_size)
         return self._compiled_for(frame_input_size((image.shape[1], image.shape[0]), self._longest))
 
     def _detect_at(self, image: npt.NDArray[np.uint8], sized: _Sized) -> Detections:
@@ -132,7 +157,7 @@ class OpenVinoYoloxDetector:
         width, height = size
         model = self._model.clone()
         model.reshape({0: [1, 3, height, width]})
-        compiled = self._core.compile_model(model, self._device, compile_options(self._settings))
+        compiled = self._core.compile_model(model, self._device, self._config)
         self._devices = [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
         sized = _Sized(
             request=compiled.create_infer_request(),
@@ -142,3 +167,16 @@ class OpenVinoYoloxDetector:
         )
         self._sized[size] = sized
         return sized
+
+
+def _check_fixed_size(shape: Any, settings: DetectorSettings) -> None:
+    """Refuse, as OnnxDetector does, settings whose input_size differs from a static input."""
+    height, width = shape[2], shape[3]
+    if height.is_static and width.is_static:
+        static = (width.get_length(), height.get_length())
+        if static != settings.input_size:
+            raise ValueError(
+                f"{settings.model_path}: the model input is {static[0]}x{static[1]} "
+                f"(width x height) but settings.input_size is "
+                f"{settings.input_size[0]}x{settings.input_size[1]}"
+            )

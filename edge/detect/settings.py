@@ -37,9 +37,10 @@ def letterboxes(family: Family) -> bool:
 # of 32 gives a grid the exported graph does not have.
 _YOLO_STRIDE = 32
 # An Ultralytics model exported to OpenVINO IR (`lobbywatch models export --format openvino`) runs
-# on the OpenVINO runtime (Intel CPU, iGPU, NPU); its ONNX export on ONNX Runtime.
+# on the OpenVINO runtime (Intel CPU, iGPU, NPU); its ONNX export on ONNX Runtime. A YOLOX as IR
+# (bench/runtimes.py's int8 YOLOX-Nano) runs on OpenVINO too.
 _MODEL_SUFFIX: dict[str, tuple[str, ...]] = {
-    "yolox": (".onnx",),
+    "yolox": (".onnx", ".xml"),
     "ultralytics": (".onnx", ".xml"),
     "openvino_ssd": (".xml",),
     "openvino_boxes": (".xml",),
@@ -180,7 +181,7 @@ class DetectorSettings:
                 f"got {self.model_path}"
             )
         if (
-            self.family == "ultralytics"
+            self.family in ("ultralytics", "yolox")
             and self.runs_on_openvino
             and self.provider in ("tensorrt", "cuda")
         ):
