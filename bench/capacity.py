@@ -14,9 +14,10 @@ rate the service itself reports (its state file: capture's delivered rate over t
 mean detector ms, and the per-frame MAE of the raw count and of the smoothed occupancy against
 the authors' head counts (as bench/mall_accuracy.py, over every frame processed in the run).
 Per run: CPU% of the whole process tree (100% = one core; from /proc, so the API child is
-included: the API is served, with no keys and no client, unless --no-api; Mosquitto, started
-for the MQTT path unless --no-mqtt, is not), peak RSS of the tree (sum of VmRSS, sampled
-every --sample-s), and CPU-ms per processed frame.
+included: the API is served and polled unless --no-api; Mosquitto, started for the MQTT path
+unless --no-mqtt, is not, nor are the subscriber and the poller, which run in this process, as
+a handheld and a dashboard would elsewhere), peak RSS of the tree (sum of VmRSS, sampled every
+--sample-s), and CPU-ms per processed frame.
 
 Cameras and what they replay (each gets a folder of links named seq_000001.jpg...):
 - busy: the Mall sequence; with --offsets spread camera k of N starts at frame k*1600/N
@@ -82,6 +83,7 @@ from bench.capacity_probes import (  # noqa: E402
     endpoint_reports,
     format_latency,
     probe_rules,
+    stored_alerts,
 )
 
 KINDS = ("busy", "still", "empty", "brt")
@@ -495,7 +497,8 @@ def run_once(
 
             site = config["site"]["id"]
             prefix = config["mqtt"].get("topic_prefix", "lobbywatch")
-            subscriber = AlertSubscriber("127.0.0.1", mqtt_port, Topics(prefix, site).alerts)
+            subscriber_topic = Topics(prefix, site).alerts
+            subscriber = AlertSubscriber("127.0.0.1", mqtt_port, subscriber_topic)
             subscriber.start()
         log = (work / "service.log").open("wb")
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(config_path),
@@ -562,7 +565,8 @@ def run_once(
             received, subscriber = subscriber.stop(), None
             handoffs = [Handoff(h["cam"], h["t"], h["wall"]) for h in read_frames(handoffs_out)]
             camera_of_rule = {rule["id"]: spec.id for spec, rule in camera_rules(config, specs)}
-            result.alerts = alert_report(received, handoffs, camera_of_rule, (w0, w1))
+            made = stored_alerts(work / "lobbywatch.db", subscriber_topic)
+            result.alerts = alert_report(received, handoffs, camera_of_rule, (w0, w1), made)
         if polls is not None:
             result.api = endpoint_reports(polls, API_ENDPOINTS)
         zone = base["cameras"][0]["zones"][0]["id"]  # the one scored, on every camera
@@ -659,7 +663,8 @@ def format_run(run: RunResult) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(a.kinds.items())) or "none"
         rows.append(
             f"  alerts: {a.in_window} decided in the window ({kinds}) of {a.received} received"
-            f" ({a.unmatched} without a frame); deciding frame -> subscriber:"
+            f" ({a.unmatched} without a frame, {a.missing} made in it never came);"
+            " deciding frame -> subscriber:"
             f" {format_latency(a.latency)}"
         )
     for e in run.api or []:

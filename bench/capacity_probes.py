@@ -21,6 +21,7 @@ on how often a rule raises; the price is about one open alert per person counted
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 #: The ladder's top rule: the BRT stills hold up to 64 people, the Mall frames up to 53.
@@ -116,13 +118,16 @@ class Received:
 @dataclass
 class AlertReport:
     """The alerts of one run: received (the whole run), decided in the window (by frame), the
-    ones no frame of their camera could be found for, and the latency of those in the window."""
+    ones no frame of their camera could be found for, the latency of those in the window, and
+    how many the service made in the window (its outbox) that never reached the subscriber: a
+    p99 of the ones that came says nothing of the ones that did not."""
 
     received: int
     in_window: int
     kinds: dict[str, int]
     unmatched: int
     latency: Latency | None
+    missing: int | None = None  # None: the outbox was not read
 
 
 def parse_alert(payload: bytes, t: float) -> Received | None:
@@ -151,9 +156,11 @@ def alert_report(
     handoffs: Iterable[Handoff],
     camera_of_rule: Mapping[str, str],
     window: tuple[float, float],
+    made: Sequence[Received] | None = None,
 ) -> AlertReport:
     """Join each alert to its deciding frame; the latency of those decided in `window`
-    (monotonic seconds, both ends included)."""
+    (monotonic seconds, both ends included). made: the alert messages the service stored (its
+    outbox; their `t` unused), to count those decided in the window that never came."""
     by_camera: dict[str, list[Handoff]] = {}
     for h in handoffs:
         by_camera.setdefault(h.camera, []).append(h)
@@ -169,7 +176,25 @@ def alert_report(
         if window[0] <= frame.t <= window[1]:
             kinds[alert.kind] = kinds.get(alert.kind, 0) + 1
             values.append(1000 * (alert.t - frame.t))
-    return AlertReport(len(received), len(values), kinds, unmatched, latency(values))
+    missing = None
+    if made is not None:
+        came = {a.message_id for a in received}
+        missing = 0
+        for alert in made:
+            frame = deciding(alert, by_camera, camera_of_rule)
+            in_window = frame is not None and window[0] <= frame.t <= window[1]
+            missing += in_window and alert.message_id not in came
+    return AlertReport(len(received), len(values), kinds, unmatched, latency(values), missing)
+
+
+def stored_alerts(store: Path, topic: str) -> list[Received]:
+    """The messages the service put in its outbox for `topic` (read after it stopped)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT payload FROM outbox WHERE topic = ?", (topic,)).fetchall()
+    parsed = (parse_alert(str(payload).encode(), float("nan")) for (payload,) in rows)
+    return [a for a in parsed if a is not None]
 
 
 class AlertSubscriber:

@@ -103,6 +103,7 @@ def test_a_brt_camera_with_the_alert_probe_and_the_api_polled_reports_alerts_and
     # the first frame's count raises every probe rule up to it, decided before the window;
     # every alert is joined to a frame of its camera, and none arrived before that frame
     assert alerts["received"] >= 1 and alerts["unmatched"] == 0
+    assert alerts["missing"] is not None  # the service's outbox was read
     assert alerts["in_window"] == sum(alerts["kinds"].values())
     if alerts["in_window"]:
         assert alerts["latency"]["count"] == alerts["in_window"]
@@ -270,11 +271,19 @@ def test_an_alert_is_timed_from_the_last_hand_off_of_its_camera_before_it_was_ma
         Received("c:raised", "raised", "cam1-probe-3", at=999.0, t=9.0),  # before any frame
         Received("d:raised", "raised", "other-rule", at=1000.6, t=10.6),  # no camera known
     ]
-    report = alert_report(received, handoffs, rules, window=(10.0, 20.0))
+    nan = float("nan")
+    made = [
+        *received[:3],
+        Received("e:raised", "raised", "cam2-probe-7", at=1000.3, t=nan),  # in the window, lost
+        Received("f:raised", "raised", "cam1-probe-3", at=1021.0, t=nan),  # lost, after it
+    ]
+    report = alert_report(received, handoffs, rules, window=(10.0, 20.0), made=made)
     assert (report.received, report.in_window, report.unmatched) == (5, 2, 2)
     assert report.kinds == {"raised": 2}
     assert report.latency is not None
     assert (report.latency.count, report.latency.max_ms) == (2, 50.0)
+    assert report.missing == 1
+    assert alert_report(received, handoffs, rules, (10.0, 20.0)).missing is None
 
 
 def test_an_alert_payload_gives_its_wall_time_and_others_are_skipped() -> None:
