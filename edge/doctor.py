@@ -670,6 +670,30 @@ def check_store(path: Path, probes: Probes, running: DeviceState | None) -> Chec
 
 
 
+def check_capacity(running: DeviceState | None) -> list[CheckResult]:
+    """Whether the running service keeps up with every camera's rate (docs/capacity.md): a
+    camera whose frames capture drops because the detector cannot take them is overloaded."""
+    if running is None:
+        return []
+    cameras = running.section("cameras")
+    short = {i: c for i, c in cameras.items() if isinstance(c, dict) and c.get("overloaded")}
+    if not short:
+        return [ok("capacity", f"the running service keeps up with its {len(cameras)} camera(s)")]
+    lines = [
+        f"{camera_id} {c.get('fps', 0):.1f}/{c.get('target_fps', 0):g} fps, "
+        f"{c.get('dropped_share', 0):.0%} of its frames dropped"
+        for camera_id, c in short.items()
+    ]
+    return [
+        warn(
+            "capacity",
+            f"the box is too slow for {len(short)} of {len(cameras)} camera(s): {'; '.join(lines)}",
+            "lower cameras[].fps, keep cameras[].gating on, use the camera's sub-stream, or move "
+            "cameras to another box or an accelerator (bench/capacity.py measures a box)",
+        )
+    ]
+
+
 def check_disk(path: Path, probes: Probes) -> CheckResult:
     """Free space where the history database lives (the nearest existing directory)."""
     existing = path
@@ -732,6 +756,7 @@ def run_checks(config: LobbyConfig, probes: Probes | None = None) -> list[CheckR
     running = probes.running_service(config.storage.path)
     results.extend(check_broker(config.mqtt, config.site.id, probes, running))
     results.append(check_store(config.storage.path, probes, running))
+    results.extend(check_capacity(running))
     results.append(check_disk(config.storage.path, probes))
     results.append(check_clock(probes))
     return results

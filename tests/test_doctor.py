@@ -24,6 +24,7 @@ from edge.doctor import (
     Status,
     check_broker,
     check_camera,
+    check_capacity,
     check_clock,
     check_disk,
     check_model,
@@ -506,3 +507,20 @@ def test_store_check_writes_for_real_without_a_running_service(small_disk: Any) 
     finally:
         store.close()
     assert result.status is Status.FAIL and "full" in result.summary
+
+
+def test_capacity_check_names_the_cameras_the_box_is_too_slow_for() -> None:
+    cameras = {
+        "door": {"status": "online", "fps": 1.6, "target_fps": 2.0, "dropped_share": 0.2,
+                 "overloaded": True},
+        "seats": {"status": "online", "fps": 2.0, "target_fps": 2.0, "dropped_share": 0.0,
+                  "overloaded": False},
+    }  # fmt: skip
+    [result] = check_capacity(service_state(cameras=cameras))
+    assert result.status is Status.WARN
+    assert "1 of 2 camera(s): door 1.6/2 fps, 20% of its frames dropped" in result.summary
+    assert "seats" not in result.summary and "cameras[].fps" in result.fix
+    cameras["door"].update(overloaded=False, dropped_share=0.0)
+    [result] = check_capacity(service_state(cameras=cameras))
+    assert result.status is Status.OK and "keeps up with its 2 camera(s)" in result.summary
+    assert check_capacity(None) == []
