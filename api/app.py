@@ -31,12 +31,16 @@ from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
 from api.routes import (
     alerts,
+    cameras,
+    docs,
     forecast,
     handhelds,
     history,
     live,
+    pages,
     queue,
     reports,
+    session,
     system,
     tickets,
     webapp,
@@ -114,7 +118,7 @@ def create_app(
     )
     app.state.lobbywatch = context
     for module in (live, history, forecast, queue, reports, tickets, alerts, handhelds, system,
-                   webapp):  # fmt: skip
+                   webapp, session, pages, cameras, docs):  # fmt: skip
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack

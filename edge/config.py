@@ -785,6 +785,27 @@ class MqttTlsConfig(_Strict):
         return self
 
 
+class HomeAssistantConfig(_Strict):
+    """Home Assistant MQTT discovery (docs/ui.md 4): the site's zones, alert rules and cameras
+    announced as entities of one HA device, retained under `prefix`."""
+
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery payloads")
+    prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting)",
+    )
+
+
+class SnapshotsConfig(_Strict):
+    """The only camera image the product ever serves (docs/ui.md 3): off unless enabled, the
+    latest frame held in memory, never stored, served to admins only, every view logged."""
+
+    enabled: bool = Field(
+        False, description="Let admins see a camera's latest frame and its detections"
+    )
+
+
 class MqttConfig(_Strict):
     enabled: bool = Field(True, description="Publish occupancy and alerts to the broker")
     host: str = Field("localhost", min_length=1, description="Broker host name or address")
@@ -810,6 +831,7 @@ class MqttConfig(_Strict):
     alert_expiry_s: int = Field(
         3600, ge=60, le=7 * 86400, description="MQTT v5 message expiry of alert messages"
     )
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     @model_validator(mode="after")
     def _one_password(self) -> MqttConfig:
@@ -1137,6 +1159,13 @@ class ApiConfig(_Strict):
         description="Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; "
         "none by default: the client is the connection's peer, whatever the headers say",
     )
+    session_ttl_s: int = Field(
+        8 * 3600,
+        ge=60,
+        le=7 * 86400,
+        description="How long a browser login with a key lasts (seconds, from the login)",
+    )
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
 
     @field_validator("public_url")
     @classmethod
