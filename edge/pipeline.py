@@ -76,6 +76,17 @@ class FrameResult:
     visits: tuple[Visit, ...] = ()  # the visits that ended in this frame (edge/tracking)
     detector_ran: bool = True  # False: nothing changed in view, the last detections stand
     gate_reason: str = "off"  # why the gate ran the detector or not ("off": no gate)
+    rejected: Detections = field(default_factory=Detections.empty)  # boxes the scene ruled out
+    rejected_why: tuple[str, ...] = ()  # each one's reason: "text", "size" or "static"
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One detector run as the scene judged it."""
+
+    kept: Detections
+    rejected: Detections
+    why: tuple[str, ...]
 
 
 def build_gate(config: GatingConfig, camera: CameraConfig) -> ChangeGate | None:
@@ -131,9 +142,9 @@ class CameraPipeline:
         self._tracker, self._dwell = build_tracking(camera, tracking or TrackingConfig())
         self.scene = build_scene(camera.scene)
         self._gate = build_gate(camera.gating, camera)
-        # What the scene kept of the last run's boxes, and how many it dropped: what a frame
-        # the gate lets pass counts from.
-        self._kept: tuple[Detections, int] | None = None
+        # What the scene kept of the last run's boxes, and what it ruled out and why: what a
+        # frame the gate lets pass counts from.
+        self._kept: _Judged | None = None
         self._scene_file = scene_file if self.scene.enabled else None
         self._scene_every_s = camera.scene.save_every_s
         self._scene_saved_at: float | None = None
@@ -155,12 +166,14 @@ class CameraPipeline:
         # Known text overlays are painted out first: the detector never boxes a clock digit.
         image = self.scene.for_detector(frame.image)
         gate = self._gate.decide(image, now) if self._gate is not None else None
-        kept = self._kept
-        if gate is None or gate.run or kept is None:
-            detections, dropped, inference_s = self._detect(frame, image, now)
+        judged = self._kept
+        if gate is None or gate.run or judged is None:
+            judged, inference_s = self._detect(frame, image, now)
             ran = True
         else:
-            (detections, dropped), inference_s, ran = kept, 0.0, False
+            inference_s, ran = 0.0, False
+        detections = judged.kept
+        dropped = len(judged.rejected)
         anchors = detections.anchors(frame.width, frame.height)
         zone_of = tuple(assign_zones(anchors, self.zones, self.ignore))
         detected = tally(zone_of, self.zone_ids)
@@ -192,13 +205,15 @@ class CameraPipeline:
             visits,
             ran,
             "off" if gate is None else gate.reason,
+            judged.rejected,
+            judged.why,
         )
 
     def _detect(
         self, frame: Frame, image: npt.NDArray[np.uint8], now: float
-    ) -> tuple[Detections, int, float]:
-        """Run the detector and the scene's judgement: the boxes kept, how many were dropped,
-        and the detector's wall seconds."""
+    ) -> tuple[_Judged, float]:
+        """Run the detector and the scene's judgement: the boxes kept and ruled out, and the
+        detector's wall seconds."""
         started = time.perf_counter()
         try:
             detections = self.detector.detect(image)
@@ -209,15 +224,16 @@ class CameraPipeline:
         inference_s = time.perf_counter() - started
         if isinstance(self.detector, DetectorPool):  # its turn in the line is not inference
             inference_s -= self.detector.waited_s()
-        dropped = 0
+        judged = _Judged(detections, Detections.empty(), ())
         if self.scene.enabled:
             keep = self.scene.update(frame.image, detections, now)
-            dropped = int(len(keep) - keep.sum())
-            if dropped:
-                detections = detections[keep]
+            if not keep.all():
+                out = np.flatnonzero(~keep)
+                why = tuple(self.scene.last_reasons[i] for i in out)
+                judged = _Judged(detections[keep], detections[out], why)
             self._maybe_save_scene(now)
-        self._kept = (detections, dropped)
-        return detections, dropped, inference_s
+        self._kept = judged
+        return judged, inference_s
 
     def _maybe_save_scene(self, now: float) -> None:
         if self._scene_file is None:

@@ -21,6 +21,13 @@ BoolArray = npt.NDArray[np.bool_]
 STATE_VERSION = 1
 
 
+def _ruled_out(keep: BoolArray, passed: BoolArray, why: list[str], reason: str) -> BoolArray:
+    """keep & passed, with `reason` written for the boxes this rule was the first to drop."""
+    for i in np.flatnonzero(keep & ~passed):
+        why[i] = reason
+    return keep & passed
+
+
 class Scene:
     """perspective / overlays / clutter: None switches that part off."""
 
@@ -34,6 +41,9 @@ class Scene:
         self.overlays = OverlayDetector(overlays) if overlays else None
         self.clutter = ClutterModel(clutter) if clutter else None
         self.frame_height: int | None = None
+        # Why update() ruled out each box of its last frame: "" kept, "text" on a burnt-in
+        # overlay, "size" no person's size or shape there, "static" a thing that never moves.
+        self.last_reasons: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -50,16 +60,18 @@ class Scene:
         self.frame_height = height
         xyxy = detections.xyxy
         keep = np.ones(len(detections), dtype=bool)
+        why = [""] * len(detections)
         off_text = keep
         if self.overlays is not None:
             off_text = self.overlays.keep(xyxy, width, height)
-            keep = keep & off_text
+            keep = _ruled_out(keep, off_text, why, "text")
             self.overlays.observe(image)
         if self.perspective is not None:
-            keep = keep & self.perspective.keep(xyxy, width, height)
+            keep = _ruled_out(keep, self.perspective.keep(xyxy, width, height), why, "size")
             self.perspective.observe(xyxy, detections.confidence, width, height, off_text)
         if self.clutter is not None:
-            keep = keep & self.clutter.update(image, xyxy, keep, now)
+            keep = _ruled_out(keep, self.clutter.update(image, xyxy, keep, now), why, "static")
+        self.last_reasons = tuple(why)
         return keep
 
     def describe(self) -> str:

@@ -90,6 +90,18 @@ def test_with_the_scene_on_the_corridor_counts_its_two_people(tmp_path):
     assert "overlays: 1 region masked" in pipeline.describe_scene()
 
 
+def test_each_box_the_scene_rules_out_comes_with_its_reason(tmp_path):
+    cfg = config(tmp_path)
+    pipeline = CameraPipeline(cfg.cameras[0], Corridor(), cfg.occupancy)
+    results = [pipeline.process(frame(i), float(i)) for i in range(150)]
+    last = results[-1]
+    assert len(last.detections) == 2 and len(last.rejected) == last.dropped == 7
+    why = dict(zip(last.rejected.xyxy[:, 0].tolist(), last.rejected_why))  # by left edge
+    assert why.pop(330.0) == "size"  # the coat: too small for a person there
+    assert set(why.values()) <= {"text", "size"} and list(why.values()).count("text") >= 5
+    assert results[0].rejected_why == ("size",) * 6  # before the clock is found: too small
+
+
 def test_with_the_scene_off_the_clock_and_the_coat_are_counted(tmp_path):
     off = "{perspective: {enabled: false}, overlays: {enabled: false}, clutter: {enabled: false}}"
     cfg = config(tmp_path, off)
