@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 import stat
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -46,11 +48,63 @@ Point = tuple[
     Annotated[float, Field(ge=0.0, le=1.0)],
     Annotated[float, Field(ge=0.0, le=1.0)],
 ]
+#: Common frame sizes (width, height), smallest first: the example a pixel polygon's error gives.
+FRAME_SIZES = ((640, 480), (1280, 720), (1920, 1080), (2560, 1440), (3840, 2160))
+
+
+def _fractions_not_pixels(value: Any) -> Any:
+    """One error for a polygon with a coordinate above 1, before the per-number checks.
+
+    Points drawn on a frame grab come out in pixels; the bound on each number would then give
+    one bare "<= 1" per coordinate (six for a triangle), none saying what is wrong. Anything
+    else (a negative, NaN, a point of three numbers) is left to those checks, whose messages
+    name the point.
+    """
+    if not isinstance(value, list):
+        return value
+    finite = [
+        (float(p[0]), float(p[1]))
+        for p in value
+        if isinstance(p, (list, tuple)) and len(p) == 2 and all(_finite(c) for c in p)
+    ]
+    outside = [(x, y) for x, y in finite if x > 1 or y > 1]
+    if not outside:
+        return value
+    highest = max(max(x, y) for x, y in outside)
+    x, y = outside[0]
+    hint = "a polygon's points are fractions of the frame (x / width, y / height, 0..1, x right, y down)"
+    if highest < 2:  # a slip past the edge, not a pixel position
+        raise PydanticCustomError(
+            "polygon_outside_frame",
+            f"point [{x:g}, {y:g}] lies outside the frame (a coordinate above 1); {hint}",
+        )
+    message = f"points look like pixels (a coordinate above 1: {highest:g}); {hint}"
+    fits = [(w, h) for w, h in FRAME_SIZES if all(a <= w and b <= h for a, b in finite)]
+    if fits:
+        w, h = fits[0]
+        message += f": e.g. in a {w}x{h} frame [{x:g}, {y:g}] is [{x / w:.4g}, {y / h:.4g}]"
+    raise PydanticCustomError("polygon_in_pixels", message)
+
+
+def _finite(value: Any) -> bool:
+    """A number the bounds can judge (a bool, string, NaN or a 400-digit int is theirs to refuse)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 Polygon = Annotated[
     list[Point],
     Field(
-        min_length=3, description="Points (x, y) normalized to 0..1 of the image, x right, y down"
+        min_length=3,
+        description="At least 3 points [x, y] as fractions of the frame (x / width, y / height,"
+        " 0..1), x right, y down; not pixels",
     ),
+    # After the Field, so its length check stays the list's own ("List should have at least 3").
+    BeforeValidator(_fractions_not_pixels),
 ]
 ZoneRole = Literal["waiting", "queue", "service", "entrance", "self_service", "staff"]
 # Where customers wait: the line whose wait is estimated (docs/queueing.md).

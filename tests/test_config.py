@@ -82,7 +82,7 @@ BAD_CONFIGS = [
     (
         "point outside image",
         edit("[0.9, 0.9]]", "[1.2, 0.9]]"),
-        "cameras.0.zones.0.polygon.2.0 (line 11): Input should be less than or equal to 1",
+        "cameras.0.zones.0.polygon (line 11): point [1.2, 0.9] lies outside the frame",
     ),
     (
         "flat polygon",
