@@ -228,7 +228,13 @@ class Authenticator:
         self.handhelds = handhelds
 
     def authenticate(
-        self, token: str | None, client: str, role: Role, *, handheld_only: bool = False
+        self,
+        token: str | None,
+        client: str,
+        role: Role,
+        *,
+        handheld_only: bool = False,
+        keys_only: bool = False,
     ) -> Principal:
         """The principal behind `token` if it may act as `role`; raises AuthError otherwise.
 
@@ -236,6 +242,8 @@ class Authenticator:
         in), 429 while the client, or every client together, is over its failure limit, 401 for
         a missing or wrong key, 403 for a key whose role is too low. handheld_only: the token
         came in the app's cookie, which only ever holds a handheld's token, never a key.
+        keys_only: a configured key and nothing else (a browser login, api/sessions.py: a
+        session must not outlive a phone's revocation, so a phone's token opens none).
         """
         if not self.keys and not token:
             raise AuthError(503, HOW_TO_CONFIGURE)
@@ -249,7 +257,7 @@ class Authenticator:
                 401, "missing key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
             )
         principal = None if handheld_only else self._match(token)
-        if principal is None and self.handhelds is not None:
+        if principal is None and self.handhelds is not None and not keys_only:
             name = self.handhelds.lookup(token)
             if name is not None:
                 principal = Principal(name, HANDHELD_ROLE, handheld=True)
@@ -261,6 +269,29 @@ class Authenticator:
             detail = "not paired, or this handheld was revoked" if handheld_only else "invalid key"
             raise AuthError(401, detail, {"WWW-Authenticate": "Bearer"})
         self.limiter.record_success(client)
+        if not principal.may(role):
+            raise AuthError(403, f"key {principal.key_id!r} is a {principal.role}; needs {role}")
+        return principal
+
+    def admit_session(self, principal: Principal | None, client: str, role: Role) -> Principal:
+        """The principal of a browser session (api/sessions.py) if it may act as `role`.
+
+        principal: the session's, None when the cookie names no live session (expired,
+        logged out, forgotten by a restart, or guessed): 401, counted as a failed
+        authentication as a wrong key is, so guessing session tokens meets the same limit.
+        """
+        retry = self.limiter.retry_after(client)
+        if retry is not None:
+            raise AuthError(
+                429, "too many failed authentications; try again later", {"Retry-After": str(retry)}
+            )
+        if principal is None:
+            self.limiter.record_failure(client)
+            log.warning("unknown or expired session from %s", client)
+            raise AuthError(
+                401, "not logged in, or the session expired: log in again",
+                {"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
         if not principal.may(role):
             raise AuthError(403, f"key {principal.key_id!r} is a {principal.role}; needs {role}")
         return principal

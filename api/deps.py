@@ -7,7 +7,7 @@ used in a dependency's signature must be importable at module level (not under T
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from api.db import StoreAccess
 from api.handhelds import APP_HEADER, COOKIE_NAME
 from api.rollup import Rollup
 from api.schemas import Problem
+from api.sessions import SESSION_COOKIE, Sessions
 from edge.config import LobbyConfig
 
 
@@ -39,6 +40,13 @@ class ApiContext:
     clock: Callable[[], datetime]  # UTC wall time, for records and staleness
     tz: ZoneInfo  # the site's time zone
     registry: CollectorRegistry
+    # Browser logins (api/sessions.py), made here from the config and the failure limiter's
+    # monotonic clock, so an app built without them still has them.
+    sessions: Sessions = field(init=False)
+
+    def __post_init__(self) -> None:
+        sessions = Sessions(self.config.api.session_ttl_s, self.clock, self.auth.limiter.monotonic)
+        object.__setattr__(self, "sessions", sessions)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -64,30 +72,39 @@ def client_of(request: Request) -> str:
 
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency that admits callers whose key has at least `role`: a bearer key or token,
-    or the phone web app's cookie (a paired handheld's token only, see api/handhelds.py)."""
+    a browser session's cookie (api/sessions.py, the key's role), or the phone web app's
+    cookie (a paired handheld's token only, see api/handhelds.py), in that order."""
 
     def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         context = get_context(request)
+        client = client_of(request)
         token = credentials.credentials if credentials is not None else None
-        from_cookie = token is None and COOKIE_NAME in request.cookies
-        if from_cookie:
-            token = request.cookies[COOKIE_NAME]
+        cookie = None
+        if token is None:
+            cookie = next((c for c in (SESSION_COOKIE, COOKIE_NAME) if c in request.cookies), None)
+        if cookie is not None:
+            token = request.cookies[cookie]
             refused = cross_site(request)
             if refused is not None:
                 raise HTTPException(403, refused)
         try:
-            principal = context.auth.authenticate(
-                token, client_of(request), role, handheld_only=from_cookie
-            )
+            if cookie == SESSION_COOKIE:
+                session = context.sessions.lookup(token) if token else None
+                found = session.principal if session is not None else None
+                principal = context.auth.admit_session(found, client, role)
+            else:
+                principal = context.auth.authenticate(
+                    token, client, role, handheld_only=cookie == COOKIE_NAME
+                )
         except AuthError as exc:
             headers = dict(exc.headers)
-            if from_cookie and exc.status == 401:  # revoked: the browser forgets the token
-                headers["Set-Cookie"] = expired_cookie()
+            if cookie is not None and exc.status == 401:  # expired, revoked: the browser forgets
+                headers["Set-Cookie"] = expired_cookie(cookie)
             raise HTTPException(exc.status, exc.detail, headers=headers) from None
-        request.state.lobbywatch_credential = (token, principal)
+        request.state.lobbywatch_credential = (token, principal, cookie == SESSION_COOKIE)
         return principal
 
     return dependency
@@ -95,10 +112,12 @@ def require(role: Role) -> Callable[..., Principal]:
 
 def still_admitted(request: Request) -> Callable[[], bool]:
     """For a response that lasts (the alert stream): whether the credential the request was
-    admitted with still stands; a phone revoked meanwhile does not. Blocking (it may read the
-    store): call it from a thread."""
+    admitted with still stands; a phone revoked meanwhile does not, nor a session that expired
+    or logged out. Blocking (it may read the store): call it from a thread."""
     context = get_context(request)
-    token, principal = request.state.lobbywatch_credential
+    token, principal, session = request.state.lobbywatch_credential
+    if session:
+        return lambda: context.sessions.lookup(token) is not None
     return lambda: context.auth.still_valid(principal, token)
 
 
@@ -106,8 +125,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def cross_site(request: Request) -> str | None:
-    """Why a request that changes something, riding on the cookie, is refused as possibly
-    forged by another site's page; None when it is the app's own. It must carry APP_HEADER,
+    """Why a request that changes something, riding on a cookie (the handheld's or a browser
+    session's), is refused as possibly forged by another site's page; None when it is the
+    site's own page. It must carry APP_HEADER,
     and an Origin, when the browser sends one, naming this host: the one in the request, or
     `api.public_url`'s (a TLS proxy in front may rewrite the Host header)."""
     if request.method in SAFE_METHODS:
@@ -122,12 +142,13 @@ def cross_site(request: Request) -> str | None:
     if public_url is not None:
         ours.add(urlsplit(public_url).netloc)
     if urlsplit(origin).netloc not in ours:
-        return f"refused: a request from {origin} may not use this site's handheld cookie"
+        return f"refused: a request from {origin} may not use this site's cookies"
     return None
 
 
-def expired_cookie() -> str:
-    return f"{COOKIE_NAME}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict"
+def expired_cookie(name: str = COOKIE_NAME) -> str:
+    """A Set-Cookie value that makes the browser drop cookie `name`."""
+    return f"{name}=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict"
 
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]
