@@ -1,7 +1,11 @@
 """CSV versions of the history, alert and pass listings, for spreadsheets and head-office reports.
 
 One row per zone and bucket, per alert, per pass or per day; empty cells for unknown values
-(never 0). Text cells that a spreadsheet would run as a formula (starting with = + - @, or a
+(never 0). Made to open cleanly in a spreadsheet (Excel above all, at a branch or head
+office): UTF-8 with a byte order mark (without it Excel reads the file in the PC's legacy code
+page and garbles Chinese names), times in the site's time zone as `YYYY-MM-DD HH:MM:SS` (a
+form Excel reads as a date and time; ISO 8601 with a `T` and an offset stays text), numbers
+rounded to 2 decimals (a mean of 3.4666666 people says no more than 3.47). Text cells that a spreadsheet would run as a formula (starting with = + - @, or a
 tab or carriage return before one, which some spreadsheets skip) get a leading apostrophe.
 (Named csv_export so that it does not shadow the standard library's csv module.)
 """
@@ -11,12 +15,20 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from api.schemas import AlertOut
 
 CSV_MEDIA_TYPE = "text/csv"
+#: Excel opens a CSV as UTF-8 only when it starts with this (its own "CSV UTF-8" does).
+BOM = "\ufeff"
+#: Decimals a number keeps: people to a hundredth, coverage to a percent.
+DECIMALS = 2
+#: How a time is written: local, no offset, to the second (Excel reads it as a date and time).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+UTC = ZoneInfo("UTC")
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list).
 _FORMULA_START = frozenset("=+-@\t\r")
 
@@ -56,17 +68,24 @@ def wants_csv(format_param: str | None, accept: str | None) -> bool:
     return False
 
 
-def history_csv(document: Mapping[str, Any]) -> str:
-    """From the history document (see api.routes.history.history_document)."""
+def history_csv(document: Mapping[str, Any], tz: ZoneInfo = UTC) -> str:
+    """From the history document (see api.routes.history.history_document); its ISO times
+    written in `tz`, the site's."""
     rows = (
-        (zone["zone_id"], *(point[column] for column in HISTORY_COLUMNS[1:]))
+        (
+            zone["zone_id"],
+            *(
+                _time(point[column]) if column in ("start", "end") else point[column]
+                for column in HISTORY_COLUMNS[1:]
+            ),
+        )
         for zone in document["zones"]
         for point in zone["points"]
     )
-    return _write(HISTORY_COLUMNS, rows)
+    return _write(HISTORY_COLUMNS, rows, tz)
 
 
-def alerts_csv(alerts: Sequence[AlertOut]) -> str:
+def alerts_csv(alerts: Sequence[AlertOut], tz: ZoneInfo = UTC) -> str:
     rows = (
         tuple(
             " ".join(a.zones) if column == "zones" else getattr(a, column)
@@ -74,12 +93,19 @@ def alerts_csv(alerts: Sequence[AlertOut]) -> str:
         )
         for a in alerts
     )
-    return _write(ALERT_COLUMNS, rows)
+    return _write(ALERT_COLUMNS, rows, tz)
 
 
 def passes_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """From the pass rows (see api.routes.reports.pass_row)."""
-    return _write(PASS_COLUMNS, (tuple(row[c] for c in PASS_COLUMNS) for row in rows))
+    """From the pass rows (see api.routes.reports.pass_row), whose times are already the
+    site's (ISO strings with the site's offset)."""
+    return _write(
+        PASS_COLUMNS,
+        (
+            tuple(_time(row[c]) if c.endswith("_at") else row[c] for c in PASS_COLUMNS)
+            for row in rows
+        ),
+    )
 
 
 def daily_csv(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -87,20 +113,48 @@ def daily_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return _write(DAY_COLUMNS, (tuple(row[c] for c in DAY_COLUMNS) for row in rows))
 
 
-def _write(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+USUAL_DAY_COLUMNS = ("zone_id", "weekday", "time", "median", "weeks")
+
+
+def usual_day_csv(document: Mapping[str, Any]) -> str:
+    """From the usual-day document (see api.routes.reports.usual_day_report)."""
+    rows = (
+        (zone["zone_id"], document["weekday"], slot["time"], slot["median"], slot["weeks"])
+        for zone in document["zones"]
+        for slot in zone["slots"]
+    )
+    return _write(USUAL_DAY_COLUMNS, rows)
+
+
+def _time(value: str | None) -> datetime | None:
+    """An ISO time of a document (Z or an offset) as a datetime, for _cell to write."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))  # 3.10 reads no Z
+
+
+def _write(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], tz: ZoneInfo | None = None
+) -> str:
+    """tz: where aware times are written; None keeps each time's own offset (the pass rows
+    are the site's already)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    out.write(BOM)
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180, and what Excel writes
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(value) for value in row])
+        writer.writerow([_cell(value, tz) for value in row])
     return out.getvalue()
 
 
-def _cell(value: object) -> object:
+def _cell(value: object, tz: ZoneInfo | None) -> object:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return (aware.astimezone(tz) if tz is not None else aware).strftime(TIME_FORMAT)
+    if isinstance(value, float):
+        return round(value, DECIMALS)
     if isinstance(value, str) and value[:1] in _FORMULA_START:
         return "'" + value
     return value

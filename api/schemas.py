@@ -575,3 +575,28 @@ class QueueOut(BaseModel):
     arrivals_5min: float | None = None
     arrivals_expected_5min: float | None = None
     dwell: dict[str, Any] | None = None
+
+
+class UsualSlot(_Out):
+    time: str = Field(description="The local quarter hour's start, HH:MM in the site's time zone")
+    median: float | None = Field(
+        description="People: the median of this quarter hour's 15m means over the past same "
+        "weekdays; null with fewer than 3 of them known (never 0 for unknown)"
+    )
+    weeks: int = Field(ge=0, description="How many past same weekdays had this quarter hour")
+
+
+class UsualZone(_Out):
+    zone_id: str
+    slots: list[UsualSlot] = Field(description="The day's 96 local quarter hours, from 00:00")
+
+
+class UsualDayOut(_Out):
+    weekday: WeekdayName
+    day: date = Field(
+        description="The day it is the usual for: today or the next such weekday (site time "
+        "zone); the weeks before it are the ones looked at"
+    )
+    weeks: int = Field(description="Past same weekdays looked at (holidays left out)")
+    timezone: str = Field(description="IANA time zone of the site, which every time is in")
+    zones: list[UsualZone]

@@ -6,6 +6,7 @@ import csv
 import io
 import sqlite3
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -168,8 +169,10 @@ def test_alerts_export_as_csv(client, clock):
     insert_alert(store_of(client), "a1", clock.now - timedelta(hours=1))
     response = client.get("/v1/alerts", params={"format": "csv"}, headers=auth("viewer"))
     assert response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows[0]["alert_id"] == "a1" and rows[0]["acknowledged_at"] == ""
+    raised = (clock.now - timedelta(hours=1)).astimezone(ZoneInfo("Europe/Berlin"))
+    assert rows[0]["raised_at"] == raised.strftime("%Y-%m-%d %H:%M:%S")  # the site's time
     assert rows[0]["zones"] == "waiting"
 
 

@@ -82,7 +82,7 @@ def list_alerts(
     sent = deliveries_by_alert(context, [r.alert_id for r in records])
     alerts = [alert_out(r, sent.get(r.alert_id, ())) for r in records]
     if wants_csv(format, request.headers.get("accept")):
-        return csv_response(alerts_csv(alerts), "alerts.csv")
+        return csv_response(alerts_csv(alerts, context.tz), "alerts.csv")
     return AlertsOut(alerts=alerts, summary=summarize(alerts))
 
 

@@ -64,7 +64,7 @@ def occupancy_history(
     timezone = context.config.site.timezone if bucket == "1d" else "UTC"
     document = history_document(bucket, timezone, edges, per_zone)
     if wants_csv(format, request.headers.get("accept")):
-        return csv_response(history_csv(document), "occupancy-history.csv")
+        return csv_response(history_csv(document, context.tz), "occupancy-history.csv")
     # Serialized straight from plain data: a month of 1h buckets for 10 zones is 7 200 points,
     # and validating them into models would double the time of the whole request. The tests
     # check every answer against HistoryOut (and schemathesis against the OpenAPI schema).

@@ -15,12 +15,19 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
-from api.csv_export import daily_csv, passes_csv, wants_csv
+from api.buckets import TimeRange, bucket_edges
+from api.csv_export import daily_csv, passes_csv, usual_day_csv, wants_csv
 from api.deps import AUTH_RESPONSES, ApiContext, Context, Viewer, invalid
+from api.queries import history
 from api.routes.common import CSV_RESPONSE, FormatParam, csv_response
-from api.schemas import DailyOut, PassesOut
+from api.routes.forecast import PARAMS
+from api.routes.history import ZoneParam
+from api.routes.history import _zones as zones_asked
+from api.schemas import WEEKDAY_NAMES, DailyOut, PassesOut, UsualDayOut, WeekdayName
+from edge.queueing.forecast import SLOT_S, CountModel, SlotHistory
 from edge.store import PassRecord
 
 router = APIRouter(prefix="/v1", tags=["reports"], responses=AUTH_RESPONSES)
@@ -180,6 +187,73 @@ def daily_report(
     if wants_csv(format, request.headers.get("accept")):
         return csv_response(daily_csv(rows), "daily.csv")
     return DailyOut.model_validate(report_document(context, days, "days", rows))
+
+
+@router.get(
+    "/reports/usual-day",
+    summary="The usual day for a weekday: per local quarter hour, the median people",
+    description="Per zone and local quarter hour of the site's time zone, the median of the 15m "
+    "means over the last 8 same weekdays before the day (today when `weekday` is today's, "
+    "else the next such day), the schedule's holidays left out: the profile the forecast "
+    "uses (edge/queueing/forecast.py). Null where fewer than 3 of those weekdays are known "
+    "(a camera offline, a new site), never 0. Today's own counts: "
+    "`GET /v1/occupancy/history?bucket=15m`.",
+    response_model=UsualDayOut,
+    responses=CSV_RESPONSE,
+)
+def usual_day_report(
+    request: Request,
+    context: Context,
+    _: Viewer,
+    zone: ZoneParam = None,
+    weekday: Annotated[
+        WeekdayName | None, Query(description="mon..sun (default: today's in the site's zone)")
+    ] = None,
+    format: FormatParam = None,
+) -> UsualDayOut | Response:
+    zone_ids = zones_asked(context, zone)
+    today = context.clock().astimezone(context.tz).date()
+    wanted = today.weekday() if weekday is None else WEEKDAY_NAMES.index(weekday)
+    day = today + timedelta(days=(wanted - today.weekday()) % 7)
+    document = {
+        "weekday": WEEKDAY_NAMES[wanted],
+        "day": day,
+        "weeks": PARAMS.weeks,
+        "timezone": context.config.site.timezone,
+        "zones": [
+            {"zone_id": zone_id, "slots": slots}
+            for zone_id, slots in usual_slots(context, zone_ids, day).items()
+        ],
+    }
+    if wants_csv(format, request.headers.get("accept")):
+        return csv_response(usual_day_csv(document), f"usual-{document['weekday']}.csv")
+    return UsualDayOut.model_validate(document)
+
+
+def usual_slots(
+    context: ApiContext, zone_ids: list[str], day: date
+) -> dict[str, list[dict[str, Any]]]:
+    """Per zone, the forecast's weekday profile for `day` (CountModel's median over the
+    PARAMS.weeks same weekdays before it, holidays left out, unknown below min_weeks), read
+    from the 15m history of those weeks (only days before `day`: today's partial counts are
+    not part of its own usual)."""
+    start = _midnight(max(FIRST_DAY, day - timedelta(days=7 * PARAMS.weeks)), context.tz)
+    end = max(start, _midnight(day, context.tz))
+    edges = bucket_edges("15m", TimeRange(start, end), context.tz)
+    per_zone = history(context.store, context.rollup, "15m", zone_ids, edges)
+    holidays = context.config.alerts.schedule.holidays
+    local_day = (day - date(1970, 1, 1)).days
+    times = [f"{m // 60:02d}:{m % 60:02d}" for m in range(0, 24 * 60, SLOT_S // 60)]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for zone_id, buckets in per_zone.items():
+        model = CountModel(SlotHistory(int(edges[0]), buckets.mean), context.tz, holidays, PARAMS)
+        # The forecast's own profile (kept private there; one definition of "usual").
+        median, weeks = model._profile(local_day, PARAMS.min_weeks)
+        out[zone_id] = [
+            {"time": t, "median": None if np.isnan(m) else round(float(m), 3), "weeks": int(w)}
+            for t, m, w in zip(times, median.tolist(), weeks.tolist(), strict=True)
+        ]
+    return out
 
 
 def passes_in(context: ApiContext, days: Days) -> list[PassRecord]:
