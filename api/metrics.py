@@ -6,16 +6,27 @@ keeps them exactly as fresh as the store. Each app has its own registry (no glob
 
 An unknown zone count is left out of `lobbywatch_zone_occupancy` rather than exported as NaN
 (NaN poisons sum() and averages); `lobbywatch_zone_occupancy_known` says which zones are known.
+
+The histograms (detector time per camera, alert latency) are counted by the pipeline since it
+started and read from its device state file (edge/runtime/histogram.py has the bucket bounds
+and why); they are real Prometheus histograms, so histogram_quantile() works on them.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from api.db import StoreAccess, StoreUnavailable
@@ -23,11 +34,25 @@ from api.live import camera_states, zone_states
 from api.schemas import AlertStatus
 from edge.config import LobbyConfig
 from edge.runtime.device_state import read_state, state_path
+from edge.runtime.histogram import HistogramCounts
 from edge.store import ALERT_STATUS_SQL
 
 CAMERA_STATES = ("online", "stale", "offline", "unknown")
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "acknowledged", "pass_done", "cleared")
 DELIVERY_STATES = ("waiting", "rate_limited", "sent", "failed", "expired")
+
+
+def package_version() -> str:
+    """The installed lobbywatch's version ("unknown" when run from a tree not installed)."""
+    try:
+        return importlib.metadata.version("lobbywatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def detector_models(config: LobbyConfig) -> str:
+    """The detector's model and its fusion partners, as the service's start line names them."""
+    return "+".join([config.detector.model, *(m.model for m in config.detector.fusion.models)])
 
 
 class StoreCollector(Collector):
@@ -67,6 +92,7 @@ class StoreCollector(Collector):
             if camera.inference_ms is not None:
                 infer.add_metric([camera.camera_id], camera.inference_ms / 1000.0)
         yield from (fps, infer, status)
+        yield self._build_info()
         yield from self._zones(now)
         yield from self._alerts()
         yield from self._deliveries()
@@ -76,6 +102,17 @@ class StoreCollector(Collector):
             "Requests refused for a wrong key since the API started",
             value=self.failed_auth(),
         )
+
+    def _build_info(self) -> Metric:
+        info = GaugeMetricFamily(
+            "lobbywatch_build_info",
+            "Always 1: the API's lobbywatch version, its Python, and the detector models configured",
+            labels=["version", "python", "detector"],
+        )
+        info.add_metric(
+            [package_version(), platform.python_version(), detector_models(self.config)], 1.0
+        )
+        return info
 
     def _zones(self, now: datetime) -> Iterator[Metric]:
         occupancy = GaugeMetricFamily(
@@ -111,6 +148,17 @@ class StoreCollector(Collector):
             for state in ALERT_STATUSES:
                 alerts.add_metric([kind, state], float(counts.get((kind, state), 0)))
         yield alerts
+        raised = CounterMetricFamily(
+            "lobbywatch_alerts_raised",
+            "Alerts raised, by kind and rule, counted in the store's alerts table (alerts are "
+            "never purged, so it only falls when the store is replaced)",
+            labels=["kind", "rule"],
+        )
+        with self.store.read() as db:
+            rows = db.execute("SELECT kind, rule, COUNT(*) FROM alerts GROUP BY 1, 2").fetchall()
+        for kind, rule, n in sorted(rows):
+            raised.add_metric([str(kind), str(rule)], float(n))
+        yield raised
 
     def _deliveries(self) -> Iterator[Metric]:
         """Deliveries to the bank's channels in the store, by channel and state."""
@@ -170,6 +218,7 @@ class StoreCollector(Collector):
             value=float(outbox.get("backlog", 0)),
         )
         yield from self._camera_rates(device.section("cameras"))
+        yield from _histograms(device.section("histograms"))
         channels = device.section("channels")
         if channels:
             up = GaugeMetricFamily(
@@ -217,6 +266,35 @@ class StoreCollector(Collector):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     family.add_metric([camera_id], float(value))
         yield from families.values()
+
+
+def _histograms(section: dict[str, Any]) -> Iterator[Metric]:
+    """The pipeline's histograms (cumulative since it started); a malformed one is left out."""
+    detector = HistogramMetricFamily(
+        "lobbywatch_detector_seconds",
+        "Detector time on each frame the detector ran on, seconds, since the pipeline started",
+        labels=["camera"],
+    )
+    cameras = section.get("detector_seconds")
+    for camera_id, data in cameras.items() if isinstance(cameras, dict) else ():
+        counts = HistogramCounts.from_json(data)
+        if counts is not None:
+            detector.add_metric([str(camera_id)], _buckets(counts), counts.sum)
+    yield detector
+    latency = HistogramMetricFamily(
+        "lobbywatch_alert_latency_seconds",
+        "Seconds from an alert's decision to the broker's PUBACK of its message, since the "
+        "pipeline started",
+    )
+    counts = HistogramCounts.from_json(section.get("alert_latency_seconds"))
+    if counts is not None:  # absent with MQTT off
+        latency.add_metric([], _buckets(counts), counts.sum)
+    yield latency
+
+
+def _buckets(counts: HistogramCounts) -> list[tuple[str, float]]:
+    pairs = [(str(le), float(n)) for le, n in zip(counts.bounds, counts.buckets, strict=True)]
+    return [*pairs, ("+Inf", float(counts.count))]
 
 
 def make_registry(collector: StoreCollector) -> CollectorRegistry:

@@ -145,6 +145,11 @@ class Topics:
     def zone_occupancy(self, zone_id: str) -> str:
         return f"{self.base}/zone/{zone_id}/occupancy"
 
+    def rule_state(self, rule_id: str) -> str:
+        """ON while an alert of the rule is open, else OFF (retained; Home Assistant's binary
+        sensor per rule reads it)."""
+        return f"{self.base}/rule/{rule_id}/state"
+
     def ack(self, alert_id: str) -> str:
         return f"{self.base}/alerts/{alert_id}/ack"
 
@@ -241,8 +246,10 @@ class MqttLink:
     subscriptions are renewed: republish retained state there. on_ack gets (alert id, payload)
     of each ack message; on_retained_state gets the alert id of each retained alert state the
     broker holds for this site, as the broker sends them on every (re)connect (the alert state
-    publisher removes those that are no longer open). PUBACKs arrive in `acked` as (mid, ok) for the outbox publisher, and
-    on_acked is called at once so the publisher records them without waiting for its tick.
+    publisher removes those that are no longer open). PUBACKs arrive in `acked` as (mid, ok,
+    monotonic time it came) for the outbox publisher, and on_acked is called at once so the
+    publisher records them without waiting for its tick (the time is taken here so the alert
+    latency it measures does not include the wait for the publisher's thread).
     on_ticket_events gets the payload of each message on the ticket machine's topic.
     `state` says whether the broker is reachable, and why not; failures are logged with their
     reason at once and then at most every REPEAT_FAILURE_S.
@@ -271,6 +278,10 @@ class MqttLink:
         self._on_retained_state = on_retained_state
         self._on_acked = on_acked
         self._on_ticket_events = on_ticket_events
+        #: Other topic filters to subscribe to on every connect, and who gets their messages.
+        self._watches: list[tuple[str, Callable[[str, bytes, bool], None]]] = []
+        #: Successful connects so far: who publishes once per connection compares it.
+        self.connections = 0
         self._answered = False  # a CONNACK came for the current attempt
         self._clock = clock
         self._wall = wall_clock
@@ -280,7 +291,7 @@ class MqttLink:
         self._state = LinkState("connecting", wall_clock())
         self._last_failure_log = -REPEAT_FAILURE_S
         self._unexpected = LogThrottle(log, clock=clock)
-        self.acked: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
+        self.acked: queue.SimpleQueue[tuple[int, bool, float]] = queue.SimpleQueue()
         self.client = make_client(config, self.client_id)
         # The will is registered before connecting: a crash or a cut cable says "offline".
         self.client.will_set(self.topics.availability, "offline", qos=1, retain=True)
@@ -318,6 +329,11 @@ class MqttLink:
             self.client.disconnect()
         self.client.loop_stop()
         self._set_state(LinkState("stopped", self._wall()))
+
+    def watch(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Subscribe to `topic_filter` on every connect (register before start); its messages
+        go to handler(topic, payload, retained) in paho's thread."""
+        self._watches.append((topic_filter, handler))
 
     def publish(
         self,
@@ -390,6 +406,9 @@ class MqttLink:
         client.subscribe(self.topics.state_filter, qos=1)
         if self._on_ticket_events is not None:
             client.subscribe(self.topics.ticket_events, qos=1)
+        for topic_filter, _handler in self._watches:
+            client.subscribe(topic_filter, qos=1)
+        self.connections += 1
         self.connected.set()
         self._set_state(LinkState("connected", self._wall()))
         log.info("connected to the broker at %s", self.url)
@@ -432,10 +451,17 @@ class MqttLink:
         _properties: Properties | None,
     ) -> None:
         # Called with paho's message lock held: only hand the fact over, do no work here.
-        self.acked.put((mid, not reason_code.is_failure))
+        self.acked.put((mid, not reason_code.is_failure, self._clock()))
         self._on_acked()
 
     def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        for topic_filter, handler in self._watches:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, bytes(msg.payload), bool(msg.retain))
+                except Exception:
+                    log.exception("handling a message on %s failed", shorten(msg.topic))
+                return
         state_of = self.topics.alert_id_of_state(msg.topic)
         if state_of is not None:
             # Only what the broker retains matters here (our own live publishes come back too).

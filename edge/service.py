@@ -34,6 +34,7 @@ from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, FrameResult, build_pool
 from edge.runtime.device_state import StateFile, state_path
+from edge.runtime.histogram import DETECTOR_SECONDS_BOUNDS, Histogram
 from edge.runtime.queue_monitor import QueueMonitor
 from edge.storage.scene_file import SceneFile, scene_path
 from edge.store import CameraLive, HistoryRow, Store, StoreCondition, StoreWriteError
@@ -177,6 +178,8 @@ class CameraWorker:
             occupancy={z: None for z in pipeline.zone_ids}, target_fps=self.target_fps
         )
         self.rates = RateWindow()
+        # The detector's time on each frame it ran on, since the start (the API's histogram).
+        self.detector_seconds = Histogram(DETECTOR_SECONDS_BOUNDS)
         self._dropped_seen = camera.dropped  # capture's running counter: the window takes deltas
         self.heartbeat = clock()
         self.last_frame_at: float | None = None  # monotonic time of the last processed frame
@@ -253,6 +256,8 @@ class CameraWorker:
                     continue
                 ran = result.detector_ran
                 self.rates.add(now, processed=1, dropped=dropped, detector=int(ran))
+                if ran:
+                    self.detector_seconds.observe(max(0.0, result.inference_s))
                 values = dict(result.occupancy)
                 self.last_frame_at = now
                 # The detector's time when it last ran: a frame that reused its detections took
@@ -525,6 +530,15 @@ class Service:
             "channels": delivery.channels or {},
             "api": None if self.api is None else _child(self.api.state),
             "cameras": {w.camera_id: camera_state(w.state) for w in self.workers},
+            # Cumulative since this process started (edge/runtime/histogram.py), for /metrics.
+            "histograms": {
+                "detector_seconds": {
+                    w.camera_id: w.detector_seconds.counts().as_json() for w in self.workers
+                },
+                "alert_latency_seconds": (
+                    None if notifier.outbox is None else notifier.outbox.latency.counts().as_json()
+                ),
+            },
         }  # fmt: skip
 
     def frames_flowing(self, now: float) -> bool:

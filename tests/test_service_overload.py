@@ -14,6 +14,7 @@ import pytest
 
 from edge.notifier import DeliveryStatus
 from edge.runtime.device_state import StateFile, state_path
+from edge.runtime.histogram import DETECTOR_SECONDS_BOUNDS, Histogram
 from edge.service import (
     RATE_WINDOW_S,
     CameraWorker,
@@ -197,7 +198,8 @@ def service_with(config: Any, states: dict[str, WorkerState]) -> tuple[Service, 
     say all is well: what snapshot() reads."""
     service = Service(config)
     service.workers = [
-        SimpleNamespace(camera_id=c, state=s, unsaved_history=[], dropped_history=0)
+        SimpleNamespace(camera_id=c, state=s, unsaved_history=[], dropped_history=0,
+                        detector_seconds=Histogram(DETECTOR_SECONDS_BOUNDS))
         for c, s in states.items()
     ]
     store = SimpleNamespace(condition=SimpleNamespace(
@@ -206,6 +208,7 @@ def service_with(config: Any, states: dict[str, WorkerState]) -> tuple[Service, 
     notifier = SimpleNamespace(
         status=lambda: DeliveryStatus(None, 0, 0, 0),
         queue=SimpleNamespace(unsaved_tickets=0, tickets_lost=0),
+        outbox=None,
     )
     return service, store, notifier
 

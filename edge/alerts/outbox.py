@@ -21,6 +21,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge.alerts.spool import WriteSpool
 from edge.mqtt import MqttLink
+from edge.runtime.histogram import ALERT_LATENCY_BOUNDS, Histogram
 from edge.store import OutboxMessage, Store, StoreWriteError
 
 log = logging.getLogger("lobbywatch.outbox")
@@ -41,6 +42,11 @@ class OutboxPublisher:
     the alert service) or, for one a previous process made, from the time its wall clock said
     was left when this process first saw it: a wall-clock step (NTP fixing a clock that was
     hours out) must not drop the alerts waiting for the broker.
+
+    `latency` counts, for each message made in this process and acknowledged by the broker,
+    the seconds from its making (`born`: the decision) to the PUBACK, on the link's monotonic
+    clock (the same clock as `born`: the notifier gives both the same one). A message made
+    before a restart has no monotonic birth and is not counted.
     """
 
     def __init__(
@@ -63,6 +69,7 @@ class OutboxPublisher:
         self._deadline: dict[str, float] = {}  # message id -> monotonic expiry
         self._outcomes: dict[str, tuple[Outcome, datetime]] = {}  # not yet in the store
         self.expired = 0
+        self.latency = Histogram(ALERT_LATENCY_BOUNDS)
 
     @property
     def inflight(self) -> int:
@@ -134,12 +141,15 @@ class OutboxPublisher:
     def _record_acks(self) -> None:
         while True:
             try:
-                mid, ok = self.link.acked.get_nowait()
+                mid, ok, acked_at = self.link.acked.get_nowait()
             except queue.Empty:
                 return
             message_id = self._inflight.pop(mid, None)
             if message_id is None:
                 continue  # a state message (retained occupancy), not from the outbox
+            born = self._born.get(message_id)
+            if ok and born is not None:
+                self.latency.observe(max(0.0, acked_at - born))
             if not ok:
                 # The broker refused it (an ACL, most likely): retrying cannot help; say so loudly.
                 log.error("broker refused outbox message %s; check the broker ACL", message_id)
