@@ -4,6 +4,8 @@ the queue (wait, forecast, kiosks, counters: docs/queueing.md).
 Published on change, again every `occupancy_interval_s`, and whole on every (re)connect, so a
 client that connects late, or a broker that restarted without persistence, still sees the
 current numbers (the lesson of Frigate #5295). Unknown is published as count null, stale true.
+With `mqtt.home_assistant.enabled`, Home Assistant's discovery configs go first on every
+(re)connect (edge/integrations/homeassistant.py), then the states they point to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import timezone
 
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.config import LobbyConfig
+from edge.integrations.homeassistant import DiscoveryPublisher
 from edge.mqtt import MqttLink
 from edge.types import CameraStatus, ZoneReading
 
@@ -41,6 +44,9 @@ class StatePublisher:
         self._health_sent: str | None = None
         self._queue: str | None = None  # the latest queue payload (published when given)
         self._next_full = 0.0
+        self.discovery = (
+            DiscoveryPublisher(config, link) if config.mqtt.home_assistant.enabled else None
+        )
 
     def on_board_update(self, update: BoardUpdate) -> None:
         with self._lock:
@@ -69,6 +75,8 @@ class StatePublisher:
     def republish_all(self) -> None:
         """Everything, now: after a (re)connect and every interval."""
         with self._lock:
+            if self.discovery is not None:
+                self.discovery.publish_if_new_connection()
             if self._health is not None and self.link.publish_state(
                 self.topics.health, self._health
             ):

@@ -13,6 +13,11 @@ On every (re)connect all open states and the index are published again, and the 
 retained states on the broker (the link subscribes to them) are swept: one the store does not
 hold open (its removal lost to a crash, or left by a store that was replaced) is removed. The
 same happens when the store, run on memory while its disk was full, lands in its file.
+
+Beside the index, each configured rule's `rule/<rule id>/state` says ON while an alert of the
+rule is open and OFF otherwise (retained, published when it changes and on every connect): the
+index names alerts, not rules, and a client such as Home Assistant's binary sensor per rule
+(edge/integrations/homeassistant.py) can only read one topic.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class AlertStatePublisher:
         self._resync = True  # publish everything open (set on every connect)
         self._generation = store.generation  # the store's database the versions are of
         self._index: str | None = None  # the index payload last handed to the broker
+        self._rule_states: dict[str, str] = {}  # rule id -> ON/OFF last handed to the broker
         self._found: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def on_connected(self) -> None:
@@ -75,6 +81,7 @@ class AlertStatePublisher:
             self._generation, self._resync = generation, True
         if self._resync:
             self._resync, self._index = False, None
+            self._rule_states = {}
             version = self.store.alerts_version()
             records = self.store.open_alerts()
             self._seen = version
@@ -107,7 +114,9 @@ class AlertStatePublisher:
         return self._ok(shown.rc) and self._remove(record.alert_id)
 
     def _publish_index(self) -> None:
-        ids = [a.alert_id for a in self.store.open_alerts()]
+        open_alerts = self.store.open_alerts()
+        self._publish_rule_states({a.rule for a in open_alerts})
+        ids = [a.alert_id for a in open_alerts]
         payload = json.dumps({"version": self._seen, "alerts": ids}, separators=(",", ":"))
         if payload == self._index:
             return
@@ -116,6 +125,19 @@ class AlertStatePublisher:
             self._index = payload
         else:
             self._resync = True
+
+    def _publish_rule_states(self, open_rules: set[str]) -> None:
+        """ON / OFF per configured rule, where it changed (all after a connect)."""
+        for rule in self.names.rules:
+            state = "ON" if rule in open_rules else "OFF"
+            if self._rule_states.get(rule) == state:
+                continue
+            info = self.link.publish(self.topics.rule_state(rule), state, qos=1, retain=True)
+            if self._ok(info.rc):
+                self._rule_states[rule] = state
+            else:
+                self._resync = True
+                return
 
     def _sweep(self) -> None:
         while True:
