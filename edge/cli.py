@@ -25,6 +25,30 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models", help="List, fetch and verify detector models.")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from edge.version import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the lobbywatch and Python versions, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """lobbywatch: people per zone from lobby cameras, history and diversion alerts."""
+
+
 DEFAULT_CONFIG = os.environ.get("LOBBYWATCH_CONFIG", "/etc/lobbywatch/lobbywatch.yaml")
 
 ConfigOption = Annotated[
@@ -245,6 +269,37 @@ def snapshot(
         f"then: lobbywatch calibrate --config {config} --camera {shots.camera_id}"
         f" --source '{shots.pattern}' --stills --heads heads.json --out calibration.yaml"
     )
+
+
+@app.command()
+def version() -> None:
+    """Print the lobbywatch and Python versions (as --version does)."""
+    from edge.version import version_line
+
+    typer.echo(version_line())
+
+
+config_app = typer.Typer(help="The config file's reference and JSON Schema.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for config.md and config.schema.json")
+    ] = Path("docs"),
+) -> None:
+    """Write the config reference (config.md) and its JSON Schema for editors
+    (config.schema.json) from the config models; docs/ holds the committed ones."""
+    from edge.config_reference import write_reference
+
+    try:
+        written = write_reference(out)
+    except OSError as exc:
+        typer.echo(f"error: cannot write to {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    for path in written:
+        typer.echo(f"written {path}")
 
 
 scene_app = typer.Typer(
