@@ -43,7 +43,10 @@ from edge.capture.settings import SourceKind, classify_source, redact_url
 ENV_PREFIX = "LOBBYWATCH_"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
-Id = Annotated[str, Field(pattern=ID_PATTERN, description="Identifier: letters, digits, _ . -")]
+Id = Annotated[
+    str,
+    Field(pattern=ID_PATTERN, description="Identifier: letters, digits and _ . - (up to 64)"),
+]
 Point = tuple[
     Annotated[float, Field(ge=0.0, le=1.0)],
     Annotated[float, Field(ge=0.0, le=1.0)],
@@ -72,7 +75,10 @@ def _fractions_not_pixels(value: Any) -> Any:
         return value
     highest = max(max(x, y) for x, y in outside)
     x, y = outside[0]
-    hint = "a polygon's points are fractions of the frame (x / width, y / height, 0..1, x right, y down)"
+    hint = (
+        "a polygon's points are fractions of the frame"
+        " (x / width, y / height, 0..1, x right, y down)"
+    )
     if highest < 2:  # a slip past the edge, not a pixel position
         raise PydanticCustomError(
             "polygon_outside_frame",
@@ -87,7 +93,7 @@ def _fractions_not_pixels(value: Any) -> Any:
 
 
 def _finite(value: Any) -> bool:
-    """A number the bounds can judge (a bool, string, NaN or a 400-digit int is theirs to refuse)."""
+    """A number the bounds can judge (a bool, a string, NaN or a 400-digit int: theirs to refuse)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     try:
@@ -175,6 +181,8 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 
 class SiteConfig(_Strict):
+    """The branch: its id in every topic, record and report, and its local time."""
+
     id: Id = Field(description="Site (branch) identifier, used in topics and records")
     name: str = Field("", description="Human-readable branch name")
     timezone: str = Field("UTC", description="IANA time zone of the branch, e.g. Asia/Shanghai")
@@ -190,6 +198,8 @@ class SiteConfig(_Strict):
 
 
 class ZoneConfig(_Strict):
+    """An area of the frame whose people are counted; ids are unique across the site."""
+
     id: Id
     name: str = Field("", description="Name shown to people")
     role: ZoneRole = Field(description="What the zone is for; alert rules select zones by it")
@@ -228,6 +238,8 @@ class ZoneConfig(_Strict):
 
 
 class IgnoreMaskConfig(_Strict):
+    """An area whose detections never count (mannequins, a poster, a reflection)."""
+
     id: Id
     polygon: Polygon = Field(description="Detections whose feet fall here are dropped")
     reason: str = Field("", description="Why, e.g. 'mannequins in the shop window'")
@@ -415,6 +427,8 @@ class SceneConfig(_Strict):
 
 
 class MotionMaskConfig(_Strict):
+    """An area whose change does not count as motion for gating."""
+
     id: Id
     polygon: Polygon = Field(description="Change here never wakes the detector (a screen, a door)")
     reason: str = Field("", description="Why, e.g. 'queue display above the counters'")
@@ -437,7 +451,7 @@ class GatingConfig(_Strict):
     cell_share: float = Field(
         0.02, gt=0, le=1, description="Share of a grid cell's pixels that must change"
     )
-    grid: tuple[int, int] = Field((8, 6), description="Cells across and down compared")
+    grid: tuple[int, int] = Field((8, 6), description="Cells across and down compared (1..64 each)")
     masks: list[MotionMaskConfig] = Field(default_factory=list)
 
     @field_validator("grid")
@@ -454,8 +468,11 @@ class GatingConfig(_Strict):
 
 
 class CameraConfig(_Strict):
+    """One camera (or a replayed file or image sequence) and the zones drawn on its
+    view."""
+
     id: Id
-    name: str = ""
+    name: str = Field("", description="Name shown to people")
     source: str = Field(
         min_length=1,
         description="rtsp:// URL, USB index (usb:0), video file, or image pattern like seq_%06d.jpg",
@@ -501,6 +518,8 @@ class CameraConfig(_Strict):
 
 
 class TilingConfig(_Strict):
+    """Overlapping tiles, each enlarged to the model's input, so small, distant people are found."""
+
     enabled: bool = Field(True, description="Also run the detector on overlapping tiles")
     grid: tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]] = Field(
         (2, 2), description="Tiles as (columns, rows)"
@@ -586,6 +605,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class DetectorConfig(_ModelFormat):
+    """The person detector every camera shares: the model, its score threshold, tiles and
+    fusion with a second model (BENCHMARKS.md has the measurements behind the defaults)."""
+
     preset: Literal["crowd"] | None = Field(
         None,
         description="Opt-in settings for a kind of scene (sets model, input_size, confidence, "
@@ -679,6 +701,9 @@ class DetectorConfig(_ModelFormat):
 
 
 class OccupancyConfig(_Strict):
+    """From per-frame counts to the occupancy reported: smoothing over a window, and holding a
+    person the detector misses for a frame."""
+
     window_s: float = Field(
         2.0,
         ge=0,
@@ -775,6 +800,8 @@ class TrackingConfig(_Strict):
 
 
 class StorageConfig(_Strict):
+    """The SQLite history: counts per interval, alerts, and their outbox."""
+
     path: Path = Field(
         Path("/var/lib/lobbywatch/lobbywatch.db"), description="SQLite database file"
     )
@@ -785,7 +812,11 @@ class StorageConfig(_Strict):
 
 
 class LoggingConfig(_Strict):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """What the service writes to stderr (the journal under systemd)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe messages written"
+    )
     status_interval_s: float = Field(
         10.0, gt=0, description="Seconds between status lines with each camera's fps and counts"
     )
@@ -824,6 +855,8 @@ def _check_ranges(ranges: list[str]) -> list[str]:
 
 
 class MqttTlsConfig(_Strict):
+    """TLS to the broker, and a client certificate where the broker asks for one."""
+
     enabled: bool = Field(False, description="Connect with TLS (port 8883 by convention)")
     ca_file: Path | None = Field(None, description="CA certificate (PEM); system CAs when unset")
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
@@ -861,11 +894,14 @@ class SnapshotsConfig(_Strict):
 
 
 class MqttConfig(_Strict):
+    """The broker: retained occupancy and state, alerts to handhelds and their
+    acknowledgements (docs/mqtt.md)."""
+
     enabled: bool = Field(True, description="Publish occupancy and alerts to the broker")
     host: str = Field("localhost", min_length=1, description="Broker host name or address")
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 for TLS by convention)")
     client_id: str | None = Field(None, description="Default: lobbywatch-<site id>")
-    username: str | None = None
+    username: str | None = Field(None, description="Broker user; none: connect anonymously")
     password: SecretStr | None = Field(
         None, description="Prefer LOBBYWATCH_MQTT__PASSWORD or password_file to the file itself"
     )
@@ -899,10 +935,12 @@ class MqttConfig(_Strict):
 class PeriodConfig(_Strict):
     """Thresholds that apply in part of the day, e.g. a lunch peak."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS), min_length=1, description="Weekdays it applies on"
+    )
     time: TimeRange
-    raise_at: float = Field(ge=0)
-    clear_at: float = Field(ge=0)
+    raise_at: float = Field(ge=0, description="The rule's raise_at in this period")
+    clear_at: float = Field(ge=0, description="The rule's clear_at in this period (< raise_at)")
 
     @model_validator(mode="after")
     def _check(self) -> PeriodConfig:
@@ -913,7 +951,11 @@ class PeriodConfig(_Strict):
 
 
 class QuietConfig(_Strict):
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    """A time of day without diversion alerts (a meeting, a cash delivery)."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS), min_length=1, description="Weekdays it applies on"
+    )
     time: TimeRange
 
     @field_validator("time")
@@ -924,6 +966,8 @@ class QuietConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
+    """When the branch is open: diversion alerts are raised only then."""
+
     opening_hours: dict[Weekday, list[TimeRange]] = Field(
         default_factory=dict,
         description="Per weekday, opening ranges in local time; a day not listed is closed. "
@@ -950,8 +994,11 @@ DiversionPoint = Literal["waiting_area", "entrance"]
 
 
 class AlertRuleConfig(_Strict):
+    """A diversion alert: raised when people in some zones stay at or above a threshold,
+    cleared when they stay at or below a lower one (hysteresis)."""
+
     id: Id
-    name: str = ""
+    name: str = Field("", description="Name shown to people")
     zones: list[Id] = Field(min_length=1, description="Zones watched; the rule uses their sum")
     raise_at: float = Field(ge=0, description="People at or above which the condition holds")
     clear_at: float = Field(ge=0, description="People at or below which it clears (< raise_at)")
@@ -961,7 +1008,9 @@ class AlertRuleConfig(_Strict):
     escalate_after_s: float | None = Field(
         300.0, gt=0, description="Re-notify and tell the supervisor if not acknowledged by then"
     )
-    max_escalations: int = Field(2, ge=0, le=10)
+    max_escalations: int = Field(
+        2, ge=0, le=10, description="Escalations at most, escalate_after_s apart, per alert"
+    )
     effect_after_s: float = Field(
         600.0, gt=0, description="When to measure the waiting count after the pass is done"
     )
@@ -1023,7 +1072,9 @@ class QueueConfig(_Strict):
 
 
 class CameraAlertConfig(_Strict):
-    enabled: bool = True
+    """Tell IT when a camera stops delivering frames."""
+
+    enabled: bool = Field(True, description="Raise an alert for an offline or stale camera")
     after_s: float = Field(
         120.0, gt=0, description="Seconds a camera must be offline or stale before IT is told"
     )
@@ -1137,6 +1188,9 @@ class ChannelConfig(_Strict):
 
 
 class AlertsConfig(_Strict):
+    """Diversion alerts to the lobby manager's handheld, their escalations, and the channels
+    they also go to (docs/handheld.md)."""
+
     language: Literal["en", "zh-CN"] = Field("en", description="Language of alert messages")
     templates_dir: Path | None = Field(None, description="Override the shipped message templates")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -1155,8 +1209,12 @@ class AlertsConfig(_Strict):
 
 
 class ApiKeyConfig(_Strict):
+    """A key for the API, stored as its sha256 or read from the environment, never in clear."""
+
     id: Id = Field(description="Who holds the key (shown in logs and audit, never the key)")
-    role: Literal["viewer", "manager", "admin"]
+    role: Literal["viewer", "manager", "admin"] = Field(
+        description="viewer: read everything; manager: also acknowledge alerts; admin: everything"
+    )
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-f]{64}$", description="sha256 hex of the key; the key is not stored"
     )
@@ -1192,9 +1250,11 @@ class ApiTlsConfig(_Strict):
 
 
 class ApiConfig(_Strict):
+    """The supervisor REST API and the pages it serves (api/README.md)."""
+
     enabled: bool = Field(False, description="Serve the API from `lobbywatch run` as well")
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 to serve the branch LAN")
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(8080, ge=1, le=65535, description="Listen port")
     tls: ApiTlsConfig = Field(default_factory=ApiTlsConfig)
     public_url: str | None = Field(
         None,
