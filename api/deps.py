@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from api.auth import Authenticator, AuthError, Principal, Role
 from api.clients import ClientAddress
 from api.db import StoreAccess
+from api.frames_client import SnapshotViews
 from api.handhelds import APP_HEADER, COOKIE_NAME
 from api.rollup import Rollup
 from api.schemas import Problem
@@ -43,6 +44,8 @@ class ApiContext:
     # Browser logins (api/sessions.py), made here from the config and the failure limiter's
     # monotonic clock, so an app built without them still has them.
     sessions: Sessions = field(init=False)
+    # Admins' looks at a camera's frame (api/routes/cameras.py), for the views metric.
+    snapshot_views: SnapshotViews = field(default_factory=SnapshotViews)
 
     def __post_init__(self) -> None:
         sessions = Sessions(self.config.api.session_ttl_s, self.clock, self.auth.limiter.monotonic)

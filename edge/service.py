@@ -34,6 +34,7 @@ from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, FrameResult, build_pool
 from edge.runtime.device_state import StateFile, state_path
+from edge.runtime.frames import FrameHolder, serve_frames
 from edge.runtime.histogram import DETECTOR_SECONDS_BOUNDS, Histogram
 from edge.runtime.queue_monitor import QueueMonitor
 from edge.storage.scene_file import SceneFile, scene_path
@@ -162,11 +163,13 @@ class CameraWorker:
         interval_s: int,
         *,
         board: OccupancyBoard | None = None,
+        frames: FrameHolder | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.camera_id = camera_config.id
         self.board = board
+        self.frames = frames  # snapshots on: each processed frame offered (edge/runtime/frames.py)
         self.camera = camera
         self.pipeline = pipeline
         self.store = store
@@ -238,6 +241,8 @@ class CameraWorker:
             dropped = self._take_dropped()
             if status is not CameraStatus.ONLINE:
                 self.pipeline.mark_unknown()
+                if self.frames is not None:
+                    self.frames.forget(self.camera_id)
                 self.rates.clear()  # the shares are of the time it is online, from its return
                 state = WorkerState(
                     status, self.camera.fps, {z: None for z in self.pipeline.zone_ids},
@@ -256,6 +261,11 @@ class CameraWorker:
                     continue
                 ran = result.detector_ran
                 self.rates.add(now, processed=1, dropped=dropped, detector=int(ran))
+                if self.frames is not None:
+                    self.frames.offer(
+                        frame, result.detections, result.zone_of, result.dropped,
+                        result.rejected, result.rejected_why,
+                    )  # fmt: skip
                 if ran:
                     self.detector_seconds.observe(max(0.0, result.inference_s))
                 values = dict(result.occupancy)
@@ -405,6 +415,7 @@ class Service:
         notifier.start()
         if self.api is not None:
             self.api.start()
+        frames, frame_server = serve_frames(config)
         code = 1  # an exception on the way is an error exit
         try:
             for camera_config in config.cameras:
@@ -421,7 +432,7 @@ class Service:
                 )
                 worker = CameraWorker(
                     camera_config, Camera(settings), pipeline, store, config.storage.interval_s,
-                    board=board,
+                    board=board, frames=frames,
                 )  # fmt: skip
                 self.workers.append(worker)
                 worker.start()
@@ -442,6 +453,8 @@ class Service:
             notifier.stop(clean=code == 0)
             if self.api is not None:
                 self.api.stop()
+            if frame_server is not None:
+                frame_server.stop()
             state_file.write(self.snapshot(store, notifier, running=False))
             state_file.close()
             store.close()

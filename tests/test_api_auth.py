@@ -147,16 +147,20 @@ def test_cors_is_closed_unless_origins_are_configured(tmp_path):
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_the_api_serves_no_images(client):
+def test_the_api_serves_no_images_but_the_admins_snapshot(client):
+    """The one image route is the snapshot (docs/ui.md 3: admin, off unless enabled; the
+    routes' answers with it off are walked in tests/test_snapshots.py)."""
     schema = client.get("/openapi.json").json()
     media = {
-        media_type
-        for path in schema["paths"].values()
+        (media_type, name if media_type.startswith("image/") else None)
+        for name, path in schema["paths"].items()
         for operation in path.values()
         for response in operation.get("responses", {}).values()
         for media_type in response.get("content", {})
     }
-    assert media <= {"application/json", "text/csv", "text/plain", "text/event-stream"}
+    plain = {"application/json", "text/csv", "text/plain", "text/event-stream"}
+    snapshot = ("image/jpeg", "/v1/cameras/{camera_id}/snapshot.jpg")
+    assert media <= {(m, None) for m in plain} | {snapshot}
 
 
 # --- Who the client is: X-Forwarded-For only from trusted proxies (issue 10) ---------------

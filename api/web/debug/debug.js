@@ -1,0 +1,313 @@
+// /debug: a camera's latest frame with what the detector found in it (docs/ui.md 3), for admins.
+//
+// Data: GET /v1/zones (the cameras), GET /v1/cameras/{id}/geometry (zones and ignore masks),
+// GET /v1/cameras/{id}/snapshot.jpg (the frame; X-Lobbywatch-Seq names it), then
+// GET /v1/cameras/{id}/detections?seq= (that very frame's boxes). Every request goes with the
+// browser's own credential (the session cookie, credentials: same-origin); the page holds no
+// data and stores nothing: the image lives in a blob: URL released on the next refresh.
+"use strict";
+
+const TEXT = {
+  en: {
+    title: "What the detector sees",
+    camera: "Camera",
+    refresh: "Refresh",
+    keyCounted: "counted",
+    keyNotCounted: "not counted (why)",
+    keyZone: "zone",
+    keyMask: "ignore mask",
+    score: "Score",
+    zone: "Zone",
+    counts: "Counts?",
+    yes: "yes",
+    privacy: "This image is held in the device's memory only and never stored; every view is logged.",
+    loading: "Loading…",
+    login: "Log in with an admin key to see this page.",
+    loginLink: "Log in",
+    forbidden: "Only admins may see camera images and detections.",
+    off: "Snapshots are off on this device (api.snapshots.enabled in the config).",
+    notRunning: "The counting service is not running with snapshots on.",
+    noFrame: "This camera has no frame yet (it is not online).",
+    failed: "Could not load the frame",
+    noCameras: "No cameras are configured.",
+    ignored: "in an ignore mask",
+    scene: "ruled out by the scene",
+    "no zone": "outside every zone",
+    text: "text overlay",
+    size: "not a person's size or shape",
+    static: "static clutter",
+    summary: (f) =>
+      `Frame ${f.seq} at ${f.time} · ${f.width}×${f.height} · ${f.counted} counted, ` +
+      `${f.notCounted} not counted`,
+    mask: "mask",
+  },
+  "zh-CN": {
+    title: "检测器所见",
+    camera: "摄像头",
+    refresh: "刷新",
+    keyCounted: "计入",
+    keyNotCounted: "未计入（原因）",
+    keyZone: "区域",
+    keyMask: "忽略区域",
+    score: "置信度",
+    zone: "区域",
+    counts: "是否计入",
+    yes: "是",
+    privacy: "此画面只保存在设备内存中，从不存储；每次查看都会记录。",
+    loading: "加载中…",
+    login: "请用管理员密钥登录后查看此页面。",
+    loginLink: "登录",
+    forbidden: "只有管理员可以查看摄像头画面和检测结果。",
+    off: "此设备未开启快照（配置中的 api.snapshots.enabled）。",
+    notRunning: "计数服务未在开启快照的情况下运行。",
+    noFrame: "此摄像头还没有画面（不在线）。",
+    failed: "无法加载画面",
+    noCameras: "没有配置摄像头。",
+    ignored: "在忽略区域内",
+    scene: "被场景规则排除",
+    "no zone": "不在任何区域内",
+    text: "画面文字",
+    size: "尺寸或形状不像人",
+    static: "静止杂物",
+    summary: (f) =>
+      `第 ${f.seq} 帧，${f.time} · ${f.width}×${f.height} · 计入 ${f.counted} 个，` +
+      `未计入 ${f.notCounted} 个`,
+    mask: "忽略",
+  },
+};
+
+const SVG = "http://www.w3.org/2000/svg";
+const state = { lang: "en", cameras: [], camera: null, imageUrl: null, last: null };
+
+const $ = (id) => document.getElementById(id);
+const t = (key) => (TEXT[state.lang] || TEXT.en)[key] ?? TEXT.en[key] ?? key;
+
+// ---- language ------------------------------------------------------------------------------
+
+function setLanguage(lang, remember) {
+  state.lang = lang in TEXT ? lang : "en";
+  if (remember) localStorage.setItem("lobbywatch.lang", state.lang);
+  document.documentElement.lang = state.lang;
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  $("lang").textContent = state.lang === "en" ? "中文" : "EN";
+  if (state.last) render(state.last);
+  else if (state.problem) showProblem(state.problem);
+}
+
+// ---- requests ------------------------------------------------------------------------------
+
+class Problem extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+async function get(path) {
+  const response = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      detail = (await response.json()).detail || detail;
+    } catch (_) {
+      /* not JSON: the status says it */
+    }
+    throw new Problem(response.status, String(detail));
+  }
+  return response;
+}
+
+function showProblem(problem) {
+  state.problem = problem;
+  const box = $("message");
+  box.replaceChildren();
+  box.hidden = false;
+  box.dataset.status = String(problem.status || "");
+  if (problem.status === 401) {
+    box.append(t("login") + " ");
+    const link = document.createElement("a");
+    link.href = "/login?next=" + encodeURIComponent("/debug");
+    link.textContent = t("loginLink");
+    box.append(link);
+  } else if (problem.status === 403) {
+    box.textContent = t("forbidden");
+  } else {
+    const detail = problem.detail || "";
+    let text = `${t("failed")}: ${detail}`;
+    if (problem.status === 503 && /snapshots are off/.test(detail)) text = t("off");
+    else if (problem.status === 503 && /not running/.test(detail)) text = t("notRunning");
+    else if (problem.status === 503 && /no frame/.test(detail)) text = t("noFrame");
+    else if (problem.key) text = t(problem.key);
+    box.textContent = text;
+  }
+}
+
+function clearProblem() {
+  state.problem = null;
+  $("message").hidden = true;
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+async function loadCameras() {
+  const zones = await (await get("/v1/zones")).json();
+  const seen = new Map();
+  for (const zone of zones.zones) {
+    if (!seen.has(zone.camera_id)) seen.set(zone.camera_id, zone.camera_name || zone.camera_id);
+  }
+  state.cameras = [...seen].map(([id, name]) => ({ id, name }));
+  const select = $("camera");
+  select.replaceChildren(
+    ...state.cameras.map((c) => {
+      const option = document.createElement("option");
+      option.value = c.id;
+      option.textContent = c.name === c.id ? c.id : `${c.name} (${c.id})`;
+      return option;
+    }),
+  );
+  const wanted = new URLSearchParams(location.search).get("camera");
+  state.camera = state.cameras.some((c) => c.id === wanted) ? wanted : state.cameras[0]?.id;
+  if (state.camera) select.value = state.camera;
+}
+
+async function refresh() {
+  if (!state.camera) {
+    showProblem({ status: 0, key: "noCameras" });
+    return;
+  }
+  const camera = state.camera;
+  $("refresh").disabled = true;
+  $("status").textContent = t("loading");
+  try {
+    const path = `/v1/cameras/${encodeURIComponent(camera)}`;
+    const geometry = await (await get(`${path}/geometry`)).json();
+    const image = await get(`${path}/snapshot.jpg`);
+    const seq = image.headers.get("X-Lobbywatch-Seq");
+    const blob = await image.blob();
+    const detections = await (await get(`${path}/detections?seq=${encodeURIComponent(seq)}`)).json();
+    if (camera !== state.camera) return; // another camera was picked meanwhile
+    if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
+    state.imageUrl = URL.createObjectURL(blob);
+    state.last = { geometry, detections, imageUrl: state.imageUrl };
+    clearProblem();
+    render(state.last);
+  } catch (error) {
+    state.last = null;
+    $("view").hidden = true;
+    $("boxes").hidden = true;
+    $("status").textContent = "";
+    showProblem(error instanceof Problem ? error : { status: 0, detail: String(error) });
+  } finally {
+    $("refresh").disabled = false;
+  }
+}
+
+// ---- drawing -------------------------------------------------------------------------------
+
+function el(name, attributes, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function points(polygon, width, height) {
+  return polygon.map(([x, y]) => `${(x * width).toFixed(1)},${(y * height).toFixed(1)}`).join(" ");
+}
+
+function why(box) {
+  const reason = t(box.reason);
+  return box.rule ? `${reason}: ${t(box.rule)}` : reason;
+}
+
+function label(box) {
+  const score = box.score.toFixed(2);
+  return box.counted ? `${score} · ${box.zone}` : `${score} · ${why(box)}`;
+}
+
+function render({ geometry, detections, imageUrl }) {
+  const { width, height } = detections;
+  const svg = $("frame");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  const layers = [el("image", { href: imageUrl, x: 0, y: 0, width, height })];
+  for (const zone of geometry.zones) {
+    layers.push(el("polygon", { class: "zone", "data-zone": zone.id,
+                                points: points(zone.polygon, width, height) }));
+    const [x, y] = zone.polygon[0];
+    layers.push(el("text", { class: "zone-label", x: x * width + 6, y: y * height + 18 },
+                   zone.name ? `${zone.name} (${zone.id})` : zone.id));
+  }
+  for (const mask of geometry.ignore) {
+    layers.push(el("polygon", { class: "mask", "data-mask": mask.id,
+                                points: points(mask.polygon, width, height) }));
+    const [x, y] = mask.polygon[0];
+    layers.push(el("text", { class: "mask-label", x: x * width + 6, y: y * height + 18 },
+                   `${t("mask")}: ${mask.reason || mask.id}`));
+  }
+  detections.boxes.forEach((box, i) => {
+    const kind = box.counted ? "counted" : "not-counted";
+    const [x1, y1, x2, y2] = box.xyxy;
+    const group = el("g", { class: `detection ${kind}`, "data-index": i,
+                            "data-zone": box.zone ?? "", "data-reason": box.reason ?? "" });
+    group.append(el("rect", { class: `box ${kind}`, x: x1, y: y1,
+                              width: Math.max(1, x2 - x1), height: Math.max(1, y2 - y1) }));
+    group.append(el("circle", { class: `foot ${kind}`, r: 4,
+                                cx: box.anchor[0] * width, cy: box.anchor[1] * height }));
+    group.append(el("text", { class: kind, x: x1 + 2, y: Math.max(14, y1 - 4) },
+                    `${i + 1}: ${label(box)}`));
+    group.append(el("title", {}, `${i + 1}: ${label(box)}`));
+    layers.push(group);
+  });
+  svg.replaceChildren(...layers);
+  $("view").hidden = false;
+
+  const rows = detections.boxes.map((box, i) => {
+    const row = document.createElement("tr");
+    const cells = [String(i + 1), box.score.toFixed(2), box.zone ?? "—",
+                   box.counted ? t("yes") : why(box)];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    row.lastChild.className = box.counted ? "counted" : "not-counted";
+    return row;
+  });
+  $("boxes").querySelector("tbody").replaceChildren(...rows);
+  $("boxes").hidden = rows.length === 0;
+
+  const time = new Date(detections.at).toLocaleTimeString(state.lang);
+  $("status").textContent = t("summary")({
+    seq: detections.seq, time, width, height, counted: detections.counted,
+    notCounted: detections.boxes.length - detections.counted,
+  });
+  document.documentElement.dataset.seq = String(detections.seq);
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+async function start() {
+  const stored = localStorage.getItem("lobbywatch.lang");
+  setLanguage(stored || document.documentElement.dataset.siteLanguage || "en", false);
+  $("lang").addEventListener("click", () => setLanguage(state.lang === "en" ? "zh-CN" : "en", true));
+  $("refresh").addEventListener("click", refresh);
+  $("camera").addEventListener("change", (event) => {
+    state.camera = event.target.value;
+    refresh();
+  });
+  try {
+    await loadCameras();
+  } catch (error) {
+    showProblem(error instanceof Problem ? error : { status: 0, detail: String(error) });
+    return;
+  }
+  await refresh();
+}
+
+window.lobbywatchDebug = state;
+start();
