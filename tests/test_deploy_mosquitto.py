@@ -463,6 +463,21 @@ def test_device_cannot_write_or_read_another_site(broker: Broker, clients: list[
     assert (topic(SITE_B, "alerts"), b"private") not in dev_a.messages, granted
 
 
+def test_device_announces_its_own_home_assistant_entities_only(
+    broker: Broker, clients: list[Client]
+) -> None:
+    dev_a, dev_b = device(broker, SITE_A, clients), device(broker, SITE_B, clients)
+    dev_a.subscribe(f"homeassistant/+/{SITE_A}/#")
+    dev_b.subscribe(f"homeassistant/+/{SITE_B}/#")
+    own = f"homeassistant/sensor/{SITE_A}/zone_waiting/config"
+    dev_a.publish(own, b"announced")
+    dev_a.publish(f"homeassistant/sensor/{SITE_B}/zone_waiting/config", b"forged")
+    assert dev_a.wait_for(own, b"announced")
+    dev_b.publish(f"homeassistant/sensor/{SITE_B}/zone_x/config", b"sentinel")
+    assert dev_b.wait_for(f"homeassistant/sensor/{SITE_B}/zone_x/config", b"sentinel")
+    assert [m for m in dev_b.messages if m[1] == b"forged"] == []
+
+
 def test_handheld_cannot_read_another_site(broker: Broker, clients: list[Client]) -> None:
     dev_b, hand = device(broker, SITE_B, clients), handheld(broker, clients)
     hand.subscribe(topic(SITE_B, "alerts"))
