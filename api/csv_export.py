@@ -113,6 +113,20 @@ def daily_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return _write(DAY_COLUMNS, (tuple(row[c] for c in DAY_COLUMNS) for row in rows))
 
 
+BUSIEST_COLUMNS = ("zone_id", "weekday", "hour", "mean", "peak", "coverage", "hours")
+
+
+def busiest_hours_csv(document: Mapping[str, Any]) -> str:
+    """From the busiest-hours document (see api.routes.history.busiest_hours_report): local
+    weekdays and hours already."""
+    rows = (
+        (zone["zone_id"], *(slot[c] for c in BUSIEST_COLUMNS[1:]))
+        for zone in document["zones"]
+        for slot in zone["slots"]
+    )
+    return _write(BUSIEST_COLUMNS, rows)
+
+
 USUAL_DAY_COLUMNS = ("zone_id", "weekday", "time", "median", "weeks")
 
 

@@ -132,3 +132,16 @@ def test_a_chinese_zone_name_survives_the_alert_csv(client):
     (row,) = csv_rows(response)
     assert row["acknowledged_by"] == "王经理"
     assert (row["raised_at"], row["seconds_to_ack"]) == ("2024-07-01 09:30:00", "120.0")
+
+
+def test_the_busiest_hours_as_csv_by_local_weekday_and_hour(client):
+    response = client.get(
+        "/v1/reports/busiest-hours",
+        params={"zone": "waiting", "format": "csv", "start": at(monday(1), 0).isoformat(),
+                "end": at(monday(1), 0).replace(day=monday(1).day + 1).isoformat()},
+        headers=auth("viewer"),
+    )  # fmt: skip
+    rows = csv_rows(response)
+    nine = next(r for r in rows if r["hour"] == "9")
+    assert (nine["weekday"], nine["mean"], nine["coverage"]) == ("mon", "1.0", "0.25")
+    assert next(r for r in rows if r["hour"] == "3")["mean"] == ""  # not seen: empty, not 0

@@ -10,7 +10,7 @@ from pydantic_core import to_json
 
 from api.aggregate import Buckets, FloatArray
 from api.buckets import DEFAULT_SPAN, MAX_SPAN, Bucket, Int64Array, bucket_edges, iso
-from api.csv_export import history_csv, wants_csv
+from api.csv_export import busiest_hours_csv, history_csv, wants_csv
 from api.deps import AUTH_RESPONSES, ApiContext, Context, Viewer, invalid
 from api.queries import busiest_hours, coverage, history
 from api.routes.common import (
@@ -113,33 +113,38 @@ def _nullable(values: FloatArray) -> list[float | None]:
     description="Over [start, end) (default: the last 30 days, at most 400 days), per zone and "
     "per weekday and hour of the site's time zone: the mean (weighted by frames counted) and "
     "the peak people, and the fraction of those hours the camera was seen.",
+    response_model=BusiestHoursOut,
+    responses=CSV_RESPONSE,
 )
 def busiest_hours_report(
+    request: Request,
     context: Context,
     _: Viewer,
     zone: ZoneParam = None,
     start: StartParam = None,
     end: EndParam = None,
-) -> BusiestHoursOut:
+    format: FormatParam = None,
+) -> BusiestHoursOut | Response:
     zone_ids = _zones(context, zone)
     time_range = time_range_of(context, start, end, REPORT_MAX_SPAN, REPORT_DEFAULT_SPAN)
     slots = busiest_hours(context.store, context.rollup, zone_ids, time_range, context.tz)
-    return BusiestHoursOut.model_validate(
-        {
-            "start": time_range.start,
-            "end": time_range.end,
-            "timezone": context.config.site.timezone,
-            "zones": [
-                {
-                    "zone_id": zone_id,
-                    "slots": [
-                        {**s.__dict__, "weekday": WEEKDAY_NAMES[s.weekday]} for s in slots[zone_id]
-                    ],
-                }
-                for zone_id in zone_ids
-            ],
-        }
-    )
+    document = {
+        "start": time_range.start,
+        "end": time_range.end,
+        "timezone": context.config.site.timezone,
+        "zones": [
+            {
+                "zone_id": zone_id,
+                "slots": [
+                    {**s.__dict__, "weekday": WEEKDAY_NAMES[s.weekday]} for s in slots[zone_id]
+                ],
+            }
+            for zone_id in zone_ids
+        ],
+    }
+    if wants_csv(format, request.headers.get("accept")):
+        return csv_response(busiest_hours_csv(document), "busiest-hours.csv")
+    return BusiestHoursOut.model_validate(document)
 
 
 def _zones(context: ApiContext, asked: list[str] | None) -> list[str]:
