@@ -40,6 +40,7 @@ const TEXT = {
       `Frame ${f.seq} at ${f.time} · ${f.width}×${f.height} · ${f.counted} counted, ` +
       `${f.notCounted} not counted`,
     mask: "mask",
+    short: { ignored: "mask", scene: "scene", "no zone": "no zone" },
   },
   "zh-CN": {
     title: "检测器所见",
@@ -73,6 +74,7 @@ const TEXT = {
       `第 ${f.seq} 帧，${f.time} · ${f.width}×${f.height} · 计入 ${f.counted} 个，` +
       `未计入 ${f.notCounted} 个`,
     mask: "忽略",
+    short: { ignored: "忽略区", scene: "场景", "no zone": "无区域" },
   },
 };
 
@@ -223,9 +225,16 @@ function why(box) {
   return box.rule ? `${reason}: ${t(box.rule)}` : reason;
 }
 
-function label(box) {
+// On the image, short (the table below and each box's tooltip say it whole).
+function label(box, i) {
   const score = box.score.toFixed(2);
-  return box.counted ? `${score} · ${box.zone}` : `${score} · ${why(box)}`;
+  if (box.counted) return `${i + 1} ${score} ${box.zone}`;
+  const short = t("short")[box.reason] ?? box.reason;
+  return `${i + 1} ${score} ✕ ${box.rule ? `${short}: ${t(box.rule)}` : short}`;
+}
+
+function tooltip(box, i) {
+  return `${i + 1}: ${box.score.toFixed(2)} · ${box.counted ? box.zone : why(box)}`;
 }
 
 function render({ geometry, detections, imageUrl }) {
@@ -258,9 +267,8 @@ function render({ geometry, detections, imageUrl }) {
                               width: Math.max(1, x2 - x1), height: Math.max(1, y2 - y1) }));
     group.append(el("circle", { class: `foot ${kind}`, r: 4,
                                 cx: box.anchor[0] * width, cy: box.anchor[1] * height }));
-    group.append(el("text", { class: kind, x: x1 + 2, y: Math.max(14, y1 - 4) },
-                    `${i + 1}: ${label(box)}`));
-    group.append(el("title", {}, `${i + 1}: ${label(box)}`));
+    group.append(el("text", { class: kind, x: x1 + 2, y: Math.max(12, y1 - 3) }, label(box, i)));
+    group.append(el("title", {}, tooltip(box, i)));
     layers.push(group);
   });
   svg.replaceChildren(...layers);
