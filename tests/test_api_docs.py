@@ -35,7 +35,7 @@ def test_the_page_needs_no_key_as_the_openapi_document_and_keeps_to_this_device(
 def test_every_script_and_style_the_page_loads_is_served_here(client):
     page = client.get("/docs").text
     urls = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert urls and all(u.startswith("/docs/assets/") or u == "data:," for u in urls), urls
+    assert urls and all(u.startswith("/docs/") or u == "data:," for u in urls), urls
     for url in urls:
         if url.startswith("/"):
             assert client.get(url).status_code == 200, url
@@ -43,34 +43,34 @@ def test_every_script_and_style_the_page_loads_is_served_here(client):
 
 @pytest.mark.parametrize("name", sorted(ASSETS))
 def test_each_asset_is_served_with_its_type_and_cached_by_etag(client, name):
-    response = client.get(f"/docs/assets/{name}")
+    response = client.get(f"/docs/{name}")
     assert response.status_code == 200
     assert response.headers["content-type"] == ASSETS[name][1]
     assert response.headers["x-content-type-options"] == "nosniff"
     folder = swagger_dir() if ASSETS[name][0] == "swagger" else PAGE_DIR
     assert folder is not None
     assert response.content == (folder / name).read_bytes()
-    again = client.get(f"/docs/assets/{name}", headers={"If-None-Match": response.headers["etag"]})
+    again = client.get(f"/docs/{name}", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
 
 
 def test_swagger_ui_is_a_build_that_reads_openapi_3_1(client):
-    bundle = client.get("/docs/assets/swagger-ui-bundle.js").content
+    bundle = client.get("/docs/swagger-ui-bundle.js").content
     assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
     # Swagger UI 4 refuses a 3.1 document ("does not specify a valid version field")
     assert re.search(rb'"5\.\d+\.\d+"', bundle)
 
 
 def test_the_page_asks_no_outside_validator(client):
-    script = client.get("/docs/assets/docs.js").text
+    script = client.get("/docs/docs.js").text
     assert "validatorUrl: null" in script
     assert "http://" not in script and "https://" not in script
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/docs/assets/favicon.png", "/docs/assets/redoc.standalone.js", "/docs/assets/..%2Fdocs.py",
-     "/docs/assets/index.html", "/docs/oauth2-redirect", "/redoc"],
+    ["/docs/favicon.png", "/docs/redoc.standalone.js", "/docs/..%2Fdocs.py",
+     "/docs/index.html", "/docs/oauth2-redirect", "/redoc"],
 )  # fmt: skip
 def test_nothing_but_the_listed_files_is_served(client, path):
     assert client.get(path).status_code == 404

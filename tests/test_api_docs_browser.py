@@ -110,7 +110,7 @@ def test_the_docs_page_lists_every_operation_and_asks_nothing_of_another_host(ap
         ]
         assert elsewhere == []
         assert {
-            f"{process.url}/docs/assets/swagger-ui-bundle.js",
+            f"{process.url}/docs/swagger-ui-bundle.js",
             f"{process.url}/openapi.json",
         } <= set(requested)
         # no script, style or connection refused by the page's policy, no script error

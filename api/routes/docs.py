@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 PAGE_DIR = Path(__file__).resolve().parent.parent / "web" / "docs"
 #: The distribution whose static/ folder holds Swagger UI's build (pyproject's dependencies).
 SWAGGER_PACKAGE = "fastapi_offline"
-ASSETS_URL = "/docs/assets"
+ASSETS_URL = "/docs"
 
 #: asset name -> (where it lives: "page" or "swagger", media type)
 ASSETS = {
