@@ -112,7 +112,7 @@ def create_app(
         title="lobbywatch supervisor API",
         version=VERSION,
         summary="Occupancy now and in the past, diversion alerts and device health.",
-        docs_url=None,  # Swagger UI loads scripts from a CDN a branch device cannot reach
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: api/routes/docs.py serves it
         redoc_url=None,
         lifespan=lifespan,
     )
