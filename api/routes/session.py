@@ -76,6 +76,7 @@ AppHeader = Annotated[
     "not keep the cookie.",
     response_model=SessionOut,
     responses={
+        400: {"model": Problem, "description": "The body is not JSON"},
         401: {"model": Problem, "description": "Wrong key"},
         403: {"model": Problem, "description": "Not over https, or a cross-site request"},
         429: AUTH_RESPONSES[429],
