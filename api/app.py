@@ -26,6 +26,7 @@ from api.auth import Authenticator, FailureLimiter, load_keys
 from api.clients import ClientAddress
 from api.db import StoreAccess, StoreUnavailable
 from api.deps import ApiContext
+from api.frames_client import SnapshotViews
 from api.handhelds import HandheldAccess
 from api.metrics import StoreCollector, make_registry
 from api.rollup import Rollup, RollupWorker, default_path
@@ -83,7 +84,10 @@ def create_app(
     keys = load_keys(config.api.keys, os.environ if environ is None else environ)
     if not keys:
         log.warning("no API key configured: every route except health answers 503")
-    collector = StoreCollector(config, store, clock, lambda: limiter.failures_total)
+    views = SnapshotViews()
+    collector = StoreCollector(
+        config, store, clock, lambda: limiter.failures_total, views.by_camera
+    )
     context = ApiContext(
         config=config,
         store=store,
@@ -93,6 +97,7 @@ def create_app(
         clock=clock,
         tz=tz,
         registry=make_registry(collector),
+        snapshot_views=views,
     )
 
     @asynccontextmanager

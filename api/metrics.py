@@ -14,9 +14,8 @@ and why); they are real Prometheus histograms, so histogram_quantile() works on 
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -36,18 +35,11 @@ from edge.config import LobbyConfig
 from edge.runtime.device_state import read_state, state_path
 from edge.runtime.histogram import HistogramCounts
 from edge.store import ALERT_STATUS_SQL
+from edge.version import package_version
 
 CAMERA_STATES = ("online", "stale", "offline", "unknown")
 ALERT_STATUSES: tuple[AlertStatus, ...] = ("open", "acknowledged", "pass_done", "cleared")
 DELIVERY_STATES = ("waiting", "rate_limited", "sent", "failed", "expired")
-
-
-def package_version() -> str:
-    """The installed lobbywatch's version ("unknown" when run from a tree not installed)."""
-    try:
-        return importlib.metadata.version("lobbywatch")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def detector_models(config: LobbyConfig) -> str:
@@ -62,11 +54,13 @@ class StoreCollector(Collector):
         store: StoreAccess,
         clock: Callable[[], datetime],
         failed_auth: Callable[[], int],
+        snapshot_views: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.failed_auth = failed_auth
+        self.snapshot_views = snapshot_views
 
     def collect(self) -> Iterator[Metric]:
         store = self.store.store()
@@ -102,6 +96,14 @@ class StoreCollector(Collector):
             "Requests refused for a wrong key since the API started",
             value=self.failed_auth(),
         )
+        views = CounterMetricFamily(
+            "lobbywatch_snapshot_views",
+            "Times an admin looked at a camera's frame or its boxes since the API started",
+            labels=["camera"],
+        )
+        for camera_id, seen in sorted(self.snapshot_views().items()):
+            views.add_metric([camera_id], seen)
+        yield views
 
     def _build_info(self) -> Metric:
         info = GaugeMetricFamily(

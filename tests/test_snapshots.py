@@ -385,6 +385,8 @@ def test_an_admin_gets_the_frame_as_jpeg_not_stored_and_its_boxes(live_site, cap
     context = client.app.state.lobbywatch
     assert context.snapshot_views.by_camera() == {"lobby": 2}
     assert context.snapshot_views.total == 2
+    metrics = client.get("/metrics", headers=auth("viewer")).text
+    assert 'lobbywatch_snapshot_views_total{camera="lobby"} 2.0' in metrics
     assert not any(
         p.suffix in (".jpg", ".jpeg", ".png") for p in config.storage.path.parent.rglob("*")
     )

@@ -28,7 +28,6 @@ Pure builders (discovery_configs) plus one small publisher, called on every (re)
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import re
@@ -40,6 +39,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge.config import LobbyConfig
 from edge.mqtt import MqttLink, Topics
+from edge.version import package_version
 
 log = logging.getLogger("lobbywatch.homeassistant")
 
@@ -86,13 +86,6 @@ def ha_id(text: str) -> str:
         return text
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
     return f"{re.sub(r'[^A-Za-z0-9_-]', '_', text)}-{digest}"
-
-
-def package_version() -> str:
-    try:
-        return importlib.metadata.version("lobbywatch")
-    except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
-        return "0+unknown"
 
 
 def config_filter(prefix: str, site_id: str) -> str:
