@@ -248,7 +248,7 @@ def usual_slots(
     for zone_id, buckets in per_zone.items():
         model = CountModel(SlotHistory(int(edges[0]), buckets.mean), context.tz, holidays, PARAMS)
         # The forecast's own profile (kept private there; one definition of "usual").
-        median, weeks = model._profile(local_day, PARAMS.min_weeks)
+        median, weeks = model.usual_day(local_day)
         out[zone_id] = [
             {"time": t, "median": None if np.isnan(m) else round(float(m), 3), "weeks": int(w)}
             for t, m, w in zip(times, median.tolist(), weeks.tolist(), strict=True)

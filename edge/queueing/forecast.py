@@ -257,6 +257,12 @@ class CountModel:
             return row
         return np.full(self._spd, np.nan)
 
+    def usual_day(self, day: int) -> tuple[FloatArray, IntArray]:
+        """The usual day `day` (a local day number) would be, per quarter hour: the median over
+        the last same weekdays, as the forecast's profile has it (NaN where too few are known),
+        and how many of them were known (the dashboard's "usual day")."""
+        return self._profile(day, self.params.min_weeks)
+
     def _profile(self, day: int, need: int) -> tuple[FloatArray, IntArray]:
         """Median per quarter hour over the last `weeks` non-holiday same weekdays before `day`,
         NaN where fewer than `need` are known; and how many were known."""
