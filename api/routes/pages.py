@@ -1,4 +1,4 @@
-"""The supervisor's and IT's pages: login, dashboard, zone editor (docs/ui.md 1, 2).
+"""The supervisor's and IT's pages: login, dashboard, zone editor (docs/ui.md 1, 2, 5).
 
 Each page is a folder under api/web/ (shipped as package data), its HTML and its own plain JS
 and CSS, served with the phone app's Content-Security-Policy (api/routes/webapp.py): nothing
@@ -10,7 +10,8 @@ logged in is sent to /login?next=<page>, one whose role is too low gets a page t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
@@ -33,14 +34,25 @@ MEDIA_TYPES = {
 }
 
 
+#: The app's policy, and images from blob: URLs: the editor fetches the snapshot with the
+#: session cookie (so a 503 can be told apart from a picture) and shows it from memory.
+BLOB_IMAGE_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": SECURITY_HEADERS["Content-Security-Policy"].replace(
+        "img-src 'self'", "img-src 'self' blob:"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Page:
     """A page at /<name>: its folder under api/web/, the role it needs (None: anyone, the
-    login page), and its assets (only those are served)."""
+    login page), its assets (only those are served) and the headers it and they go with."""
 
     name: str
     role: Role | None
     assets: tuple[str, ...]
+    headers: Mapping[str, str] = field(default_factory=lambda: SECURITY_HEADERS)
 
 
 PAGES = {
@@ -48,6 +60,7 @@ PAGES = {
     for page in (
         Page("login", None, ("login.js", "login.css")),
         Page("dashboard", "viewer", ("dashboard.js", "charts.js", "i18n.js", "dashboard.css")),
+        Page("editor", "admin", ("editor.js", "i18n.js", "editor.css"), BLOB_IMAGE_HEADERS),
     )
 }
 
@@ -76,13 +89,13 @@ def _file(page: str, name: str) -> bytes:
         raise HTTPException(404, f"the page's {name} is not installed ({exc.strerror})") from None
 
 
-def _html(page: str, context: Context) -> Response:
+def _html(page: Page, context: Context) -> Response:
     # The site's language, so the page opens in it before it asks who is logged in.
-    body = _file(page, "index.html").replace(
+    body = _file(page.name, "index.html").replace(
         b'data-site-language="en"',
         f'data-site-language="{context.config.alerts.language}"'.encode(),
     )
-    return Response(body, media_type=MEDIA_TYPES[".html"], headers=SECURITY_HEADERS)
+    return Response(body, media_type=MEDIA_TYPES[".html"], headers=dict(page.headers))
 
 
 def _refused(status: int, detail: str) -> Response:
@@ -95,7 +108,7 @@ def _refused(status: int, detail: str) -> Response:
 
 def _open(request: Request, context: Context, page: Page) -> Response:
     if page.role is None:
-        return _html(page.name, context)
+        return _html(page, context)
     try:
         # The API's own check, credentials and failure limit alike (no bearer on a page load).
         require(page.role)(request, None)
@@ -107,7 +120,7 @@ def _open(request: Request, context: Context, page: Page) -> Response:
                 back.headers["Set-Cookie"] = cleared
             return back
         return _refused(exc.status_code, str(exc.detail))
-    return _html(page.name, context)
+    return _html(page, context)
 
 
 @router.get("/login")
@@ -120,12 +133,17 @@ def dashboard_page(request: Request, context: Context) -> Response:
     return _open(request, context, PAGES["dashboard"])
 
 
+@router.get("/editor")
+def editor_page(request: Request, context: Context) -> Response:
+    return _open(request, context, PAGES["editor"])
+
+
 def _asset(page: Page, name: str) -> Response:
     """A page's script or style: only the files its Page lists (no other path is read)."""
     if name not in page.assets:
         raise HTTPException(404, f"no /{page.name}/{name}")
     media = MEDIA_TYPES[Path(name).suffix]
-    return Response(_file(page.name, name), media_type=media, headers=SECURITY_HEADERS)
+    return Response(_file(page.name, name), media_type=media, headers=dict(page.headers))
 
 
 # One route per page, not /{page}/{name}: that would shadow other routers' two-part paths.
@@ -137,3 +155,8 @@ def login_asset(name: str) -> Response:
 @router.get("/dashboard/{name}")
 def dashboard_asset(name: str) -> Response:
     return _asset(PAGES["dashboard"], name)
+
+
+@router.get("/editor/{name}")
+def editor_asset(name: str) -> Response:
+    return _asset(PAGES["editor"], name)
