@@ -328,31 +328,23 @@ function onContextMenu(event) {
 
 // ---- saving --------------------------------------------------------------------------------
 
-/** Where a loader message points: a zone or mask of this camera and its field, or nowhere
- * (the whole config). Paths come as the loader's "cameras.0.zones.1.polygon" or a body
- * check's ["body", "zones", 1, "polygon"]. */
-function locate(path) {
-  const parts = Array.isArray(path) ? path.map(String) : String(path ?? "").split(".");
+/** Where a refusal points: a zone or mask of this camera and its field, or nowhere (the whole
+ * config). The server gives each issue's `loc` in the body when it names one of this camera's
+ * zones or masks (["body", "zones", 1, "polygon"]), else ["config", ...the file's path]. */
+function locate(loc) {
+  const parts = loc.map(String);
   const at = parts.findIndex((p, i) => (p === "zones" || p === "ignore") && /^\d+$/.test(parts[i + 1] ?? ""));
-  if (at < 0) return { kind: null, index: null, field: null };
-  const camera = parts.indexOf("cameras");
-  if (camera >= 0 && /^\d+$/.test(parts[camera + 1] ?? "")) {
-    const ours = state.cameras.findIndex((c) => c.id === state.camera);
-    if (Number(parts[camera + 1]) !== ours) return { kind: null, index: null, field: null };
-  }
+  if (parts[0] !== "body" || at < 0) return { kind: null, index: null, field: null };
   return { kind: parts[at], index: Number(parts[at + 1]), field: parts[at + 2] ?? null };
 }
 
 function issuesOf(problem) {
   const found = problem.body || {};
-  let list = Array.isArray(found.detail) ? found.detail : found.errors || found.issues || [];
-  if (!Array.isArray(list)) list = [];
+  const list = Array.isArray(found.detail) ? found.detail : [];
   const issues = list.map((item) => {
-    const path = item.path ?? item.loc ?? "";
-    const message = item.message ?? item.msg ?? item.reason ?? JSON.stringify(item);
-    const where = locate(path);
-    const shown = Array.isArray(path) ? path.join(".") : String(path);
-    return { ...where, path: shown, message: String(message) };
+    const loc = Array.isArray(item.loc) ? item.loc : [];
+    const path = item.path ?? loc.filter((p) => p !== "body" && p !== "config").join(".");
+    return { ...locate(loc), path: String(path), message: String(item.msg ?? item.message ?? "") };
   });
   if (!issues.length) issues.push({ kind: null, index: null, field: null, path: "", message: problem.detail });
   return issues;
