@@ -278,6 +278,26 @@ function fraction(event) {
   return [round(at.x / state.size.width), round(at.y / state.size.height)];
 }
 
+/** Where a new point goes: after the last while the outline has fewer than 3 points, then
+ * into its nearest side (measured in pixels, so a wide frame's sides compare fairly), so that
+ * a point added to a finished zone bends the side it was clicked by. Drawing corners in order
+ * lands each on the closing side, that is at the end, as before. */
+function insertAt(polygon, [x, y]) {
+  if (polygon.length < 3) return polygon.length;
+  const { width, height } = state.size;
+  let best = polygon.length;
+  let bestDistance = Infinity;
+  polygon.forEach(([ax, ay], i) => {
+    const [bx, by] = polygon[(i + 1) % polygon.length];
+    const [dx, dy] = [(bx - ax) * width, (by - ay) * height];
+    const [px, py] = [(x - ax) * width, (y - ay) * height];
+    const along = Math.max(0, Math.min(1, (px * dx + py * dy) / (dx * dx + dy * dy || 1)));
+    const distance = Math.hypot(px - along * dx, py - along * dy);
+    if (distance < bestDistance) [best, bestDistance] = [i + 1, distance];
+  });
+  return best;
+}
+
 function onFrameClick(event) {
   if (state.dragged) {
     state.dragged = false;
@@ -286,8 +306,9 @@ function onFrameClick(event) {
   if (event.target.classList.contains("handle")) return;
   const current = shape();
   if (current) {
-    current.polygon.push(fraction(event));
-    state.point = current.polygon.length - 1;
+    const point = fraction(event);
+    state.point = insertAt(current.polygon, point);
+    current.polygon.splice(state.point, 0, point);
     renderAll();
     return;
   }
@@ -695,6 +716,9 @@ function wire() {
     } else if (!typing && event.key === "Escape") {
       select(null);
     }
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (state.saved && dirty()) event.preventDefault(); // the browser asks before dropping them
   });
   window.addEventListener("resize", () => {
     if (state.saved) renderFrame();

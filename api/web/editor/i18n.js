@@ -29,8 +29,9 @@ export const TEXT = {
     unsaved: "not saved yet",
     loading: "Loading…",
     help: "Pick a zone or mask in the list (or click its outline), then click on the picture to " +
-      "add points; drag a point to move it; right-click a point (or select it and press Delete " +
-      "point) to remove it. Coordinates are kept as fractions of the frame.",
+      "add points (once it has three, a click adds one into the nearest side); drag a point to " +
+      "move it; right-click a point (or select it and press Delete point) to remove it. " +
+      "Coordinates are kept as fractions of the frame.",
     drawing: (id) => `Adding points to ${id}: click on the picture.`,
     nothingSelected: "Nothing selected: pick a zone or a mask to draw on it.",
     dirty: "Unsaved changes",
@@ -79,7 +80,8 @@ export const TEXT = {
     unknown: "未知",
     unsaved: "尚未保存",
     loading: "加载中…",
-    help: "在列表中选择一个区域或忽略区域（或点击其轮廓），然后在画面上点击添加点；拖动点可移动；" +
+    help: "在列表中选择一个区域或忽略区域（或点击其轮廓），然后在画面上点击添加点（已有三个点后，" +
+      "点击会在最近的边上插入一个点）；拖动点可移动；" +
       "右键点击一个点（或选中后按“删除点”）可删除。坐标按画面比例（0–1）保存。",
     drawing: (id) => `正在为 ${id} 添加点：请在画面上点击。`,
     nothingSelected: "未选择：请选择一个区域或忽略区域后在画面上绘制。",
