@@ -69,11 +69,8 @@ DRAGGED = (0.45, 0.46)
 
 
 def put_exists(app: FastAPI) -> bool:
-    return any(
-        getattr(route, "path", None) == "/v1/cameras/{camera_id}/geometry"
-        and "PUT" in getattr(route, "methods", ())
-        for route in app.routes
-    )
+    paths = app.openapi()["paths"]
+    return "put" in paths.get("/v1/cameras/{camera_id}/geometry", {})
 
 
 def api_app(config: LobbyConfig, path: Path) -> FastAPI:

@@ -254,7 +254,7 @@ function addShape(kind) {
 
 function removeShape(kind, index) {
   state[kind].splice(index, 1);
-  state.errors = state.errors.filter((e) => !(e.kind === kind && e.index === index));
+  state.errors = []; // they name cards by index, which the removal shifted
   select(null);
 }
 
@@ -495,7 +495,15 @@ function input(kind, index, name, value, type = "text") {
   element.value = value;
   if (type === "number") element.step = "1";
   element.addEventListener("input", () => {
-    state[kind][index][name] = type === "number" ? element.value : element.value.trim();
+    const item = state[kind][index];
+    item[name] = type === "number" ? element.value : element.value.trim();
+    if (name === "id") { // the card's title and count follow the new id
+      const card = element.closest(".shape");
+      card.querySelector(".pick").textContent = `${item.id} · ${t().points(item.polygon.length)}`;
+      const count = card.querySelector(".count");
+      if (count) count.dataset.zone = item.id;
+      renderCounts();
+    }
     renderFrame();
     renderDirty();
   });
@@ -668,7 +676,7 @@ function renderAll() {
 
 function renderHeader() {
   applyStatic(state.lang);
-  if (state.who) $("me").textContent = t().who(state.who.id, state.who.role);
+  if (state.who) $("me").textContent = t().who(state.who.id, t().roleNames[state.who.role] ?? state.who.role);
 }
 
 // ---- start ---------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ export const TEXT = {
       waiting: "waiting", queue: "queue", service: "service", entrance: "entrance",
       self_service: "self-service", staff: "staff",
     },
+    roleNames: { viewer: "viewer", manager: "manager", admin: "admin" },
     who: (id, role) => `${id} (${role})`,
   },
   "zh-CN": {
@@ -104,6 +105,7 @@ export const TEXT = {
       waiting: "等候", queue: "排队", service: "服务", entrance: "入口",
       self_service: "自助", staff: "员工",
     },
+    roleNames: { viewer: "查看者", manager: "主管", admin: "管理员" },
     who: (id, role) => `${id}（${role}）`,
   },
 };
