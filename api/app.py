@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import Authenticator, FailureLimiter, load_keys
 from api.clients import ClientAddress
+from api.config_edit import ConfigFile
 from api.db import StoreAccess, StoreUnavailable
 from api.deps import ApiContext
 from api.frames_client import SnapshotViews
@@ -68,6 +69,7 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
     environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
 ) -> FastAPI:
     """The API for `config`'s site.
 
@@ -75,13 +77,16 @@ def create_app(
     buckets (default: beside the store; see api/rollup.py); use_rollup=False answers every
     query from the stored intervals. rollup_every_s: how often a background thread brings the
     cache up to date (None: never, for tests that refresh it themselves). clock: UTC wall time;
-    monotonic: seconds for the failed-authentication window.
+    monotonic: seconds for the failed-authentication window. config_path: the file `config`
+    was loaded from, which the zone editor's save writes (api/config_edit.py); without it the
+    geometry has no ETag and cannot be saved.
     """
     store = StoreAccess(store_path or config.storage.path, config.site.id)
     tz = ZoneInfo(config.site.timezone)
     rollup = _open_rollup(config, store, tz, rollup_path) if use_rollup else None
     limiter = FailureLimiter(config.api.failed_auth_limit_per_min, monotonic)
-    keys = load_keys(config.api.keys, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    keys = load_keys(config.api.keys, environ)
     if not keys:
         log.warning("no API key configured: every route except health answers 503")
     views = SnapshotViews()
@@ -122,6 +127,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lobbywatch = context
+    # The config's loader expands ${VAR} and LOBBYWATCH_* from the same environment the keys
+    # come from: a save is validated as the service will load it.
+    app.state.lobbywatch_config_file = (
+        None if config_path is None else ConfigFile(Path(config_path), environ, clock)
+    )
     for module in (live, history, forecast, queue, reports, tickets, alerts, handhelds, system,
                    webapp, session, pages, cameras, docs):  # fmt: skip
         app.include_router(module.router)
@@ -132,8 +142,9 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.api.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Accept"],
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "If-Match"],
+            expose_headers=["ETag"],
         )
     return app
 

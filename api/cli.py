@@ -45,7 +45,7 @@ def serve_command(
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    serve(cfg, host, port)
+    serve(cfg, host, port, config_path=config)
 
 
 def hash_key_command() -> None:

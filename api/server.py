@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from api.app import create_app
 from edge.config import LobbyConfig
 
 
-def serve(config: LobbyConfig, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn finishes the requests in flight, then returns)."""
+def serve(
+    config: LobbyConfig,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    config_path: Path | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn finishes the requests in flight, then returns).
+    config_path: the file `config` came from (the zone editor saves into it)."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -20,7 +28,7 @@ def serve(config: LobbyConfig, host: str | None = None, port: int | None = None)
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    app = create_app(config)
+    app = create_app(config, config_path=config_path)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config, host, port)))
     # uvicorn waits for the requests in flight before it stops: the alert streams, which never
     # finish, end themselves once it wants to stop (api/stream.py).

@@ -80,12 +80,15 @@ def test_api_with_a_bad_config_says_what_is_wrong_and_exits_1(cli, tmp_path):
 def test_api_serves_with_the_configs_address_unless_told_otherwise(cli, site, monkeypatch):
     calls = []
     monkeypatch.setattr(
-        api.server, "serve", lambda cfg, host, port: calls.append((cfg, host, port))
+        api.server,
+        "serve",
+        lambda cfg, host, port, config_path: calls.append((cfg, host, port, config_path)),
     )
     result = CliRunner().invoke(cli, ["api", "--config", str(site), "--host", "0.0.0.0"])
     assert result.exit_code == 0, result.output
-    config, host, port = calls[0]
+    config, host, port, path = calls[0]
     assert (config.site.id, host, port) == ("cli-site", "0.0.0.0", None)
+    assert path == site  # the zone editor saves into the file it was started with
 
 
 def test_lobbywatch_has_the_api_command_through_its_entry_point():

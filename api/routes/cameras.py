@@ -5,25 +5,32 @@ held in the service's memory only (edge/runtime/frames.py, asked over its Unix s
 is stored here either), to admins only, and every view is logged with who and from where and
 counted (ApiContext.snapshot_views, for lobbywatch_snapshot_views_total). /debug draws it with
 each box, its score, zone and why it does not count, and the camera's zones and ignore masks.
+
+The zone editor (docs/ui.md 5) reads the geometry with the config file's ETag and saves it
+back with PUT, into the file (api/config_edit.py); the service reloads on the change.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import frames_client
 from api.auth import Principal
+from api.config_edit import ConfigFile, ConfigInvalid, EditError
 from api.deps import AUTH_RESPONSES, ApiContext, Context, client_of, require
 from api.routes.webapp import SECURITY_HEADERS
 from api.schemas import Problem
-from edge.config import CameraConfig, ZoneRole
+from edge.config import ID_PATTERN, CameraConfig, ConfigError, ZoneRole
 from edge.runtime.frames import socket_path
 
 log = logging.getLogger("lobbywatch.api")
@@ -169,13 +176,15 @@ def detections(
     return Response(out.model_dump_json(), media_type="application/json", headers=NO_STORE)
 
 
-@router.get(
-    "/v1/cameras/{camera_id}/geometry",
-    summary="The camera's zones and ignore masks as configured (admin)",
-    responses={**AUTH_RESPONSES, 404: {"model": Problem, "description": "No such camera"}},
-)
-def geometry(camera_id: str, context: Context, _: Admin) -> GeometryOut:
-    camera = _camera(context, camera_id)
+GEOMETRY_RESPONSES: dict[int | str, dict[str, object]] = {
+    **AUTH_RESPONSES,
+    200: {"headers": {"ETag": {"schema": {"type": "string"},
+                               "description": "The config file's version (quoted sha256)"}}},
+    404: {"model": Problem, "description": "No such camera"},
+}  # fmt: skip
+
+
+def _shapes(camera: CameraConfig) -> GeometryOut:
     return GeometryOut(
         camera=camera.id,
         name=camera.name or camera.id,
@@ -194,6 +203,169 @@ def geometry(camera_id: str, context: Context, _: Admin) -> GeometryOut:
             for m in camera.ignore
         ],
     )
+
+
+def _geometry_response(out: GeometryOut, etag: str | None) -> Response:
+    headers = {**NO_STORE, **({"ETag": f'"{etag}"'} if etag else {})}
+    return Response(out.model_dump_json(), media_type="application/json", headers=headers)
+
+
+def config_file(request: Request) -> ConfigFile | None:
+    """The file the API was started with (create_app(config_path=...)); None without one."""
+    found = getattr(request.app.state, "lobbywatch_config_file", None)
+    return found if isinstance(found, ConfigFile) else None
+
+
+@router.get(
+    "/v1/cameras/{camera_id}/geometry",
+    summary="The camera's zones and ignore masks as configured (admin)",
+    description="From the config file as it is now, with its version as the ETag that a "
+    "PUT must send back as If-Match (while the file does not load: the running config's).",
+    response_model=GeometryOut,
+    responses=GEOMETRY_RESPONSES,
+)
+def geometry(camera_id: str, request: Request, context: Context, _: Admin) -> Response:
+    found = config_file(request)
+    if found is None:
+        return _geometry_response(_shapes(_camera(context, camera_id)), None)
+    try:
+        version = found.read()
+    except EditError:
+        return _geometry_response(_shapes(_camera(context, camera_id)), None)
+    try:
+        on_disk = found.load(version)
+    except ConfigError:
+        return _geometry_response(_shapes(_camera(context, camera_id)), version.etag)
+    camera = next((c for c in on_disk.cameras if c.id == camera_id), None)
+    if camera is None:
+        raise HTTPException(404, f"no camera {camera_id!r} at this site")
+    return _geometry_response(_shapes(camera), version.etag)
+
+
+# ---- PUT geometry: the zone editor's save (api/config_edit.py)
+
+#: A body over this is refused before it is parsed: 32 zones and 32 masks of 64 points, written
+#: out with long decimals, stay under it.
+MAX_BODY_BYTES = 256 * 1024
+MAX_SHAPES = 32
+MAX_POINTS = 64
+
+Polygon = Annotated[
+    list[tuple[float, float]],
+    Field(min_length=3, max_length=MAX_POINTS,
+          description="Normalized (x, y), 0..1; 3 to 64 points, written with 4 decimals"),
+]  # fmt: skip
+ConfigId = Annotated[str, Field(pattern=ID_PATTERN, description="Letters, digits and _ . - (up to 64)")]
+
+
+class ZoneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: ConfigId
+    name: str = Field("", max_length=200)
+    role: ZoneRole
+    priority: int = Field(0, ge=-1000, le=1000)
+    polygon: Polygon
+
+
+class MaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: ConfigId
+    reason: str = Field("", max_length=200)
+    polygon: Polygon
+
+
+class GeometryIn(BaseModel):
+    """A camera's new zones and ignore masks (the rest of each zone kept, docs/ui.md 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    zones: list[ZoneIn] = Field(max_length=MAX_SHAPES)
+    ignore: list[MaskIn] = Field(default_factory=list, max_length=MAX_SHAPES)
+
+
+SAVE_RESPONSES: dict[int | str, dict[str, object]] = {
+    **GEOMETRY_RESPONSES,
+    404: {"model": Problem, "description": "No such camera in the config file"},
+    409: {"model": Problem, "description": "The file changed since its ETag was read"},
+    413: {"model": Problem, "description": "The body is over 256 KiB"},
+    422: {"description": "The body, or the config it would make, does not validate: FastAPI's "
+          "list of {loc, msg}; the loader's issues also name their path and line in the file"},
+    428: {"model": Problem, "description": "No If-Match"},
+    503: {"model": Problem, "description": "The config file cannot be read or written (a "
+          "read-only mount), or the API was started without its path; also as for every route"},
+}  # fmt: skip
+
+
+async def _body(request: Request) -> bytes:
+    """The body, refused with 413 past MAX_BODY_BYTES however it comes (a length or chunks)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"the body is over {MAX_BODY_BYTES // 1024} KiB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(413, f"the body is over {MAX_BODY_BYTES // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_body(raw: bytes) -> GeometryIn:
+    try:
+        return GeometryIn.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+@router.put(
+    "/v1/cameras/{camera_id}/geometry",
+    summary="Save the camera's zones and ignore masks into the config file (admin)",
+    description="With If-Match: the ETag of GET .../geometry. The camera's `zones` and "
+    "`ignore` in the file are replaced (each kept zone's other keys, and the rest of the "
+    "file, comments too, stay), the whole new file validated as the service loads it, the old "
+    "one kept as `<file>.bak-<UTC stamp>`, and the new one written atomically. The service "
+    "takes it up within seconds without a restart (its API restarts with it).",
+    response_model=GeometryOut,
+    responses=SAVE_RESPONSES,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": GeometryIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+)
+async def save_geometry(
+    camera_id: str,
+    request: Request,
+    who: Admin,
+    if_match: Annotated[str | None, Header(description="The ETag of GET .../geometry")] = None,
+) -> Response:
+    found = config_file(request)
+    if found is None:
+        raise HTTPException(503, "the API was started without its config file's path: "
+                                 "start it with --config to save zones")  # fmt: skip
+    body = _parse_body(await _body(request))
+    zones = [z.model_dump() for z in body.zones]
+    ignore = [m.model_dump() for m in body.ignore]
+    try:
+        version, config = await run_in_threadpool(
+            found.save_geometry, camera_id, zones, ignore, if_match
+        )
+    except EditError as exc:
+        raise HTTPException(exc.status, exc.detail) from None
+    except ConfigInvalid as exc:
+        return Response(
+            json.dumps({"detail": exc.details()}, ensure_ascii=False),
+            status_code=422,
+            media_type="application/json",
+            headers=NO_STORE,
+        )
+    log.info("config: camera %s zones saved by key %s from %s",
+             camera_id, who.key_id, client_of(request))  # fmt: skip
+    return _geometry_response(_shapes(config.camera(camera_id)), version.etag)
 
 
 # ---- /debug: the page (no data in it: it asks the routes above with the browser's credential)
