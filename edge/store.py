@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
@@ -28,7 +28,7 @@ from edge.types import CameraStatus, ZoneReading
 
 log = logging.getLogger("lobbywatch.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: After a failed write the store counts as failing until no write has failed for this long: on
 #: a full disk some writes still fit (a live row overwritten in place, a WAL page reused) while
@@ -52,6 +52,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[tuple[str, str, str], ...]], ...] = (
     (3, (("outbox", "expired_at", "TEXT"),)),
     (4, (("alerts", "version", "INTEGER NOT NULL DEFAULT 0"),)),
     (5, (("alerts", "details", "TEXT"),)),
+    (6, ()),  # hand_counts (docs/ui.md 6): a new table, made whole by _SCHEMA
 )
 #: Rows a migration derives from what the old store holds, run once its columns are there (by
 #: the version it brings the store to). Schema 5's passes: every diversion alert of an older
@@ -221,6 +222,24 @@ CREATE TABLE IF NOT EXISTS outbox (
     expired_at TEXT                     -- given up: it expired before the broker took it
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent_at, seq);
+-- Hand counts for calibration (docs/ui.md 6): the heads an admin clicked on a snapshot and what
+-- the detector found in that same frame, for `lobbywatch calibrate --from-store`. Never the
+-- image: it stays in the service's memory.
+CREATE TABLE IF NOT EXISTS hand_counts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera_id TEXT NOT NULL,
+    at TEXT NOT NULL,                   -- UTC, when the frame was captured
+    seq INTEGER NOT NULL,               -- the frame's number in the service (X-Lobbywatch-Seq)
+    width INTEGER NOT NULL,             -- frame size, pixels
+    height INTEGER NOT NULL,
+    heads TEXT NOT NULL,                -- JSON [[x, y], ...], normalized 0-1
+    boxes TEXT NOT NULL,                -- JSON [{xyxy (px), anchor (0-1), score, zone}]: the kept ones
+    detected TEXT NOT NULL,             -- JSON {zone: n}: boxes counted per zone, uncalibrated
+    zones_key TEXT NOT NULL,            -- the zones and masks they were counted with (a digest)
+    saved_by TEXT NOT NULL,             -- the admin's key id
+    saved_at TEXT NOT NULL              -- UTC
+);
+CREATE INDEX IF NOT EXISTS hand_counts_camera ON hand_counts (camera_id, id);
 """
     + DELIVERIES_SCHEMA
 )
@@ -393,6 +412,54 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
         return None if tables[0] == 0 else 1
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row is not None else 1
+
+
+@dataclass(frozen=True)
+class StoredBox:
+    """One box the detector found and the scene kept, as a hand count keeps it. xyxy: pixels
+    of the frame; anchor: the feet, normalized; zone: where it counted, None for none (in an
+    ignore mask or outside every zone)."""
+
+    xyxy: tuple[float, float, float, float]
+    anchor: tuple[float, float]
+    score: float
+    zone: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"xyxy": list(self.xyxy), "anchor": list(self.anchor), "score": self.score,
+                "zone": self.zone}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> StoredBox:
+        x1, y1, x2, y2 = (float(v) for v in value["xyxy"])
+        ax, ay = (float(v) for v in value["anchor"])
+        zone = value.get("zone")
+        score = float(value["score"])
+        return cls((x1, y1, x2, y2), (ax, ay), score, None if zone is None else str(zone))
+
+
+@dataclass(frozen=True)
+class HandCount:
+    """One frame counted by hand on /debug (a row of `hand_counts`, docs/ui.md 6): the heads
+    clicked (normalized) and what the detector found in that frame, the image left out.
+
+    detected: the boxes counted in each zone, before any calibration and without the people
+    the presence hold keeps through a miss (the frames record has boxes, not the hold).
+    zones_key: which zones and masks `detected` was counted with (edge/calibration.zones_key),
+    so a fit after the zones changed counts the boxes again. id: 0 until stored."""
+
+    camera_id: str
+    at: datetime
+    seq: int
+    width: int
+    height: int
+    heads: tuple[tuple[float, float], ...]
+    boxes: tuple[StoredBox, ...]
+    detected: dict[str, int]
+    zones_key: str
+    saved_by: str
+    saved_at: datetime
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -1070,6 +1137,47 @@ class Store:
             row = self._db.execute("SELECT payload, at FROM queue_live WHERE id = 1").fetchone()
         return None if row is None else (str(row["payload"]), datetime.fromisoformat(row["at"]))
 
+    # --- hand counts (docs/ui.md 6) ---------------------------------------------------------
+
+    def add_hand_count(self, count: HandCount) -> int:
+        """Keep one hand count; its id."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO hand_counts (camera_id, at, seq, width, height, heads, boxes,"
+                " detected, zones_key, saved_by, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    count.camera_id, _iso(count.at), count.seq, count.width, count.height,
+                    json.dumps([list(h) for h in count.heads]),
+                    json.dumps([b.to_json() for b in count.boxes]),
+                    json.dumps(count.detected), count.zones_key, count.saved_by,
+                    _iso(count.saved_at),
+                ),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+    def hand_counts(self, camera_id: str) -> list[HandCount]:
+        """The camera's hand counts, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM hand_counts WHERE camera_id = ? ORDER BY id", (camera_id,)
+            ).fetchall()
+        return [_hand_count_from_row(row) for row in rows]
+
+    def hand_count_total(self, camera_id: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM hand_counts WHERE camera_id = ?", (camera_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def delete_hand_count(self, camera_id: str, count_id: int) -> bool:
+        """Drop hand count `count_id` of the camera; False when there is none."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "DELETE FROM hand_counts WHERE camera_id = ? AND id = ?", (camera_id, count_id)
+            )
+            return cursor.rowcount > 0
+
     def alert(self, alert_id: str) -> AlertRecord | None:
         found = self._select_alerts("alert_id = ?", [alert_id])
         return found[0] if found else None
@@ -1342,6 +1450,23 @@ def _alert_from_row(row: sqlite3.Row) -> AlertRecord:
         version=row["version"],
         details=row["details"],
         passes=row["passes"],
+    )
+
+
+def _hand_count_from_row(row: sqlite3.Row) -> HandCount:
+    return HandCount(
+        camera_id=row["camera_id"],
+        at=datetime.fromisoformat(row["at"]),
+        seq=int(row["seq"]),
+        width=int(row["width"]),
+        height=int(row["height"]),
+        heads=tuple((float(x), float(y)) for x, y in json.loads(row["heads"])),
+        boxes=tuple(StoredBox.from_json(b) for b in json.loads(row["boxes"])),
+        detected={str(z): int(n) for z, n in json.loads(row["detected"]).items()},
+        zones_key=row["zones_key"],
+        saved_by=row["saved_by"],
+        saved_at=datetime.fromisoformat(row["saved_at"]),
+        id=int(row["id"]),
     )
 
 

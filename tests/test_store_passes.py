@@ -89,7 +89,7 @@ def test_a_version_4_store_keeps_its_alerts_and_each_diversion_becomes_its_pass_
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA_4)
     with Store(path, site_id="branch-7") as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         alerts = {a.alert_id: a for a in store.alerts()}
         assert sorted(alerts) == ["cam-1", "done-1", "open-1"]
         assert {a: r.passes for a, r in alerts.items()} == {"cam-1": 0, "done-1": 1, "open-1": 1}
