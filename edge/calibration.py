@@ -17,18 +17,22 @@ the CLI reads and writes files).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 import yaml
 
 from edge.types import Detections
-from edge.zones import Zone, assign_zones, tally
+from edge.zones import Zone, assign_zones, snap_to_border, tally
+
+if TYPE_CHECKING:
+    from edge.config import CameraConfig
 
 SCALE_BOUNDS = (0.5, 3.0)
 OFFSET_BOUNDS = (-10.0, 10.0)
@@ -346,6 +350,39 @@ class CalibrationFrame:
     truth: Mapping[str, float]
     detections: Detections
     heads_xy: FloatArray | None = None
+
+
+def head_labelled(
+    index: int,
+    detected: Mapping[str, int],
+    heads_xy: FloatArray,
+    detections: Detections,
+    zones: Sequence[Zone],
+    ignore: Sequence[Sequence[tuple[float, float]]] = (),
+) -> CalibrationFrame:
+    """A frame labelled by its clicked heads (normalized): the truth is the heads counted per
+    zone (heads_per_zone). One way for every source of head points (a file of them with the
+    frames read again, or the hand counts /debug kept in the store), so both fit alike."""
+    truth = {z: float(n) for z, n in heads_per_zone(heads_xy, zones, ignore).items()}
+    return CalibrationFrame(index, dict(detected), truth, detections, heads_xy)
+
+
+def camera_geometry(
+    camera: CameraConfig,
+) -> tuple[tuple[Zone, ...], tuple[tuple[tuple[float, float], ...], ...]]:
+    """The camera's zones and ignore masks as its pipeline counts with them."""
+    zones = tuple(Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones)
+    return zones, tuple(snap_to_border(m.polygon) for m in camera.ignore)
+
+
+def zones_key(zones: Sequence[Zone], ignore: Sequence[Sequence[tuple[float, float]]]) -> str:
+    """A short digest of the zones and masks a count was made with: equal digests, same
+    geometry (a hand count's stored per-zone detections still hold)."""
+    shape = {
+        "zones": [[z.id, z.priority, [list(p) for p in z.polygon]] for z in zones],
+        "ignore": [[list(p) for p in polygon] for polygon in ignore],
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def fit_camera(

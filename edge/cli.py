@@ -7,7 +7,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,6 +16,9 @@ from edge.config import ConfigError, LobbyConfig, read_config
 from edge.logsafe import SafeFormatter
 from models.cli import app as models_app
 from models.manifest import ModelError
+
+if TYPE_CHECKING:
+    from edge.calibration import ZoneCalibration
 
 app = typer.Typer(
     help="lobbywatch: people per zone from lobby cameras, history and diversion alerts.",
@@ -180,6 +183,14 @@ def calibrate(
     metric: Annotated[
         str, typer.Option(help="Error the choice minimises: mae (people) or mape (percent)")
     ] = "mae",
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store",
+            help="Fit on the hand counts clicked on /debug and kept in the store (storage.path):"
+            " no frames read, no detector run, the detector's boxes are stored with them",
+        ),
+    ] = False,
 ) -> None:
     """Choose a per-zone count correction by cross-validation on hand-labelled frames.
 
@@ -187,27 +198,39 @@ def calibrate(
     from edge.calibration import read_head_points, save
     from edge.replay import calibrate_camera, read_hand_counts
 
-    if (counts is None) == (heads is None):
-        typer.echo("error: give --counts or --heads (one of them)", err=True)
+    if from_store and (counts or heads or source or stills):
+        typer.echo("error: --from-store takes no --counts, --heads, --source or --stills", err=True)
+        raise typer.Exit(1)
+    if not from_store and (counts is None) == (heads is None):
+        typer.echo("error: give --counts or --heads (one of them), or --from-store", err=True)
         raise typer.Exit(1)
     if metric not in ("mae", "mape"):
         typer.echo("error: --metric is mae or mape", err=True)
         raise typer.Exit(1)
     cfg = _load(config)
     _setup_logging("WARNING")
+    recounted: list[int] = []
     try:
-        fitted = calibrate_camera(
-            cfg,
-            read_hand_counts(counts) if counts else None,
-            camera,
-            heads=read_head_points(heads) if heads else None,
-            source=source,
-            stills=stills,
-            metric="mae" if metric == "mae" else "mape",
-        )
+        if from_store:
+            fitted, recounted = _fit_from_store(cfg, camera, "mae" if metric == "mae" else "mape")
+        else:
+            fitted = calibrate_camera(
+                cfg,
+                read_hand_counts(counts) if counts else None,
+                camera,
+                heads=read_head_points(heads) if heads else None,
+                source=source,
+                stills=stills,
+                metric="mae" if metric == "mae" else "mape",
+            )
     except (*USER_ERRORS, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    if recounted:
+        typer.echo(
+            f"note: {len(recounted)} hand count(s) ({', '.join(map(str, recounted[:10]))}) were"
+            " made with other zones or masks: their boxes were placed in the current zones again"
+        )
     save(out, fitted)
     for zone, c in sorted(fitted.items()):
         if c.refused:
@@ -235,6 +258,22 @@ def calibrate(
         if c.warning:
             typer.echo(f"  warning: {c.warning}")
     typer.echo(f"written to {out}; set cameras[].calibration to use it")
+
+
+def _fit_from_store(
+    cfg: LobbyConfig, camera: str | None, metric: Literal["mae", "mape"]
+) -> tuple[dict[str, ZoneCalibration], list[int]]:
+    """calibrate --from-store: the store's hand counts of the camera, fitted (edge/replay.py)."""
+    from edge.replay import calibrate_from_store
+    from edge.store import Store
+
+    if not cfg.storage.path.exists():
+        raise ValueError(
+            f"no store at {cfg.storage.path} (storage.path): the hand counts clicked on /debug"
+            " are kept there"
+        )
+    with Store(cfg.storage.path, site_id=cfg.site.id) as store:
+        return calibrate_from_store(cfg, store, camera, metric=metric)
 
 
 @app.command()

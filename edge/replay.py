@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -20,12 +20,15 @@ from typing import IO, Literal
 import numpy as np
 
 from edge.calibration import (
+    MIN_FRAMES,
     CalibrationFrame,
     HeadPoints,
     ZoneCalibration,
+    camera_geometry,
     fit_camera,
+    head_labelled,
     head_units,
-    heads_per_zone,
+    zones_key,
 )
 from edge.capture import Camera, decimation_stride
 from edge.capture.sources import first_sequence_number
@@ -33,7 +36,11 @@ from edge.config import LobbyConfig
 from edge.detect import Detector
 from edge.pipeline import CameraPipeline, FrameResult, build_detector
 from edge.service import capture_settings
-from edge.types import Frame
+from edge.store import HandCount, Store
+from edge.types import Detections, Frame
+from edge.zones import Zone, assign_zones, tally
+
+Polygon = Sequence[tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -234,19 +241,18 @@ def calibrate_camera(
             result = pipeline.process(frame, _source_time(frame, camera))
         if frame.index in hand_counts:
             # uncalibrated here: calibrations={}
-            truth, xy = dict(hand_counts[frame.index]), None
             if frame.index in head_frames:
                 height, width = frame.image.shape[:2]
                 xy = head_frames[frame.index].xy
                 if units == "pixels":
                     xy = xy / np.array([width, height], dtype=np.float64)
-                truth = {
-                    z: float(n)
-                    for z, n in heads_per_zone(xy, pipeline.zones, pipeline.ignore).items()
-                }
-            labelled.append(
-                CalibrationFrame(frame.index, dict(result.raw), truth, result.detections, xy)
-            )
+                labelled.append(head_labelled(frame.index, result.raw, xy, result.detections,
+                                              pipeline.zones, pipeline.ignore))  # fmt: skip
+            else:
+                truth = dict(hand_counts[frame.index])
+                labelled.append(
+                    CalibrationFrame(frame.index, dict(result.raw), truth, result.detections)
+                )
         if frame.index >= last:
             camera.stop()
             break
@@ -254,3 +260,57 @@ def calibrate_camera(
     if missing:
         raise ValueError(f"frames not in the source: {missing[:10]}")
     return fit_camera(labelled, metric=metric)
+
+
+#: Hand counts a fit from the store needs at the least: cross-validation fits on some frames
+#: and judges on others, so one frame cannot choose anything (MIN_FRAMES are advised).
+MIN_STORED_FRAMES = 2
+
+
+def stored_frames(
+    counts: Sequence[HandCount], zones: Sequence[Zone], ignore: Sequence[Polygon]
+) -> tuple[list[CalibrationFrame], list[int]]:
+    """The store's hand counts as labelled frames, counted as calibrate_camera counts head
+    points (head_labelled), no frame read and no detector run: the boxes are stored. A count
+    made with other zones or masks than these has its boxes placed again with these (their
+    feet, as the pipeline places them); the second list names those counts."""
+    key = zones_key(zones, ignore)
+    zone_ids = [z.id for z in zones]
+    frames, recounted = [], []
+    for count in counts:
+        detections = Detections(
+            np.array([b.xyxy for b in count.boxes], np.float32).reshape(-1, 4),
+            np.array([b.score for b in count.boxes], np.float32),
+            np.zeros(len(count.boxes), np.int32),
+        )
+        detected = {z: count.detected.get(z, 0) for z in zone_ids}
+        if count.zones_key != key:
+            anchors = np.array([b.anchor for b in count.boxes], np.float32).reshape(-1, 2)
+            detected = tally(assign_zones(anchors, zones, ignore), zone_ids)
+            recounted.append(count.id)
+        xy = np.array(count.heads, np.float64).reshape(-1, 2)
+        frames.append(head_labelled(count.id, detected, xy, detections, zones, ignore))
+    return frames, recounted
+
+
+def calibrate_from_store(
+    config: LobbyConfig,
+    store: Store,
+    camera_id: str | None = None,
+    *,
+    metric: Literal["mae", "mape"] = "mae",
+) -> tuple[dict[str, ZoneCalibration], list[int]]:
+    """Each zone's correction from the hand counts /debug kept in the store for one camera
+    (docs/ui.md 6), through the same fit as calibrate_camera's head points; with the ids of
+    the counts recounted for changed zones. ValueError when there are too few."""
+    camera_config = config.camera(camera_id) if camera_id else config.cameras[0]
+    counts = store.hand_counts(camera_config.id)
+    if len(counts) < MIN_STORED_FRAMES:
+        raise ValueError(
+            f"camera {camera_config.id} has {len(counts)} hand count(s) in the store "
+            f"{store.path}; a fit needs at least {MIN_STORED_FRAMES} ({MIN_FRAMES} advised): "
+            'count heads on more snapshots in /debug ("Count heads", then Save)'
+        )
+    zones, ignore = camera_geometry(camera_config)
+    frames, recounted = stored_frames(counts, zones, ignore)
+    return fit_camera(frames, metric=metric), recounted
