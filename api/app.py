@@ -36,6 +36,7 @@ from api.routes import (
     cameras,
     docs,
     forecast,
+    hand_counts,
     handhelds,
     history,
     live,
@@ -133,7 +134,7 @@ def create_app(
         None if config_path is None else ConfigFile(Path(config_path), environ, clock)
     )
     for module in (live, history, forecast, queue, reports, tickets, alerts, handhelds, system,
-                   webapp, session, pages, cameras, docs):  # fmt: skip
+                   webapp, session, pages, cameras, hand_counts, docs):  # fmt: skip
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(sqlite3.Error, _store_unavailable)  # e.g. a read-only disk on ack

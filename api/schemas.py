@@ -7,7 +7,7 @@ the pipeline not running), never 0.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -600,3 +600,54 @@ class UsualDayOut(_Out):
     weeks: int = Field(description="Past same weekdays looked at (holidays left out)")
     timezone: str = Field(description="IANA time zone of the site, which every time is in")
     zones: list[UsualZone]
+
+
+# --- hand counts for calibration (docs/ui.md 6) ----------------------------------------------
+
+#: Heads one frame may have clicked: far above any lobby, low enough to bound a request.
+MAX_HEADS = 500
+HeadPoint = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
+
+
+class HandCountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(
+        ge=1,
+        le=2**53,
+        description="The frame counted: the snapshot's X-Lobbywatch-Seq. It must still be held by "
+        "the service (the last 16 frames), so the detector's boxes of that very frame are kept",
+    )
+    heads: list[HeadPoint] = Field(
+        max_length=MAX_HEADS,
+        description="Each person's head, clicked on the frame: [x, y] normalized 0-1 (0, 0 the "
+        "top left). Empty: nobody in view",
+    )
+
+
+class HandCountOut(_Out):
+    id: int = Field(description="Its number: DELETE .../hand-counts/{id} drops it")
+    camera_id: str
+    at: datetime = Field(description="When the frame was captured (UTC)")
+    seq: int = Field(description="The frame's number in the service when it was counted")
+    width: int = Field(description="Frame width in pixels")
+    height: int
+    heads: list[tuple[float, float]] = Field(description="The heads clicked, normalized 0-1")
+    heads_per_zone: dict[str, int] = Field(
+        description="The heads counted per zone as the current zones place them (the hand count)"
+    )
+    detected: dict[str, int] = Field(
+        description="People the detector counted in each zone in that frame, uncalibrated, "
+        "without people held through a miss"
+    )
+    boxes: int = Field(description="Boxes the detector found and the scene kept (stored)")
+    saved_by: str = Field(description="The admin's key id")
+    saved_at: datetime
+
+
+class HandCountsOut(_Out):
+    camera_id: str
+    hand_counts: list[HandCountOut] = Field(description="Oldest first; no images, ever")
+    advised: int = Field(
+        description="Hand counts advised for `lobbywatch calibrate --from-store` (fewer: rough)"
+    )

@@ -450,6 +450,7 @@ PATH_VALUES = {
     "camera_id": ["lobby", "door"],
     "alert_id": ["a1"],
     "zone_id": ["waiting"],
+    "count_id": ["1"],
 }
 WEB_DIR = APP_DIR.parent
 
