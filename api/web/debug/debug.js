@@ -5,6 +5,11 @@
 // GET /v1/cameras/{id}/detections?seq= (that very frame's boxes). Every request goes with the
 // browser's own credential (the session cookie, credentials: same-origin); the page holds no
 // data and stores nothing: the image lives in a blob: URL released on the next refresh.
+//
+// "Count heads" (docs/ui.md 6): clicks on the frame mark heads (undo, clear), counted per zone
+// as the service will count them; Save sends POST /v1/cameras/{id}/hand-counts {seq, heads}
+// (normalized), which keeps them with that frame's detections, never the image. The list below
+// (GET .../hand-counts) is what `lobbywatch calibrate --from-store` fits on; each can be deleted.
 "use strict";
 
 const TEXT = {
@@ -41,6 +46,29 @@ const TEXT = {
       `${f.notCounted} not counted`,
     mask: "mask",
     short: { ignored: "mask", scene: "scene", "no zone": "no zone" },
+    countHeads: "Count heads",
+    countHelp: "Click each person's head on the frame. Saved, the heads go with this frame's " +
+      "detections to calibrate the camera; the image is not stored.",
+    undo: "Undo",
+    clear: "Clear",
+    save: "Save",
+    savedTitle: "Hand counts kept",
+    frameTime: "Frame",
+    headsCol: "Heads",
+    perZone: "Per zone: heads / detector",
+    by: "By",
+    remove: "Delete",
+    heads: (n, zones) => `${n} head${n === 1 ? "" : "s"} clicked` + (zones ? ` · ${zones}` : ""),
+    noZone: "no zone",
+    saving: "Saving…",
+    saved: (id) => `Saved as hand count ${id}. Refresh for another frame.`,
+    gone: "That frame is gone, take a new snapshot (Refresh) and click its heads again.",
+    saveFailed: "Could not save",
+    deleted: (id) => `Hand count ${id} deleted.`,
+    noneKept: "No hand counts kept for this camera yet.",
+    kept: (n, advised, camera) =>
+      `${n} kept for this camera (${advised} or more advised). Then run: ` +
+      `lobbywatch calibrate --from-store --camera ${camera} --out calibration.yaml`,
   },
   "zh-CN": {
     title: "检测器所见",
@@ -75,11 +103,37 @@ const TEXT = {
       `未计入 ${f.notCounted} 个`,
     mask: "忽略",
     short: { ignored: "忽略区", scene: "场景", "no zone": "无区域" },
+    countHeads: "人工数人头",
+    countHelp: "在画面上点击每个人的头部。保存后，这些头部位置会与这一帧的检测结果一起用于校准摄像头；" +
+      "画面本身不会被存储。",
+    undo: "撤销",
+    clear: "清除",
+    save: "保存",
+    savedTitle: "已保存的人工计数",
+    frameTime: "画面",
+    headsCol: "人头数",
+    perZone: "各区域：人工 / 检测器",
+    by: "保存人",
+    remove: "删除",
+    heads: (n, zones) => `已点击 ${n} 个人头` + (zones ? ` · ${zones}` : ""),
+    noZone: "无区域",
+    saving: "保存中…",
+    saved: (id) => `已保存为第 ${id} 条人工计数。刷新可换一帧。`,
+    gone: "这一帧已经不在了，请刷新获取新画面，再点击人头。",
+    saveFailed: "无法保存",
+    deleted: (id) => `已删除第 ${id} 条人工计数。`,
+    noneKept: "此摄像头还没有人工计数。",
+    kept: (n, advised, camera) =>
+      `此摄像头已保存 ${n} 条（建议至少 ${advised} 条）。然后运行：` +
+      `lobbywatch calibrate --from-store --camera ${camera} --out calibration.yaml`,
   },
 };
 
 const SVG = "http://www.w3.org/2000/svg";
-const state = { lang: "en", cameras: [], camera: null, imageUrl: null, last: null };
+const state = {
+  lang: "en", cameras: [], camera: null, imageUrl: null, last: null,
+  counting: false, heads: [], saved: null, countNote: null,
+};
 
 const $ = (id) => document.getElementById(id);
 const t = (key) => (TEXT[state.lang] || TEXT.en)[key] ?? TEXT.en[key] ?? key;
@@ -96,6 +150,7 @@ function setLanguage(lang, remember) {
   $("lang").textContent = state.lang === "en" ? "中文" : "EN";
   if (state.last) render(state.last);
   else if (state.problem) showProblem(state.problem);
+  renderCounting();
 }
 
 // ---- requests ------------------------------------------------------------------------------
@@ -194,8 +249,11 @@ async function refresh() {
     if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
     state.imageUrl = URL.createObjectURL(blob);
     state.last = { geometry, detections, imageUrl: state.imageUrl };
+    state.heads = []; // marks belong to the frame they were clicked on
+    state.countNote = null;
     clearProblem();
     render(state.last);
+    if (state.counting) await loadSaved();
   } catch (error) {
     state.last = null;
     $("view").hidden = true;
@@ -204,6 +262,7 @@ async function refresh() {
     showProblem(error instanceof Problem ? error : { status: 0, detail: String(error) });
   } finally {
     $("refresh").disabled = false;
+    renderCounting();
   }
 }
 
@@ -272,6 +331,7 @@ function render({ geometry, detections, imageUrl }) {
     layers.push(group);
   });
   svg.replaceChildren(...layers);
+  drawHeads();
   $("view").hidden = false;
 
   const rows = detections.boxes.map((box, i) => {
@@ -297,6 +357,202 @@ function render({ geometry, detections, imageUrl }) {
   document.documentElement.dataset.seq = String(detections.seq);
 }
 
+// ---- counting heads by hand (docs/ui.md 6) -------------------------------------------------
+
+function inside([x, y], polygon) {
+  let hit = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+    const [xi, yi] = polygon[i];
+    const [xj, yj] = polygon[j];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) hit = !hit;
+  }
+  return hit;
+}
+
+// The zone a head counts in, by the rule that counts people (edge/zones.py): ignore masks
+// drop it, overlapping zones go to the higher priority, then the lower id. The service counts
+// the saved heads again itself; this is for the eye.
+function zoneOf(point, geometry) {
+  if (geometry.ignore.some((m) => inside(point, m.polygon))) return null;
+  const zones = [...geometry.zones].sort(
+    (a, b) => b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
+  return zones.find((z) => inside(point, z.polygon))?.id ?? null;
+}
+
+function headsPerZone() {
+  const counts = new Map((state.last?.geometry.zones ?? []).map((z) => [z.id, 0]));
+  let outside = 0;
+  for (const head of state.heads) {
+    const zone = zoneOf(head, state.last.geometry);
+    if (zone === null) outside += 1;
+    else counts.set(zone, counts.get(zone) + 1);
+  }
+  return { counts, outside };
+}
+
+function drawHeads() {
+  const svg = $("frame");
+  for (const node of svg.querySelectorAll(".head-mark")) node.remove();
+  svg.classList.toggle("counting", state.counting);
+  if (!state.last || !state.counting) return;
+  const { width, height } = state.last.detections;
+  const radius = Math.max(5, Math.round(width / 110));
+  state.heads.forEach(([x, y], i) => {
+    const group = el("g", { class: "head-mark", "data-index": i });
+    group.append(el("circle", { class: "head", cx: x * width, cy: y * height, r: radius }));
+    group.append(el("text", { class: "head-label", x: x * width + radius + 2,
+                              y: y * height + 4 }, String(i + 1)));
+    svg.append(group);
+  });
+}
+
+function renderCounting() {
+  $("count").setAttribute("aria-pressed", String(state.counting));
+  $("counting").hidden = !state.counting || !state.last;
+  drawHeads();
+  if (!state.last) return;
+  const { counts, outside } = headsPerZone();
+  const parts = [...counts].map(([zone, n]) => `${zone} ${n}`);
+  if (outside) parts.push(`${t("noZone")} ${outside}`);
+  $("heads").textContent = t("heads")(state.heads.length, parts.join(" · "));
+  $("heads").dataset.count = String(state.heads.length);
+  $("undo").disabled = $("clear").disabled = state.heads.length === 0;
+  const note = state.countNote;
+  const message = $("count-message");
+  message.textContent = note ? (typeof note.text === "function" ? note.text() : note.text) : "";
+  message.classList.toggle("error", Boolean(note?.error));
+  renderSaved();
+}
+
+function renderSaved() {
+  const list = state.saved;
+  const table = $("hand-counts");
+  if (!list) {
+    table.hidden = true;
+    $("saved-summary").textContent = "";
+    return;
+  }
+  const count = list.hand_counts.length;
+  $("saved-summary").textContent = count
+    ? t("kept")(count, list.advised, list.camera_id)
+    : t("noneKept");
+  const rows = list.hand_counts.map((c) => {
+    const row = document.createElement("tr");
+    row.dataset.id = String(c.id);
+    const zones = Object.keys({ ...c.heads_per_zone, ...c.detected });
+    const perZone = zones
+      .map((z) => `${z} ${c.heads_per_zone[z] ?? 0} / ${c.detected[z] ?? 0}`)
+      .join(" · ");
+    const cells = [String(c.id), new Date(c.at).toLocaleString(state.lang),
+                   String(c.heads.length), perZone, c.saved_by];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    const cell = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "delete";
+    button.textContent = t("remove");
+    button.addEventListener("click", () => removeSaved(c.id));
+    cell.append(button);
+    row.append(cell);
+    return row;
+  });
+  table.querySelector("tbody").replaceChildren(...rows);
+  table.hidden = rows.length === 0;
+}
+
+function note(text, error = false) {
+  state.countNote = { text, error };
+  renderCounting();
+}
+
+function countsPath() {
+  return `/v1/cameras/${encodeURIComponent(state.camera)}/hand-counts`;
+}
+
+async function loadSaved() {
+  try {
+    state.saved = await (await get(countsPath())).json();
+  } catch (error) {
+    state.saved = null;
+    note(() => `${t("saveFailed")}: ${error.detail || error}`, true);
+    return;
+  }
+  renderCounting();
+}
+
+// A request that changes something, with the session cookie: the app header says it is ours.
+async function send(method, path, body) {
+  const headers = { "X-Lobbywatch-App": "1" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, credentials: "same-origin", cache: "no-store", headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let answer = null;
+  try {
+    answer = await response.json();
+  } catch (_) {
+    /* 204, or not JSON */
+  }
+  if (!response.ok) throw new Problem(response.status, String(answer?.detail ?? response.statusText));
+  return answer;
+}
+
+async function saveHeads() {
+  if (!state.last) return;
+  const heads = state.heads.map(([x, y]) => [Number(x.toFixed(5)), Number(y.toFixed(5))]);
+  $("save").disabled = true;
+  note(() => t("saving"));
+  try {
+    const saved = await send("POST", countsPath(), { seq: state.last.detections.seq, heads });
+    state.heads = [];
+    note(() => t("saved")(saved.id));
+    await loadSaved();
+  } catch (error) {
+    if (error.status === 409 && /frame is gone/.test(error.detail)) note(() => t("gone"), true);
+    else note(() => `${t("saveFailed")}: ${error.detail || error}`, true);
+  } finally {
+    $("save").disabled = false;
+  }
+}
+
+async function removeSaved(id) {
+  try {
+    await send("DELETE", `${countsPath()}/${id}`);
+    note(() => t("deleted")(id));
+  } catch (error) {
+    note(() => `${t("saveFailed")}: ${error.detail || error}`, true);
+  }
+  await loadSaved();
+}
+
+function clickFrame(event) {
+  if (!state.counting || !state.last) return;
+  const svg = $("frame");
+  const point = svg.createSVGPoint();
+  point.x = event.clientX;
+  point.y = event.clientY;
+  const at = point.matrixTransform(svg.getScreenCTM().inverse());
+  const { width, height } = state.last.detections;
+  const x = at.x / width;
+  const y = at.y / height;
+  if (!(x >= 0 && x <= 1 && y >= 0 && y <= 1)) return;
+  state.heads.push([x, y]);
+  state.countNote = null;
+  renderCounting();
+}
+
+async function toggleCounting() {
+  state.counting = !state.counting;
+  renderCounting();
+  if (state.counting && state.last) await loadSaved();
+}
+
 // ---- start ---------------------------------------------------------------------------------
 
 async function start() {
@@ -304,8 +560,20 @@ async function start() {
   setLanguage(stored || document.documentElement.dataset.siteLanguage || "en", false);
   $("lang").addEventListener("click", () => setLanguage(state.lang === "en" ? "zh-CN" : "en", true));
   $("refresh").addEventListener("click", refresh);
+  $("count").addEventListener("click", toggleCounting);
+  $("frame").addEventListener("click", clickFrame);
+  $("undo").addEventListener("click", () => {
+    state.heads.pop();
+    renderCounting();
+  });
+  $("clear").addEventListener("click", () => {
+    state.heads = [];
+    renderCounting();
+  });
+  $("save").addEventListener("click", saveHeads);
   $("camera").addEventListener("change", (event) => {
     state.camera = event.target.value;
+    state.saved = null;
     refresh();
   });
   try {
