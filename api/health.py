@@ -25,6 +25,7 @@ from api.schemas import (
     ChannelHealth,
     Check,
     ChildHealth,
+    ConfigHealth,
     DeliveryHealth,
     DiskHealth,
     HealthOut,
@@ -60,12 +61,14 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
     ready = readable.ok and writable.ok and disk.ok and online
     channels = _channels(running)
     overloaded = [c.camera_id for c in cameras if c.overloaded]
+    config_health = _config(running)
     degraded = (
         broker.state not in ("connected", "disabled", "unknown")
         or any(c.status != "online" for c in cameras)
         or bool(overloaded)
         or (child is not None and child.state != "running")
         or any(c.state != "ok" for c in channels)
+        or (config_health is not None and config_health.state == "invalid")
     )
     return HealthOut(
         status="fail" if not ready else "degraded" if degraded else "ok",
@@ -81,6 +84,7 @@ def check_health(config: LobbyConfig, store: StoreAccess, now: datetime) -> Heal
         cameras=cameras,
         overloaded=overloaded,
         channels=channels,
+        config=config_health,
     )
 
 
@@ -213,5 +217,16 @@ def _child(running: DeviceState | None) -> ChildHealth | None:
         return None
     try:
         return ChildHealth.model_validate(running.section("api"))
+    except ValueError:
+        return None
+
+
+def _config(running: DeviceState | None) -> ConfigHealth | None:
+    """The service's config watch (edge/runtime/config_watch.py): an invalid file is kept out
+    and said, since the next start would fail on it."""
+    if running is None or not running.section("config"):
+        return None
+    try:
+        return ConfigHealth.model_validate(running.section("config"))
     except ValueError:
         return None

@@ -311,6 +311,18 @@ class ChildHealth(_Out):
     last_error: str | None
 
 
+class ConfigHealth(_Out):
+    """Whether the config file is the config running (the service reloads a valid change)."""
+
+    state: Literal["ok", "invalid", "restart_needed"] = Field(
+        description="ok: the file is what runs; invalid: the file does not load (the service "
+        "keeps what it runs, and would not start from the file); restart_needed: it loads but "
+        "changes the store or the site id, which only a start takes"
+    )
+    since: datetime | None = Field(description="When this state began")
+    error: str | None = Field(description="The loader's issues, one line; null when ok")
+
+
 class DiskHealth(_Out):
     ok: bool
     free_bytes: int | None
@@ -343,6 +355,11 @@ class HealthOut(_Out):
         default_factory=list,
         description="The bank's channels (alerts.channels); empty when none or the pipeline is "
         "not running",
+    )
+    config: ConfigHealth | None = Field(
+        None,
+        description="The running service's watch on its config file; null when the pipeline is "
+        "not running or runs without a file; invalid makes the status degraded",
     )
 
 

@@ -317,15 +317,18 @@ class MqttLink:
         log.info("connecting to %s as %s", self.url, who)
         connect_persistent(self.client, self.config)
 
-    def stop(self, timeout: float = 3.0, *, clean: bool = True) -> None:
+    def stop(self, timeout: float = 3.0, *, clean: bool = True, announce: bool = True) -> None:
         """Say "stopped" for a stop on purpose, "offline" (what the will says) when the service
-        is going down on an error, and disconnect."""
+        is going down on an error, and disconnect. announce=False (a config reload, whose next
+        link says "online" again at once): say nothing; the clean DISCONNECT makes the broker
+        drop the will, so availability stays "online" in between."""
         self._stopping = True
         if self.connected.is_set():
-            payload = "stopped" if clean else "offline"
-            info = self.client.publish(self.topics.availability, payload, qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
-                info.wait_for_publish(timeout)
+            if announce:
+                payload = "stopped" if clean else "offline"
+                info = self.client.publish(self.topics.availability, payload, qos=1, retain=True)
+                with contextlib.suppress(RuntimeError, ValueError):  # not connected after all
+                    info.wait_for_publish(timeout)
             self.client.disconnect()
         self.client.loop_stop()
         self._set_state(LinkState("stopped", self._wall()))

@@ -115,9 +115,10 @@ class Notifier:
         if self.deliveries is not None:
             self.deliveries.start()
 
-    def stop(self, drain_s: float = 3.0, *, clean: bool = True) -> None:
+    def stop(self, drain_s: float = 3.0, *, clean: bool = True, final: bool = True) -> None:
         """Stop after a last chance to deliver what is queued (up to drain_s seconds). The
-        retained availability says "stopped" for a stop on purpose, "offline" otherwise."""
+        retained availability says "stopped" for a stop on purpose, "offline" otherwise;
+        final=False (a config reload: another notifier follows at once) says neither."""
         deadline = time.monotonic() + drain_s
         while self.outbox is not None and self.link is not None and self.link.connected.is_set():
             self._wake.set()
@@ -130,7 +131,7 @@ class Notifier:
         if self.deliveries is not None:
             self.deliveries.stop()  # what is not sent is in the store: sent after the restart
         if self.link is not None:
-            self.link.stop(clean=clean)
+            self.link.stop(clean=clean, announce=final)
         self._set_meta(mqtt_connected="0")
 
     def status(self) -> DeliveryStatus:

@@ -33,8 +33,9 @@ from edge.detect import Detector
 from edge.history import HistoryRecorder
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, FrameResult, build_pool
+from edge.runtime.config_watch import ConfigWatch, load_runnable
 from edge.runtime.device_state import StateFile, state_path
-from edge.runtime.frames import FrameHolder, serve_frames
+from edge.runtime.frames import FrameHolder, FrameServer, serve_frames
 from edge.runtime.histogram import DETECTOR_SECONDS_BOUNDS, Histogram
 from edge.runtime.queue_monitor import QueueMonitor
 from edge.storage.scene_file import SceneFile, scene_path
@@ -166,7 +167,11 @@ class CameraWorker:
         frames: FrameHolder | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
+        handed_over: WorkerState | None = None,
     ) -> None:
+        """handed_over: the state of the worker this one follows on a config reload, whose
+        `camera` (already running) it takes over: its zones that remain start from their last
+        counts rather than unknown, until this worker's first frame."""
         self.camera_id = camera_config.id
         self.board = board
         self.frames = frames  # snapshots on: each processed frame offered (edge/runtime/frames.py)
@@ -180,6 +185,15 @@ class CameraWorker:
         self.state = WorkerState(
             occupancy={z: None for z in pipeline.zone_ids}, target_fps=self.target_fps
         )
+        self._camera_running = handed_over is not None
+        if handed_over is not None:
+            raw = handed_over.raw
+            self.state = WorkerState(
+                handed_over.status, handed_over.fps,
+                {z: handed_over.occupancy.get(z) for z in pipeline.zone_ids},
+                None if raw is None else {z: raw[z] for z in pipeline.zone_ids if z in raw},
+                handed_over.inference_ms, self.target_fps,
+            )  # fmt: skip
         self.rates = RateWindow()
         # The detector's time on each frame it ran on, since the start (the API's histogram).
         self.detector_seconds = Histogram(DETECTOR_SECONDS_BOUNDS)
@@ -195,12 +209,17 @@ class CameraWorker:
             target=self._run, name=f"camera-{self.camera_id}", daemon=True
         )
         self._stop = threading.Event()
+        self._handover = False
 
     def start(self) -> None:
-        self.camera.start()
+        if not self._camera_running:
+            self.camera.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, handover: bool = False) -> None:
+        """handover: a config reload, whose next worker takes this camera over: the camera is
+        left running and nothing turns unknown (the interval so far is written)."""
+        self._handover = handover
         self._stop.set()
 
     def join(self, timeout: float) -> None:
@@ -221,9 +240,30 @@ class CameraWorker:
             log.exception("camera %s: worker failed", self.camera_id)
             self.error = exc
         finally:
-            self.camera.stop(timeout=2.0)  # a reader hung in OpenCV must not hold up shutdown
-            self._write_unknown_on_exit()
+            if self._handover and self.error is None:
+                self._save_history(self.recorder.flush())
+            else:
+                self.camera.stop(timeout=2.0)  # a reader hung in OpenCV must not hold up shutdown
+                self._write_unknown_on_exit()
             self.pipeline.save_scene()  # what it learned of the view since the last save
+
+    def write_unknown(self, zone_ids: list[str]) -> None:
+        """Leave zones a reload removed unknown on the board (so on MQTT) and in the store,
+        rather than their last count for good; after the thread ended."""
+        if not zone_ids:
+            return
+        state = self.state
+        at = self.wall_clock()
+        readings = [
+            ZoneReading(zone_id=z, camera_id=self.camera_id, count=None, raw=None, at=at,
+                        camera_status=CameraStatus.OFFLINE)
+            for z in zone_ids
+        ]  # fmt: skip
+        if self.board is not None:
+            self.board.update(BoardUpdate(self.camera_id, state.status, tuple(readings), False))
+        camera = CameraLive(self.camera_id, state.status, state.fps, at, state.inference_ms)
+        with contextlib.suppress(StoreWriteError):
+            self.store.write_live(readings, camera)
 
     def _loop(self) -> None:
         last_tick = self.clock()
@@ -370,20 +410,39 @@ class Service:
         *,
         config_path: Path | None = None,
         detector_factory: Callable[[], Detector] | None = None,
+        config_loader: Callable[[Path], LobbyConfig] = load_runnable,
     ) -> None:
+        """config_path: the file `config` came from; watched, and a valid change taken up in
+        process (reload). config_loader: how the watch loads it (tests: without the model
+        checks their stand-in detector does not need)."""
         self.config = config
+        self.config_path = config_path
+        self._config_loader = config_loader
         self.api: ChildProcess | None = None
-        if config.api.enabled and config_path is not None:
-            command = [sys.executable, "-m", "api", "--config", str(config_path)]
-            self.api = ChildProcess("api", command)
-        cache_dir = config.storage.path.parent / "cache"
-        # One pool for every camera (edge/detect/pool.py): each model loaded once per slot, and
-        # the cameras served in turn when the box is short.
-        self._detector_factory = detector_factory or functools.cache(
-            lambda: build_pool(config.detector, cache_dir, cameras=len(config.cameras))
-        )
+        self._make_api(config)
+        self._detector_injected = detector_factory is not None
+        self._detector_factory = detector_factory or self._pool_factory(config)
         self._stop = threading.Event()
         self.workers: list[CameraWorker] = []
+        self.notifier: Notifier | None = None
+        self.board: OccupancyBoard | None = None
+        self.watch: ConfigWatch | None = None
+        self._frames: FrameHolder | None = None
+        self._frame_server: FrameServer | None = None
+
+    def _make_api(self, config: LobbyConfig) -> None:
+        if config.api.enabled and self.config_path is not None and self.api is None:
+            command = [sys.executable, "-m", "api", "--config", str(self.config_path)]
+            self.api = ChildProcess("api", command)
+
+    @staticmethod
+    def _pool_factory(config: LobbyConfig) -> Callable[[], Detector]:
+        # One pool for every camera (edge/detect/pool.py): each model loaded once per slot, and
+        # the cameras served in turn when the box is short.
+        cache_dir = config.storage.path.parent / "cache"
+        return functools.cache(
+            lambda: build_pool(config.detector, cache_dir, cameras=len(config.cameras))
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -408,64 +467,174 @@ class Service:
             " + ".join([config.detector.model, *(m.model for m in config.detector.fusion.models)]),
             config.storage.path,
         )
+        if self.config_path is not None:
+            self.watch = ConfigWatch(self.config_path, config, load=self._config_loader)
         self._purge(store)
-        board = OccupancyBoard({c.id: [z.id for z in c.zones] for c in config.cameras})
-        queue = QueueMonitor(config, board, store)
-        notifier = Notifier(config, store, board, queue=queue)
-        notifier.start()
-        if self.api is not None:
-            self.api.start()
-        frames, frame_server = serve_frames(config)
         code = 1  # an exception on the way is an error exit
         try:
-            for camera_config in config.cameras:
-                detector = self._detector_factory()
-                log.info("camera %s: detector on %s", camera_config.id, detector.provider)
-                settings = capture_settings(camera_config, realtime=True, loop=camera_config.loop)
-                scene_file = SceneFile(scene_path(config.storage.path.parent, camera_config.id))
-                pipeline = CameraPipeline(
-                    camera_config,
-                    detector,
-                    config.occupancy,
-                    scene_file=scene_file,
-                    tracking=config.tracking,
-                )
-                worker = CameraWorker(
-                    camera_config, Camera(settings), pipeline, store, config.storage.interval_s,
-                    board=board, frames=frames,
-                )  # fmt: skip
-                self.workers.append(worker)
-                worker.start()
+            self._start_site(config, store, {})
+            if self.api is not None:
+                self.api.start()
+            self._start_workers(config, store, {})
             # READY only now: building detectors can take minutes (a TensorRT engine on a
             # Jetson's first start), and systemd arms the watchdog at READY=1.
             watchdog.notify_ready(f"{len(config.cameras)} camera(s) starting")
-            code = self._supervise(store, notifier, state_file)
+            code = self._supervise(store, state_file)
             return code
         finally:
             # Every way out leaves the retained state unknown/offline: workers put "offline"
             # on the board (published while the broker is there), then availability says
             # "stopped" for a clean stop and "offline" for an error exit.
-            for worker in self.workers:
-                worker.stop()
-            for worker in self.workers:
-                worker.join(timeout=10.0)
+            self._stop_workers(keep=set())
             watchdog.notify_stopping()
-            notifier.stop(clean=code == 0)
+            if self.notifier is not None:
+                self.notifier.stop(clean=code == 0)
             if self.api is not None:
                 self.api.stop()
-            if frame_server is not None:
-                frame_server.stop()
-            state_file.write(self.snapshot(store, notifier, running=False))
+            if self._frame_server is not None:
+                self._frame_server.stop()
+            if self.notifier is not None:
+                state_file.write(self.snapshot(store, self.notifier, running=False))
             state_file.close()
             store.close()
             log.info("stopped")
 
-    def _supervise(self, store: Store, notifier: Notifier, state_file: StateFile) -> int:
+    def _start_site(
+        self, config: LobbyConfig, store: Store, seeds: dict[str, CameraWorker]
+    ) -> None:
+        """The board, the notifier with its queue monitor, and the frames server for `config`.
+        seeds: on a reload, the workers of cameras that continue: their zones that remain are
+        on the new board with their last counts before anyone listens, so a (re)connect
+        publishes those, not unknown."""
+        board = OccupancyBoard({c.id: [z.id for z in c.zones] for c in config.cameras})
+        for camera in config.cameras:
+            seed = seeds.get(camera.id)
+            if seed is not None:
+                readings = tuple(
+                    r
+                    for r in seed._readings(seed.state)
+                    if r.zone_id in {z.id for z in camera.zones}
+                )
+                board.update(BoardUpdate(camera.id, seed.state.status, readings, False))
+        queue = QueueMonitor(config, board, store)
+        notifier = Notifier(config, store, board, queue=queue)
+        notifier.start()
+        self.board, self.notifier = board, notifier
+        self._frames, self._frame_server = serve_frames(config)
+
+    def _start_workers(
+        self, config: LobbyConfig, store: Store, handed: dict[str, CameraWorker]
+    ) -> None:
+        """A worker per camera; one in `handed` (a reload) takes over its old worker's camera."""
+        assert self.board is not None
+        workers = []
+        for camera_config in config.cameras:
+            detector = self._detector_factory()
+            log.info("camera %s: detector on %s", camera_config.id, detector.provider)
+            scene_file = SceneFile(scene_path(config.storage.path.parent, camera_config.id))
+            pipeline = CameraPipeline(
+                camera_config,
+                detector,
+                config.occupancy,
+                scene_file=scene_file,
+                tracking=config.tracking,
+            )
+            old = handed.get(camera_config.id)
+            if old is not None:
+                camera = old.camera
+            else:
+                settings = capture_settings(camera_config, realtime=True, loop=camera_config.loop)
+                camera = Camera(settings)
+            worker = CameraWorker(
+                camera_config, camera, pipeline, store, config.storage.interval_s,
+                board=self.board, frames=self._frames,
+                handed_over=None if old is None else old.state,
+            )  # fmt: skip
+            workers.append(worker)
+            self.workers = workers
+            worker.start()
+
+    def _stop_workers(self, keep: set[str]) -> dict[str, CameraWorker]:
+        """Stop every worker; those of cameras in `keep` hand their running camera over (a
+        reload). Returns the workers whose camera was handed over."""
+        handed: dict[str, CameraWorker] = {}
+        for worker in self.workers:
+            handover = worker.camera_id in keep and worker.alive and not worker.finished
+            if handover:
+                handed[worker.camera_id] = worker
+            worker.stop(handover=handover)
+        for worker in self.workers:
+            worker.join(timeout=10.0)
+        for camera_id, worker in list(handed.items()):
+            if worker.alive or worker.error is not None:  # stuck, or failed on the way out
+                log.error("camera %s: worker did not stop cleanly; reopening its camera",
+                          camera_id)  # fmt: skip
+                worker.camera.stop(timeout=2.0)
+                del handed[camera_id]
+        return handed
+
+    def reload(self, config: LobbyConfig, store: Store) -> bool:
+        """Run `config` from now on, in this process (docs/ui.md 5): the camera workers, the
+        notifier and the queue monitor stopped and made again from it; a camera whose capture
+        settings are the same keeps its stream open, and its zones that remain their counts
+        (the MQTT session ends with a clean disconnect and no "stopped", the next one says
+        "online": availability never reads offline for a reload); the detector pool is kept
+        when the `detector` section (and the number of cameras it is sized for) is the same;
+        the API child restarted to serve the new zones. False when it cannot be taken here."""
+        old = self.config
+        if config.storage != old.storage or config.site.id != old.site.id:
+            if self.watch is not None:
+                self.watch.not_taken("storage or site.id changed")
+            return False
+        olds = {c.id: c for c in old.cameras}
+        keep = {
+            c.id for c in config.cameras
+            if c.id in olds
+            and capture_settings(c, realtime=True, loop=c.loop)
+            == capture_settings(olds[c.id], realtime=True, loop=olds[c.id].loop)
+        }  # fmt: skip
+        handed = self._stop_workers(keep)
+        new_zones = {z.id for c in config.cameras for z in c.zones}
+        for worker in handed.values():
+            worker.write_unknown([z for z in worker.pipeline.zone_ids if z not in new_zones])
+        if self.notifier is not None:
+            self.notifier.stop(final=False)
+        if self._frame_server is not None:
+            self._frame_server.stop()
+        same_pool = config.detector == old.detector and len(config.cameras) == len(old.cameras)
+        if not self._detector_injected and not same_pool:
+            self._detector_factory = self._pool_factory(config)
+        self.config = config
+        self._start_site(config, store, handed)
+        self._start_workers(config, store, handed)
+        if self.watch is not None:
+            self.watch.taken(config)
+        self._restart_api(config)
+        line = "config reloaded (" + "; ".join(
+            f"camera {c.id}: zones {', '.join(z.id for z in c.zones)}" for c in config.cameras
+        ) + ")"  # fmt: skip
+        log.info(line)
+        watchdog.notify_status(line)
+        return True
+
+    def _restart_api(self, config: LobbyConfig) -> None:
+        if self.api is not None:
+            self.api.stop()
+            if not config.api.enabled:
+                self.api = None
+                return
+        self._make_api(config)
+        if self.api is not None:
+            self.api.start()
+
+    def _supervise(self, store: Store, state_file: StateFile) -> int:
         now = time.monotonic()
         next_status = now + self.config.logging.status_interval_s
         next_purge = now + PURGE_EVERY_S
         next_state = next_recover = now
         while not self._stop.wait(0.5):
+            notifier = self.notifier
+            assert notifier is not None
             failed = [w for w in self.workers if w.error is not None]
             if failed:
                 log.error("camera worker(s) failed: %s", ", ".join(w.camera_id for w in failed))
@@ -473,6 +642,11 @@ class Service:
             if all(not w.alive and w.finished for w in self.workers):
                 log.info("all sources ended")
                 return 0
+            if self.watch is not None:
+                changed = self.watch.poll()
+                if changed is not None:
+                    self.reload(changed, store)
+                    continue
             if self.api is not None:
                 self.api.poll()
             now = time.monotonic()
@@ -491,6 +665,8 @@ class Service:
                 lines.append(device_line(store.condition, notifier.status(), self._unsaved()))
                 if self.api is not None and not self.api.state.ok:
                     lines.append(self.api.state.describe())
+                if self.watch is not None and self.watch.status.state != "ok":
+                    lines.append(self.watch.status.describe())
                 for line in lines:
                     log.info(line)
                 watchdog.notify_status("; ".join(lines))
@@ -543,6 +719,8 @@ class Service:
             "channels": delivery.channels or {},
             "api": None if self.api is None else _child(self.api.state),
             "cameras": {w.camera_id: camera_state(w.state) for w in self.workers},
+            # Whether the config file is the config running (edge/runtime/config_watch.py).
+            "config": None if self.watch is None else self.watch.status.as_json(),
             # Cumulative since this process started (edge/runtime/histogram.py), for /metrics.
             "histograms": {
                 "detector_seconds": {
@@ -681,7 +859,9 @@ def health_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     api = snapshot.get("api") or {}
     failing = not store["writable"]
     overloaded = overloaded_cameras(snapshot)
-    degraded = failing or api.get("state") == "failed" or bool(overloaded)
+    config = snapshot.get("config") or {}
+    invalid = config.get("state") == "invalid"  # the service would not start from its file
+    degraded = failing or api.get("state") == "failed" or bool(overloaded) or invalid
     return {
         "status": "degraded" if degraded else "ok",
         "store": {
@@ -692,7 +872,12 @@ def health_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
         },
         "api": api.get("state"),
         "overloaded": overloaded,
-    }
+        "config": None if not config else {
+            "state": config.get("state"),
+            "since": config.get("since"),
+            "error": config.get("error"),
+        },
+    }  # fmt: skip
 
 
 def overloaded_cameras(snapshot: dict[str, Any]) -> list[str]:
