@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.auth import Authenticator, FailureLimiter, load_keys
 from api.clients import ClientAddress
@@ -164,8 +165,20 @@ class LobbyApi(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            _declare_zone_ids(super().openapi(), self.zone_ids)
+            schema = super().openapi()
+            _declare_zone_ids(schema, self.zone_ids)
+            _declare_body_models(schema, cameras.BODY_MODELS)
         return super().openapi()
+
+
+def _declare_body_models(schema: dict[str, Any], models: tuple[type[BaseModel], ...]) -> None:
+    """Request bodies a route reads by hand (to bound their size as they arrive) refer to their
+    model in the components; FastAPI only puts there the models a signature names."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
 
 
 def _declare_zone_ids(schema: dict[str, Any], zone_ids: list[str]) -> None:

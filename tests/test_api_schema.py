@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -29,6 +30,7 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 
+from edge.runtime.frames import serve_frames
 from tests.test_api_support import (
     KEYS,
     T0,
@@ -40,6 +42,7 @@ from tests.test_api_support import (
     write_history,
     write_live,
 )
+from tests.test_snapshots import boxes, frame, with_snapshots, zone_of
 
 #: The range rules that involve two parameters (start before end; at most so many days per
 #: bucket size) or the clock (ticket events of today only) cannot be written in an OpenAPI
@@ -84,10 +87,21 @@ SETTINGS = settings(
 
 
 @pytest.fixture
-def api_schema(tmp_path):
+def api_schema(tmp_path, request):
     clock = Clock(T0 + timedelta(days=1))
-    # A failure limit no run reaches: ignored_auth sends wrong keys on purpose.
-    client = client_for(site_config(tmp_path, limit=10_000), clock)
+    # A failure limit no run reaches: ignored_auth sends wrong keys on purpose. Snapshots on,
+    # with the frames server holding a frame, and the config in a file the geometry PUT edits:
+    # the camera routes answer as on a running device, not with the 503 of a switched-off one.
+    config = with_snapshots(site_config(tmp_path, limit=10_000))
+    config_path = tmp_path / "site.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    holder, server = serve_frames(config)
+    assert holder is not None and server is not None
+    for camera in config.cameras:
+        detections = boxes((0.4, 0.5), (0.9, 0.5))
+        holder.offer(frame(camera.id), detections, zone_of(config, detections, camera.id))
+    request.addfinalizer(server.stop)
+    client = client_for(config, clock, config_path=config_path)
     store = client.app.state.lobbywatch.store.store()
     write_history(store, "waiting", T0, [float(i % 9) for i in range(2000)] + [None] * 100)
     write_live(store, clock.now, {"waiting": 4.0, "queue": None})
@@ -126,6 +140,13 @@ OPERATIONS = [
     ("POST", "/v1/session", True),
     ("GET", "/v1/session", False),
     ("DELETE", "/v1/session", True),
+    ("GET", "/v1/cameras/{camera_id}/snapshot.jpg", False),
+    ("GET", "/v1/cameras/{camera_id}/detections", True),
+    ("GET", "/v1/cameras/{camera_id}/geometry", False),
+    ("PUT", "/v1/cameras/{camera_id}/geometry", True),
+    ("GET", "/v1/cameras/{camera_id}/hand-counts", False),
+    ("POST", "/v1/cameras/{camera_id}/hand-counts", True),
+    ("DELETE", "/v1/cameras/{camera_id}/hand-counts/{count_id}", True),
     ("GET", "/v1/health", False),
     ("GET", "/v1/health/live", False),
     ("GET", "/metrics", False),

@@ -338,8 +338,10 @@ def test_on_the_service_serves_frames_at_the_store_and_a_long_path_is_said_plain
 # ---- the API --------------------------------------------------------------------------------
 
 
-def zone_of(config: LobbyConfig, detections: Detections) -> list[str | None]:
-    camera = config.cameras[0]
+def zone_of(
+    config: LobbyConfig, detections: Detections, camera_id: str | None = None
+) -> list[str | None]:
+    camera = config.camera(camera_id) if camera_id else config.cameras[0]
     zones = [Zone(z.id, tuple(z.polygon), z.priority) for z in camera.zones]
     return assign_zones(detections.anchors(WIDTH, HEIGHT), zones, [])
 

@@ -112,6 +112,7 @@ def _json(body: HandCountOut | HandCountsOut, status: int = 200) -> Response:
     responses={
         **RESPONSES,
         201: {"model": HandCountOut},
+        400: {"model": Problem, "description": "The body is not JSON"},
         409: {"model": Problem, "description": "The frame is gone, or the camera has too many"},
     },
 )
