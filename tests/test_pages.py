@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.handhelds import APP_HEADER
-from api.routes.pages import PAGES
+from api.routes.pages import COMMON, PAGES
 from tests.test_api_support import KEYS, T0, Clock, Monotonic, client_for, site_config
 
 
@@ -61,9 +61,9 @@ def test_past_the_failure_limit_the_page_says_so_instead_of_a_blank_screen(tmp_p
     assert refused.status_code == 429 and "try again" in refused.text and "请" in refused.text
 
 
-@pytest.mark.parametrize("page", sorted(PAGES))
+@pytest.mark.parametrize("page", [*sorted(PAGES), "common"])
 def test_every_asset_a_page_lists_is_shipped_and_served_with_its_type(browser, page):
-    for name in PAGES[page].assets:
+    for name in (COMMON if page == "common" else PAGES[page]).assets:
         response = browser.get(f"/{page}/{name}")
         assert response.status_code == 200, name
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -73,7 +73,14 @@ def test_every_asset_a_page_lists_is_shipped_and_served_with_its_type(browser, p
 
 @pytest.mark.parametrize(
     "path",
-    ["/dashboard/index.html", "/dashboard/..%2Fapp%2Fapp.js", "/login/secret.py", "/dashboard/x"],
+    [
+        "/dashboard/index.html",
+        "/dashboard/..%2Fapp%2Fapp.js",
+        "/login/secret.py",
+        "/dashboard/x",
+        "/common/index.html",
+        "/common/..%2Fdashboard%2Fi18n.js",
+    ],
 )
 def test_nothing_but_the_listed_assets_is_served(browser, path):
     assert browser.get(path).status_code == 404

@@ -64,6 +64,9 @@ PAGES = {
     )
 }
 
+#: What the pages share (their modules import it): served to anyone, as the login page is.
+COMMON = Page("common", None, ("lang.js",))
+
 #: Shown when a logged-in browser's role may not open a page, or logins are impossible.
 REFUSED = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -160,3 +163,8 @@ def dashboard_asset(name: str) -> Response:
 @router.get("/editor/{name}")
 def editor_asset(name: str) -> Response:
     return _asset(PAGES["editor"], name)
+
+
+@router.get("/common/{name}")
+def common_asset(name: str) -> Response:
+    return _asset(COMMON, name)

@@ -1,3 +1,5 @@
+import * as shared from "/common/lang.js";
+
 // The zone editor's words in English and Chinese (zh-CN). The site's language (alerts.language)
 // is the default; the switch in the header overrides it for this browser (the same choice as
 // the dashboard's and /debug's, one key in localStorage).
@@ -113,24 +115,6 @@ export const TEXT = {
 /** The roles a zone may have: edge/config.py's ZoneRole, in its order. */
 export const ROLES = ["waiting", "queue", "service", "entrance", "self_service", "staff"];
 
-const LANG_KEY = "lobbywatch.lang";
-
-export function language(siteLanguage) {
-  const chosen = localStorage.getItem(LANG_KEY);
-  if (chosen && TEXT[chosen]) return chosen;
-  return siteLanguage === "zh-CN" ? "zh-CN" : "en";
-}
-
-export function choose(lang) {
-  localStorage.setItem(LANG_KEY, lang);
-}
-
-/** Fill every [data-i18n] element with its text in `lang`. */
-export function applyStatic(lang) {
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll("[data-i18n]")) {
-    const text = TEXT[lang][el.dataset.i18n];
-    if (typeof text === "string") el.textContent = text;
-  }
-  document.getElementById("lang").textContent = lang === "en" ? "中文" : "English";
-}
+export const language = (siteLanguage) => shared.language(TEXT, siteLanguage);
+export const choose = shared.choose;
+export const applyStatic = (lang) => shared.applyStatic(TEXT, lang);
