@@ -1,0 +1,568 @@
+"""The central store: every branch's intervals, alert lifecycle and camera health in PostgreSQL.
+
+docs/central.md, "Central store". Tables are partitioned by month on their time column
+(declarative PARTITION BY RANGE), so retention drops whole partitions instead of deleting rows
+one by one. Ingestion is idempotent: each row carries its natural key and is inserted with
+ON CONFLICT DO NOTHING, so a message delivered twice (QoS 1, a bridge replaying its queue, an
+ingestion instance retrying a batch) is stored once. That also makes retrying a batch after a
+lost connection safe, which the store does once by itself.
+
+All timestamps are timezone-aware and stored as timestamptz; rows read back are in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, TypeVar, get_args
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from edge.config import LINE_ROLES, ZoneRole
+
+T = TypeVar("T")
+
+AlertStatus = Literal["raised", "escalated", "accepted", "pass_done", "cleared"]
+# An alert's lifecycle in order (edge/alerts/state.py: escalated only while raised and not yet
+# accepted; cleared is last). The latest-state table only ever moves forward along it.
+STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(get_args(AlertStatus))}
+CameraHealthStatus = Literal["online", "stale", "offline"]
+ZONE_ROLES: frozenset[str] = frozenset(get_args(ZoneRole))
+
+# Partitioned tables and the column each is partitioned on.
+PARTITIONED: dict[str, str] = {
+    "occupancy_intervals": "start_at",
+    "alert_events": "at",
+    "camera_health": "at",
+}
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE occupancy_intervals (
+            site text NOT NULL,
+            camera text NOT NULL,
+            zone text NOT NULL,
+            role text NOT NULL,
+            start_at timestamptz NOT NULL,
+            end_at timestamptz NOT NULL,
+            mean double precision,
+            max double precision,
+            p90 double precision,
+            frames integer NOT NULL,
+            seen_s double precision NOT NULL,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (site, zone, start_at)
+        ) PARTITION BY RANGE (start_at);
+        -- one branch over a period; all branches' waiting zones over a period
+        CREATE INDEX occupancy_intervals_site_start ON occupancy_intervals (site, start_at);
+        CREATE INDEX occupancy_intervals_start_role ON occupancy_intervals (start_at, role);
+
+        CREATE TABLE alert_events (
+            site text NOT NULL,
+            alert_id text NOT NULL,
+            kind text NOT NULL,
+            rule text NOT NULL,
+            zone_ids text[] NOT NULL,
+            status text NOT NULL,
+            at timestamptz NOT NULL,
+            "by" text,
+            details jsonb NOT NULL,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (site, alert_id, status, at)
+        ) PARTITION BY RANGE (at);
+        CREATE INDEX alert_events_site_at ON alert_events (site, at);
+        CREATE INDEX alert_events_at ON alert_events (at);
+
+        -- latest state per alert: small, not partitioned, upserted forward only
+        CREATE TABLE alerts (
+            site text NOT NULL,
+            alert_id text NOT NULL,
+            kind text NOT NULL,
+            rule text NOT NULL,
+            zone_ids text[] NOT NULL,
+            status text NOT NULL,
+            status_rank smallint NOT NULL,
+            at timestamptz NOT NULL,
+            "by" text,
+            details jsonb NOT NULL,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (site, alert_id)
+        );
+        CREATE INDEX alerts_site_at ON alerts (site, at);
+
+        CREATE TABLE camera_health (
+            site text NOT NULL,
+            camera text NOT NULL,
+            status text NOT NULL,
+            at timestamptz NOT NULL,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (site, camera, at)
+        ) PARTITION BY RANGE (at);
+        CREATE INDEX camera_health_at ON camera_health (at);
+        """,
+    ),
+)
+
+# Serialises migrations and partition creation between ingestion instances (any constant key).
+_DDL_LOCK = 0x10BB_1602
+
+
+def utc(name: str, value: datetime) -> datetime:
+    """`value` in UTC; a naive datetime is refused (its zone would be a guess)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value.isoformat()}")
+    return value.astimezone(timezone.utc)
+
+
+def _require_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    """One zone's closed occupancy interval at one branch. mean/max/p90: people (None when no
+    frame was processed); frames: processed frames; seen_s: seconds the camera was online."""
+
+    site: str
+    camera: str
+    zone: str
+    role: str
+    start_at: datetime
+    end_at: datetime
+    mean: float | None
+    max: float | None
+    p90: float | None
+    frames: int
+    seen_s: float
+
+    def __post_init__(self) -> None:
+        for name in ("site", "camera", "zone"):
+            _require_text(name, getattr(self, name))
+        if self.role not in ZONE_ROLES:
+            raise ValueError(f"role must be one of {sorted(ZONE_ROLES)}, got {self.role!r}")
+        object.__setattr__(self, "start_at", utc("start_at", self.start_at))
+        object.__setattr__(self, "end_at", utc("end_at", self.end_at))
+        if self.end_at <= self.start_at:
+            raise ValueError(f"end_at {self.end_at} must be after start_at {self.start_at}")
+        if self.frames < 0 or self.seen_s < 0:
+            raise ValueError(f"frames and seen_s must be >= 0, got {self.frames}, {self.seen_s}")
+
+
+@dataclass(frozen=True)
+class AlertEventRow:
+    """One step of an alert's lifecycle at one branch (by: who acted, None for the device)."""
+
+    site: str
+    alert_id: str
+    kind: str
+    rule: str
+    zone_ids: tuple[str, ...]
+    status: AlertStatus
+    at: datetime
+    by: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("site", "alert_id", "kind", "rule"):
+            _require_text(name, getattr(self, name))
+        if self.status not in STATUS_RANK:
+            raise ValueError(f"status must be one of {list(STATUS_RANK)}, got {self.status!r}")
+        object.__setattr__(self, "zone_ids", tuple(self.zone_ids))
+        object.__setattr__(self, "at", utc("at", self.at))
+
+
+@dataclass(frozen=True)
+class CameraHealthRow:
+    """A camera's health as its device reported it at `at`."""
+
+    site: str
+    camera: str
+    status: CameraHealthStatus
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_text("site", self.site)
+        _require_text("camera", self.camera)
+        if self.status not in get_args(CameraHealthStatus):
+            raise ValueError(
+                f"status must be one of {get_args(CameraHealthStatus)}, got {self.status!r}"
+            )
+        object.__setattr__(self, "at", utc("at", self.at))
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days kept per table (docs/central.md: `central.retention_days`)."""
+
+    intervals_days: int = 400
+    alert_events_days: int = 730
+    health_days: int = 90
+
+    def __post_init__(self) -> None:
+        for name in ("intervals_days", "alert_events_days", "health_days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"retention {name} must be >= 1 day, got {getattr(self, name)}")
+
+    def days(self, table: str) -> int:
+        return {
+            "occupancy_intervals": self.intervals_days,
+            "alert_events": self.alert_events_days,
+            "camera_health": self.health_days,
+        }[table]
+
+
+@dataclass(frozen=True)
+class BranchWaiting:
+    """A branch's mean number of people waiting (summed over its line zones) over a period."""
+
+    site: str
+    mean_waiting: float
+    intervals: int
+
+
+def month_start(at: datetime) -> datetime:
+    at = utc("at", at)
+    return datetime(at.year, at.month, 1, tzinfo=timezone.utc)
+
+
+def next_month(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def partition_name(table: str, month: datetime) -> str:
+    return f"{table}_p{month.year:04d}{month.month:02d}"
+
+
+class CentralStore:
+    """The store on one PostgreSQL database. One connection, opened on first use and opened
+    again (the operation retried once) when the server went away: ingest batches are
+    idempotent, so a batch whose commit was lost is safely written again."""
+
+    def __init__(self, dsn: str, clock: Callable[[], datetime] | None = None) -> None:
+        self.dsn = dsn
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> CentralStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, autocommit=True)
+            self._conn.execute("SET TIME ZONE 'UTC'")
+        return self._conn
+
+    def _transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    return work(conn)
+            except psycopg.OperationalError:
+                if attempt == 2 or not conn.broken:
+                    raise
+                self.close()  # the server restarted or the link dropped: reconnect and retry
+        raise AssertionError("unreachable")
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Bring the schema to the latest version; returns the versions applied (none when
+        already current), so running it on every start is harmless."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[int]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
+            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            current = int(row[0]) if row else 0
+            applied = []
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
+                        (version, self._clock()),
+                    )
+                    applied.append(version)
+            return applied
+
+        return self._transaction(work)
+
+    def schema_version(self) -> int:
+        def work(conn: psycopg.Connection[Any]) -> int:
+            if conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+                return 0
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+            return int(row[0]) if row else 0
+
+        return self._transaction(work)
+
+    def ensure_partitions(self, now: datetime) -> list[str]:
+        """Create this month's and next month's partitions of every table where missing, so
+        rows arriving around a month's turn always have a home; returns the ones created."""
+        this = month_start(now)
+        return self._transaction(
+            lambda conn: self._ensure_months(conn, {this, next_month(this)}, set(PARTITIONED))
+        )
+
+    def _ensure_months(
+        self, conn: psycopg.Connection[Any], months: set[datetime], tables: set[str]
+    ) -> list[str]:
+        wanted = [(t, m) for t in sorted(tables) for m in sorted(months)]
+        names = [partition_name(t, m) for t, m in wanted]
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'", (names,)
+            )
+        }
+        if not have.issuperset(names):
+            self._require_schema(conn)
+            # Several ingestion instances may meet a new month at once.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        created = []
+        for (table, month), name in zip(wanted, names, strict=True):
+            if name in have:
+                continue
+            status = conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
+                f" FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+            ).statusmessage
+            if status == "CREATE TABLE":
+                created.append(name)
+        return created
+
+    @staticmethod
+    def _require_schema(conn: psycopg.Connection[Any]) -> None:
+        if conn.execute("SELECT to_regclass('occupancy_intervals')").fetchone() == (None,):
+            raise RuntimeError(
+                "the central store has no schema yet: run CentralStore.migrate() first"
+            )
+
+    def partitions(self, table: str) -> list[str]:
+        """The partitions `table` has now, oldest first."""
+        if table not in PARTITIONED:
+            raise ValueError(f"{table!r} is not a partitioned table: one of {sorted(PARTITIONED)}")
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+                (table,),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def ingest_intervals(self, rows: Iterable[IntervalRow]) -> int:
+        """Store a batch in one transaction; returns how many rows were new."""
+        batch = list(rows)
+        received = self._clock()
+        params = [
+            (
+                r.site,
+                r.camera,
+                r.zone,
+                r.role,
+                r.start_at,
+                r.end_at,
+                r.mean,
+                r.max,
+                r.p90,
+                r.frames,
+                r.seen_s,
+                received,
+            )
+            for r in batch
+        ]
+        sql = (
+            "INSERT INTO occupancy_intervals (site, camera, zone, role, start_at, end_at, mean, max,"
+            " p90, frames, seen_s, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING"
+        )
+        return self._ingest("occupancy_intervals", [r.start_at for r in batch], sql, params)
+
+    def ingest_alert_events(self, rows: Iterable[AlertEventRow]) -> int:
+        """Store a batch of lifecycle events and move each alert's latest state forward (never
+        back: an 'accepted' arriving after 'cleared' is kept as history only). Returns how many
+        events were new."""
+        batch = list(rows)
+        received = self._clock()
+        events = [
+            (
+                r.site,
+                r.alert_id,
+                r.kind,
+                r.rule,
+                list(r.zone_ids),
+                r.status,
+                r.at,
+                r.by,
+                Jsonb(r.details),
+                received,
+            )
+            for r in batch
+        ]
+        states = [
+            (*e[:6], STATUS_RANK[r.status], *e[6:]) for e, r in zip(events, batch, strict=True)
+        ]
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            new = self._insert(
+                conn,
+                "alert_events",
+                [r.at for r in batch],
+                'INSERT INTO alert_events (site, alert_id, kind, rule, zone_ids, status, at, "by",'
+                " details, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                events,
+            )
+            if states:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO alerts AS a (site, alert_id, kind, rule, zone_ids, status,"
+                        ' status_rank, at, "by", details, received_at)'
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (site, alert_id) DO UPDATE SET kind = excluded.kind,"
+                        " rule = excluded.rule, zone_ids = excluded.zone_ids, status = excluded.status,"
+                        ' status_rank = excluded.status_rank, at = excluded.at, "by" = excluded."by",'
+                        " details = excluded.details, received_at = excluded.received_at"
+                        " WHERE (excluded.status_rank, excluded.at) > (a.status_rank, a.at)",
+                        states,
+                    )
+            return new
+
+        return self._transaction(work)
+
+    def ingest_camera_health(self, rows: Iterable[CameraHealthRow]) -> int:
+        """Store a batch of health reports; returns how many were new."""
+        batch = list(rows)
+        received = self._clock()
+        params = [(r.site, r.camera, r.status, r.at, received) for r in batch]
+        sql = (
+            "INSERT INTO camera_health (site, camera, status, at, received_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        )
+        return self._ingest("camera_health", [r.at for r in batch], sql, params)
+
+    def _ingest(
+        self, table: str, times: list[datetime], sql: str, params: list[tuple[Any, ...]]
+    ) -> int:
+        return self._transaction(lambda conn: self._insert(conn, table, times, sql, params))
+
+    def _insert(
+        self,
+        conn: psycopg.Connection[Any],
+        table: str,
+        times: list[datetime],
+        sql: str,
+        params: list[tuple[Any, ...]],
+    ) -> int:
+        if not params:
+            return 0
+        # A late row (a branch back after an outage) may belong to a month not yet created.
+        self._ensure_months(conn, {month_start(t) for t in times}, {table})
+        with conn.cursor() as cur:
+            cur.executemany(sql, params)
+            return max(cur.rowcount, 0)
+
+    # -- retention --------------------------------------------------------------------------
+
+    def purge(self, now: datetime, retention: Retention | None = None) -> list[str]:
+        """Drop every partition whose whole month is older than its table's retention; returns
+        the dropped partitions. The alerts' latest state goes with the alert events' retention."""
+        retention = retention or Retention()
+        now = utc("now", now)
+
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            dropped = []
+            for table in sorted(PARTITIONED):
+                cutoff = now.timestamp() - retention.days(table) * 86400
+                pattern = re.compile(rf"^{table}_p(\d{{4}})(\d{{2}})$")
+                children = conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " WHERE i.inhparent = %s::regclass",
+                    (table,),
+                ).fetchall()
+                for (name,) in children:
+                    match = pattern.match(name)
+                    if match is None:
+                        continue  # not ours (made by hand): left alone
+                    month = datetime(int(match[1]), int(match[2]), 1, tzinfo=timezone.utc)
+                    if next_month(month).timestamp() <= cutoff:
+                        conn.execute(f"DROP TABLE {name}")
+                        dropped.append(name)
+            conn.execute(
+                "DELETE FROM alerts WHERE at < to_timestamp(%s)",
+                (now.timestamp() - retention.alert_events_days * 86400,),
+            )
+            return sorted(dropped)
+
+        return self._transaction(work)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def site_intervals(self, site: str, start: datetime, end: datetime) -> list[IntervalRow]:
+        """One branch's intervals starting in [start, end), in time then zone order."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT site, camera, zone, role, start_at, end_at, mean, max, p90, frames, seen_s"
+                " FROM occupancy_intervals WHERE site = %s AND start_at >= %s AND start_at < %s"
+                " ORDER BY start_at, zone",
+                (site, start, end),
+            ).fetchall()
+        )
+        return [IntervalRow(*row) for row in rows]
+
+    def rank_branches_by_waiting(
+        self,
+        start: datetime,
+        end: datetime,
+        roles: Sequence[str] = LINE_ROLES,
+        limit: int = 100,
+    ) -> list[BranchWaiting]:
+        """Branches by their mean waiting count over [start, end), most crowded first: per
+        interval the branch's line zones are summed (two queues are one branch's wait), then
+        averaged over the intervals that had a count."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "WITH per_interval AS (SELECT site, start_at, sum(mean) AS waiting"
+                " FROM occupancy_intervals WHERE start_at >= %s AND start_at < %s"
+                " AND role = ANY(%s) AND mean IS NOT NULL GROUP BY site, start_at)"
+                " SELECT site, avg(waiting), count(*) FROM per_interval GROUP BY site"
+                " ORDER BY avg(waiting) DESC, site LIMIT %s",
+                (start, end, list(roles), limit),
+            ).fetchall()
+        )
+        return [BranchWaiting(str(s), float(m), int(n)) for s, m, n in rows]
+
+    def alert_state(self, site: str, alert_id: str) -> AlertStatus | None:
+        """The latest status recorded for one alert, None when unknown."""
+        row = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT status FROM alerts WHERE site = %s AND alert_id = %s", (site, alert_id)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
