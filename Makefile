@@ -40,7 +40,7 @@ test: system-deps deploy-deps install install-export
 	YOLO_OFFLINE=1 $(EXPORT_VENV)/bin/pytest -q tests/test_export.py
 
 lint: install
-	$(VENV)/bin/ruff check edge models api tests bench
+	$(VENV)/bin/ruff check edge models api central tests bench
 	$(VENV)/bin/mypy
 
 bench: install
