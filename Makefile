@@ -32,6 +32,9 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "install chromium and chromium-driver (sudo apt-get install chromium chromium-driver) for the browser test"; fi; }
+	@command -v nats-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; \
+	  else echo "install nats-server (sudo apt-get install nats-server) for the central broker tests"; fi; }
 
 # Everything CI runs: the suite in .venv, then the model-export tests in their own venv
 # (ultralytics and torch never enter the edge runtime's environment).
