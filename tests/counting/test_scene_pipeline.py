@@ -96,7 +96,8 @@ def test_each_box_the_scene_rules_out_comes_with_its_reason(tmp_path):
     results = [pipeline.process(frame(i), float(i)) for i in range(150)]
     last = results[-1]
     assert len(last.detections) == 2 and len(last.rejected) == last.dropped == 7
-    why = dict(zip(last.rejected.xyxy[:, 0].tolist(), last.rejected_why))  # by left edge
+    by_left_edge = zip(last.rejected.xyxy[:, 0].tolist(), last.rejected_why, strict=True)
+    why = dict(by_left_edge)
     assert why.pop(330.0) == "size"  # the coat: too small for a person there
     assert set(why.values()) <= {"text", "size"} and list(why.values()).count("text") >= 5
     assert results[0].rejected_why == ("size",) * 6  # before the clock is found: too small
