@@ -13,7 +13,7 @@ from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
@@ -180,3 +180,27 @@ def invalid(location: str, name: str, message: str, value: object = None) -> Req
     return RequestValidationError(
         [{"type": "value_error", "loc": (location, name), "msg": message, "input": value}]
     )
+
+
+#: Hosts a browser treats as secure over plain http: it keeps a Secure cookie from them.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def refuse_plain_http(request: Request, doing: str) -> None:
+    """403 for `doing` (a login, a pairing) over plain http but on localhost: the browser would
+    not keep the Secure cookie it sets."""
+    if request.url.scheme != "https" and request.url.hostname not in LOOPBACK_HOSTS:
+        raise HTTPException(
+            403,
+            f"{doing} needs https (a browser keeps the credential's cookie only from an https "
+            "page): set api.tls in the device's config, or api.trusted_proxies for a TLS proxy",
+        )
+
+
+def set_credential_cookie(response: Response, name: str, token: str, max_age_s: int) -> None:
+    """A browser credential: HttpOnly, Secure, SameSite=Strict, for the whole site; the answer
+    that carries it is never cached."""
+    response.set_cookie(
+        name, token, max_age=max_age_s, path="/", secure=True, httponly=True, samesite="strict"
+    )
+    response.headers["Cache-Control"] = "no-store"

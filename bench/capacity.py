@@ -288,7 +288,7 @@ def load_footage(data: Path, name: str) -> Footage:
     return Footage(frames, [heads[p.name][0] for p in frames])
 
 
-def empty_lobby(frames: list[Path], out: Path) -> None:
+def empty_image(frames: list[Path]) -> Any:
     """The per-pixel median of 64 frames spread over the sequence: the floor without people."""
     import cv2
     import numpy as np
@@ -296,7 +296,14 @@ def empty_lobby(frames: list[Path], out: Path) -> None:
     picks = frames[:: max(1, len(frames) // 64)][:64]
     images = [cv2.imread(str(p)) for p in picks]
     stack = np.stack([image for image in images if image is not None])
-    cv2.imwrite(str(out), np.median(stack, axis=0).astype(np.uint8))
+    return np.median(stack, axis=0).astype(np.uint8)
+
+
+def empty_lobby(frames: list[Path], out: Path) -> None:
+    """empty_image written to `out`, for a camera to replay."""
+    import cv2
+
+    cv2.imwrite(str(out), empty_image(frames))
 
 
 def link_frames(spec: CameraSpec, frames: list[Path], folder: Path, empty: Path | None) -> None:

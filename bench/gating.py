@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.accuracy import load_heads  # noqa: E402
+from bench.capacity import empty_image  # noqa: E402
 from edge.config import CameraConfig, LobbyConfig, load_config  # noqa: E402
 from edge.detect import Detector  # noqa: E402
 from edge.pipeline import CameraPipeline, build_detector  # noqa: E402
@@ -151,8 +152,7 @@ def mall_clips(data: Path, camera: CameraConfig, args: argparse.Namespace) -> li
         return frames
 
     still_name = names[args.still_frame]
-    picks = names[:: max(1, len(names) // 64)][:64]
-    empty = np.median(np.stack([read(frames_dir / n) for n in picks]), axis=0).astype(np.uint8)
+    empty = np.asarray(empty_image([frames_dir / n for n in names]), dtype=np.uint8)
     return [
         Clip("mall", camera, mall),
         Clip("still", camera, repeated(read(frames_dir / still_name), heads[still_name][0])),

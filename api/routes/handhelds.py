@@ -13,14 +13,18 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AuthError, Role
-from api.deps import AUTH_RESPONSES, Context, Viewer, client_of
+from api.deps import (
+    AUTH_RESPONSES,
+    Context,
+    Viewer,
+    client_of,
+    refuse_plain_http,
+    set_credential_cookie,
+)
 from api.handhelds import APP_HEADER, COOKIE_MAX_AGE_S, COOKIE_NAME
 from api.schemas import Problem
 
 router = APIRouter(prefix="/v1/handhelds", tags=["handhelds"])
-
-#: Hosts a browser treats as secure over plain http: it keeps a Secure cookie from them.
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class PairIn(BaseModel):
@@ -89,26 +93,12 @@ def pair(
         ),
     ],
 ) -> WhoOut:
-    if request.url.scheme != "https" and request.url.hostname not in LOOPBACK_HOSTS:
-        raise HTTPException(
-            403,
-            "pairing needs https (a browser keeps the phone's credential only from an https "
-            "page): set api.tls in the device's config, or api.trusted_proxies for a TLS proxy",
-        )
+    refuse_plain_http(request, "pairing")
     try:
         principal, token = context.auth.pair(body.code, client_of(request))
     except AuthError as exc:
         raise HTTPException(exc.status, exc.detail, headers=exc.headers) from None
-    response.set_cookie(
-        COOKIE_NAME,
-        token,
-        max_age=COOKIE_MAX_AGE_S,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
-    response.headers["Cache-Control"] = "no-store"
+    set_credential_cookie(response, COOKIE_NAME, token, COOKIE_MAX_AGE_S)
     return _who(context, principal.key_id, principal.role, principal.handheld)
 
 

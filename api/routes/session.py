@@ -13,9 +13,17 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import AuthError, Principal, Role
-from api.deps import AUTH_RESPONSES, Context, client_of, cross_site, expired_cookie, require
+from api.deps import (
+    AUTH_RESPONSES,
+    Context,
+    client_of,
+    cross_site,
+    expired_cookie,
+    refuse_plain_http,
+    require,
+    set_credential_cookie,
+)
 from api.handhelds import APP_HEADER
-from api.routes.handhelds import LOOPBACK_HOSTS
 from api.schemas import Problem
 from api.sessions import SESSION_COOKIE
 
@@ -86,12 +94,7 @@ AppHeader = Annotated[
 def login(
     request: Request, response: Response, context: Context, body: LoginIn, _app: AppHeader
 ) -> SessionOut:
-    if request.url.scheme != "https" and request.url.hostname not in LOOPBACK_HOSTS:
-        raise HTTPException(
-            403,
-            "logging in needs https (a browser keeps the session cookie only from an https "
-            "page): set api.tls in the device's config, or api.trusted_proxies for a TLS proxy",
-        )
+    refuse_plain_http(request, "logging in")
     refused = cross_site(request)
     if refused is not None:
         raise HTTPException(403, refused)
@@ -102,16 +105,7 @@ def login(
     except AuthError as exc:
         raise HTTPException(exc.status, exc.detail, headers=exc.headers) from None
     session = context.sessions.open(principal)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.token,
-        max_age=round(context.sessions.ttl_s),
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
-    response.headers["Cache-Control"] = "no-store"
+    set_credential_cookie(response, SESSION_COOKIE, session.token, round(context.sessions.ttl_s))
     return _out(context, principal, session.expires_at)
 
 
