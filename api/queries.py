@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from api.aggregate import Buckets, FloatArray, aggregate, fetch_intervals
 from api.buckets import Bucket, Int64Array, TimeRange, bucket_edges, utc_offsets
 from api.db import StoreAccess
 from api.rollup import LEVELS, Rollup
+from edge.storage.aggregate import Buckets, FloatArray, aggregate, fetch_intervals
 
 log = logging.getLogger("lobbywatch.api")
 

@@ -5,7 +5,7 @@ interval, and an exact p90 needs every one of them; SQLite and numpy take second
 2-core box. A bucket that has closed never changes again, so it is computed once, here, and a
 query reads one row per bucket (7 200 for that month) plus the raw intervals of the few buckets
 that are still open or not rolled up yet. Answers are identical either way: both paths use
-`api.aggregate.aggregate` on the same intervals.
+`edge.storage.aggregate.aggregate` on the same intervals.
 
 Why a separate file (`<store stem>.api-rollup.db` beside the store): the store's schema belongs to
 the pipeline, and a long write there would hold the write lock the pipeline needs every interval.
@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from api.aggregate import Buckets, fetch_intervals
-from api.aggregate import aggregate as aggregate_intervals
 from api.buckets import Bucket, Int64Array, edges_between, floor_edge
 from api.db import StoreAccess
+from edge.storage.aggregate import Buckets, fetch_intervals
+from edge.storage.aggregate import aggregate as aggregate_intervals
 
 log = logging.getLogger("lobbywatch.api.rollup")
 

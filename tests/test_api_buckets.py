@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.aggregate import Intervals, aggregate
 from api.buckets import (
     MAX_SPAN,
     RangeError,
@@ -20,6 +19,7 @@ from api.buckets import (
     resolve_range,
     utc_offsets,
 )
+from edge.storage.aggregate import Intervals, aggregate
 
 UTC = timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")

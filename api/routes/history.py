@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic_core import to_json
 
-from api.aggregate import Buckets, FloatArray
 from api.buckets import DEFAULT_SPAN, MAX_SPAN, Bucket, Int64Array, bucket_edges, iso
 from api.csv_export import busiest_hours_csv, history_csv, wants_csv
 from api.deps import AUTH_RESPONSES, ApiContext, Context, Viewer, invalid
@@ -22,6 +21,7 @@ from api.routes.common import (
     time_range_of,
 )
 from api.schemas import WEEKDAY_NAMES, BusiestHoursOut, HistoryOut
+from edge.storage.aggregate import Buckets, FloatArray
 
 router = APIRouter(prefix="/v1", tags=["history"], responses=AUTH_RESPONSES)
 

@@ -2,7 +2,7 @@
 
 The stored intervals (the store's `zone_history`: mean people over `samples` frames per 10 s or
 so) become one mean per 15-minute slot per zone, weighted by frames, as the API's 15m buckets
-are (api/aggregate.py); the zones are then summed, and a slot is unknown (NaN) where any zone's
+are (edge/storage/aggregate.py); the zones are then summed, and a slot is unknown (NaN) where any zone's
 is: a sum with a camera missing would read as a quiet lobby. Pure: rows in, arrays out.
 """
 

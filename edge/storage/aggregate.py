@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from api.buckets import Int64Array
-
+Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 #: The quantile reported as p90, as the integer ratio used for the nearest rank ceil(9 n / 10).
