@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -41,6 +41,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from edge.capture.settings import SourceKind, classify_source, redact_url
 
 ENV_PREFIX = "LOBBYWATCH_"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 Id = Annotated[
@@ -1315,6 +1316,20 @@ class ApiConfig(_Strict):
         return self
 
 
+class CentralFeedConfig(_Strict):
+    """What the device sends to the head office (docs/central.md, "Device feed"): closed
+    occupancy buckets, the queue's wait each minute, alert states and camera status, under
+    `<prefix>/<site>/history/` on the local broker, which bridges them to the centre."""
+
+    enabled: bool = Field(False, description="Publish the head-office feed under history/")
+    bucket: Literal["1m", "15m"] = Field(
+        "15m", description="Occupancy bucket sent to the centre (the API's bucket of that size)"
+    )
+    catch_up_days: float = Field(
+        7, gt=0, le=90, description="After an outage, send closed buckets this far back at most"
+    )
+
+
 class LobbyConfig(_Strict):
     site: SiteConfig
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
@@ -1327,6 +1342,7 @@ class LobbyConfig(_Strict):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    central: CentralFeedConfig = Field(default_factory=CentralFeedConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> LobbyConfig:
@@ -1506,9 +1522,44 @@ def parse_config(
     return _parse(text, source=source, base_dir=base_dir, environ=environ)[0]
 
 
+def read_model(
+    path: Path | str, model: type[ModelT], environ: Mapping[str, str] | None = None
+) -> ModelT:
+    """Another file of the same kind as the site config (the head office's central.yaml):
+    the same limits, ${VAR} references and error messages, validated as `model`; no
+    LOBBYWATCH_ overrides and no path resolution."""
+    environ = os.environ if environ is None else environ
+    source = str(path)
+    data, lines, issues = _yaml_data(_read_text(Path(path)), source, environ)
+    located = ConfigSource(source, lines, {})
+    if issues:
+        raise ConfigError(source, issues)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from(exc, located)) from None
+
+
 def _parse(
     text: str, *, source: str, base_dir: Path, environ: Mapping[str, str]
 ) -> tuple[LobbyConfig, ConfigSource]:
+    data, lines, issues = _yaml_data(text, source, environ)
+    env_paths = _apply_env_overrides(data, environ, issues)
+    located = ConfigSource(source, lines, env_paths)
+    if issues:
+        raise ConfigError(source, issues)
+    try:
+        config = LobbyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from(exc, located)) from None
+    return _resolve_paths(config, base_dir), located
+
+
+def _yaml_data(
+    text: str, source: str, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], int], list[ConfigIssue]]:
+    """The file's mapping with ${VAR} references expanded, its line index, and the issues
+    found so far; raises ConfigError for what is not a bounded YAML mapping."""
     if len(text) > MAX_CONFIG_BYTES:
         limit = f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a site config"
         raise ConfigError(source, [ConfigIssue("", limit)])
@@ -1525,16 +1576,7 @@ def _parse(
         raise ConfigError(source, [ConfigIssue("", "the file must be a YAML mapping of sections")])
     lines = _line_index(node)
     issues: list[ConfigIssue] = []
-    data = _expand_env_refs(data, environ, issues)
-    env_paths = _apply_env_overrides(data, environ, issues)
-    located = ConfigSource(source, lines, env_paths)
-    if issues:
-        raise ConfigError(source, issues)
-    try:
-        config = LobbyConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _issues_from(exc, located)) from None
-    return _resolve_paths(config, base_dir), located
+    return _expand_env_refs(data, environ, issues), lines, issues
 
 
 def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
