@@ -37,6 +37,7 @@ PARTITIONED: dict[str, str] = {
     "occupancy_intervals": "start_at",
     "alert_events": "at",
     "camera_health": "at",
+    "queue_waits": "minute",
 }
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -104,6 +105,33 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             PRIMARY KEY (site, camera, at)
         ) PARTITION BY RANGE (at);
         CREATE INDEX camera_health_at ON camera_health (at);
+        """,
+    ),
+    (
+        2,
+        """
+        -- one row per branch: when it was last heard from, what its availability said
+        CREATE TABLE sites (
+            site text PRIMARY KEY,
+            last_seen_at timestamptz NOT NULL,
+            availability text,
+            availability_at timestamptz
+        );
+
+        -- the queue's wait, the first report of each minute
+        CREATE TABLE queue_waits (
+            site text NOT NULL,
+            minute timestamptz NOT NULL,
+            wait_minutes double precision,
+            low_minutes double precision,
+            high_minutes double precision,
+            confidence text,
+            method text,
+            line_count double precision,
+            received_at timestamptz NOT NULL,
+            PRIMARY KEY (site, minute)
+        ) PARTITION BY RANGE (minute);
+        CREATE INDEX queue_waits_minute ON queue_waits (minute);
         """,
     ),
 )
@@ -199,6 +227,69 @@ class CameraHealthRow:
 
 
 @dataclass(frozen=True)
+class QueueWaitRow:
+    """A branch's estimated wait as its queue monitor had it in one minute (None: unknown)."""
+
+    site: str
+    minute: datetime
+    wait_minutes: float | None
+    low_minutes: float | None
+    high_minutes: float | None
+    confidence: str | None
+    method: str | None
+    line_count: float | None
+
+    def __post_init__(self) -> None:
+        _require_text("site", self.site)
+        minute = utc("minute", self.minute)
+        object.__setattr__(self, "minute", minute.replace(second=0, microsecond=0))
+
+
+@dataclass(frozen=True)
+class SiteSeen:
+    """A branch was heard from at `at`; `availability` when the message said it (its
+    `<site>/availability`: online, offline, stopped)."""
+
+    site: str
+    at: datetime
+    availability: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_text("site", self.site)
+        object.__setattr__(self, "at", utc("at", self.at))
+
+
+@dataclass
+class Batch:
+    """What one batch of broker messages holds, stored in one transaction."""
+
+    intervals: list[IntervalRow] = field(default_factory=list)
+    alert_events: list[AlertEventRow] = field(default_factory=list)
+    camera_health: list[CameraHealthRow] = field(default_factory=list)
+    queue_waits: list[QueueWaitRow] = field(default_factory=list)
+    sites: list[SiteSeen] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.intervals)
+            + len(self.alert_events)
+            + len(self.camera_health)
+            + len(self.queue_waits)
+            + len(self.sites)
+        )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Rows that were new, per table (a redelivered message adds none)."""
+
+    intervals: int = 0
+    alert_events: int = 0
+    camera_health: int = 0
+    queue_waits: int = 0
+
+
+@dataclass(frozen=True)
 class Retention:
     """Days kept per table (docs/central.md: `central.retention_days`)."""
 
@@ -216,6 +307,7 @@ class Retention:
             "occupancy_intervals": self.intervals_days,
             "alert_events": self.alert_events_days,
             "camera_health": self.health_days,
+            "queue_waits": self.intervals_days,
         }[table]
 
 
@@ -373,10 +465,40 @@ class CentralStore:
 
     # -- ingest -----------------------------------------------------------------------------
 
+    def ingest(self, batch: Batch) -> BatchResult:
+        """Store everything of one batch in one transaction (all or nothing, so the messages
+        behind it can be acked together); returns how many rows were new per table."""
+        received = self._clock()
+
+        def work(conn: psycopg.Connection[Any]) -> BatchResult:
+            result = BatchResult(
+                intervals=self._write_intervals(conn, batch.intervals, received),
+                alert_events=self._write_alert_events(conn, batch.alert_events, received),
+                camera_health=self._write_camera_health(conn, batch.camera_health, received),
+                queue_waits=self._write_queue_waits(conn, batch.queue_waits, received),
+            )
+            self._write_sites(conn, batch.sites)
+            return result
+
+        return self._transaction(work)
+
     def ingest_intervals(self, rows: Iterable[IntervalRow]) -> int:
         """Store a batch in one transaction; returns how many rows were new."""
-        batch = list(rows)
-        received = self._clock()
+        return self.ingest(Batch(intervals=list(rows))).intervals
+
+    def ingest_alert_events(self, rows: Iterable[AlertEventRow]) -> int:
+        """Store a batch of lifecycle events and move each alert's latest state forward (never
+        back: an 'accepted' arriving after 'cleared' is kept as history only). Returns how many
+        events were new."""
+        return self.ingest(Batch(alert_events=list(rows))).alert_events
+
+    def ingest_camera_health(self, rows: Iterable[CameraHealthRow]) -> int:
+        """Store a batch of health reports; returns how many were new."""
+        return self.ingest(Batch(camera_health=list(rows))).camera_health
+
+    def _write_intervals(
+        self, conn: psycopg.Connection[Any], batch: list[IntervalRow], received: datetime
+    ) -> int:
         params = [
             (
                 r.site,
@@ -399,14 +521,11 @@ class CentralStore:
             " p90, frames, seen_s, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING"
         )
-        return self._ingest("occupancy_intervals", [r.start_at for r in batch], sql, params)
+        return self._insert(conn, "occupancy_intervals", [r.start_at for r in batch], sql, params)
 
-    def ingest_alert_events(self, rows: Iterable[AlertEventRow]) -> int:
-        """Store a batch of lifecycle events and move each alert's latest state forward (never
-        back: an 'accepted' arriving after 'cleared' is kept as history only). Returns how many
-        events were new."""
-        batch = list(rows)
-        received = self._clock()
+    def _write_alert_events(
+        self, conn: psycopg.Connection[Any], batch: list[AlertEventRow], received: datetime
+    ) -> int:
         events = [
             (
                 r.site,
@@ -422,52 +541,91 @@ class CentralStore:
             )
             for r in batch
         ]
+        new = self._insert(
+            conn,
+            "alert_events",
+            [r.at for r in batch],
+            'INSERT INTO alert_events (site, alert_id, kind, rule, zone_ids, status, at, "by",'
+            " details, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            events,
+        )
         states = [
             (*e[:6], STATUS_RANK[r.status], *e[6:]) for e, r in zip(events, batch, strict=True)
         ]
+        if states:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO alerts AS a (site, alert_id, kind, rule, zone_ids, status,"
+                    ' status_rank, at, "by", details, received_at)'
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (site, alert_id) DO UPDATE SET kind = excluded.kind,"
+                    " rule = excluded.rule, zone_ids = excluded.zone_ids, status = excluded.status,"
+                    ' status_rank = excluded.status_rank, at = excluded.at, "by" = excluded."by",'
+                    " details = excluded.details, received_at = excluded.received_at"
+                    " WHERE (excluded.status_rank, excluded.at) > (a.status_rank, a.at)",
+                    states,
+                )
+        return new
 
-        def work(conn: psycopg.Connection[Any]) -> int:
-            new = self._insert(
-                conn,
-                "alert_events",
-                [r.at for r in batch],
-                'INSERT INTO alert_events (site, alert_id, kind, rule, zone_ids, status, at, "by",'
-                " details, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                events,
-            )
-            if states:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO alerts AS a (site, alert_id, kind, rule, zone_ids, status,"
-                        ' status_rank, at, "by", details, received_at)'
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (site, alert_id) DO UPDATE SET kind = excluded.kind,"
-                        " rule = excluded.rule, zone_ids = excluded.zone_ids, status = excluded.status,"
-                        ' status_rank = excluded.status_rank, at = excluded.at, "by" = excluded."by",'
-                        " details = excluded.details, received_at = excluded.received_at"
-                        " WHERE (excluded.status_rank, excluded.at) > (a.status_rank, a.at)",
-                        states,
-                    )
-            return new
-
-        return self._transaction(work)
-
-    def ingest_camera_health(self, rows: Iterable[CameraHealthRow]) -> int:
-        """Store a batch of health reports; returns how many were new."""
-        batch = list(rows)
-        received = self._clock()
+    def _write_camera_health(
+        self, conn: psycopg.Connection[Any], batch: list[CameraHealthRow], received: datetime
+    ) -> int:
         params = [(r.site, r.camera, r.status, r.at, received) for r in batch]
         sql = (
             "INSERT INTO camera_health (site, camera, status, at, received_at)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
         )
-        return self._ingest("camera_health", [r.at for r in batch], sql, params)
+        return self._insert(conn, "camera_health", [r.at for r in batch], sql, params)
 
-    def _ingest(
-        self, table: str, times: list[datetime], sql: str, params: list[tuple[Any, ...]]
+    def _write_queue_waits(
+        self, conn: psycopg.Connection[Any], batch: list[QueueWaitRow], received: datetime
     ) -> int:
-        return self._transaction(lambda conn: self._insert(conn, table, times, sql, params))
+        params = [
+            (
+                r.site,
+                r.minute,
+                r.wait_minutes,
+                r.low_minutes,
+                r.high_minutes,
+                r.confidence,
+                r.method,
+                r.line_count,
+                received,
+            )
+            for r in batch
+        ]
+        sql = (
+            "INSERT INTO queue_waits (site, minute, wait_minutes, low_minutes, high_minutes,"
+            " confidence, method, line_count, received_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        )
+        return self._insert(conn, "queue_waits", [r.minute for r in batch], sql, params)
+
+    @staticmethod
+    def _write_sites(conn: psycopg.Connection[Any], seen: list[SiteSeen]) -> None:
+        """One upsert per site: the latest time heard, and the latest availability said."""
+        latest: dict[str, tuple[datetime, str | None, datetime | None]] = {}
+        for s in seen:
+            at, availability, availability_at = latest.get(s.site, (s.at, None, None))
+            if s.availability is not None and (availability_at is None or s.at >= availability_at):
+                availability, availability_at = s.availability, s.at
+            latest[s.site] = (max(at, s.at), availability, availability_at)
+        if not latest:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sites AS s (site, last_seen_at, availability, availability_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (site) DO UPDATE SET"
+                " last_seen_at = greatest(s.last_seen_at, excluded.last_seen_at),"
+                " availability = CASE WHEN excluded.availability_at IS NOT NULL AND"
+                " (s.availability_at IS NULL OR excluded.availability_at >= s.availability_at)"
+                " THEN excluded.availability ELSE s.availability END,"
+                " availability_at = CASE WHEN excluded.availability_at IS NOT NULL AND"
+                " (s.availability_at IS NULL OR excluded.availability_at >= s.availability_at)"
+                " THEN excluded.availability_at ELSE s.availability_at END",
+                [(site, *values) for site, values in sorted(latest.items())],
+            )
 
     def _insert(
         self,

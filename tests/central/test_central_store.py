@@ -9,10 +9,13 @@ import pytest
 
 from central.store import (
     AlertEventRow,
+    Batch,
     CameraHealthRow,
     CentralStore,
     IntervalRow,
+    QueueWaitRow,
     Retention,
+    SiteSeen,
 )
 from tests.central.postgres import Postgres, postgres_dsn, postgres_server
 
@@ -76,12 +79,12 @@ def count(dsn: str, sql: str) -> int:
 def test_migrate_twice_is_a_no_op(postgres_dsn: str) -> None:
     s = CentralStore(postgres_dsn, clock=clock)
     assert s.schema_version() == 0
-    assert s.migrate() == [1]
+    assert s.migrate() == [1, 2]
     tables = count(
         postgres_dsn, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
     )
     assert s.migrate() == []
-    assert s.schema_version() == 1
+    assert s.schema_version() == 2
     assert (
         count(
             postgres_dsn,
@@ -89,7 +92,7 @@ def test_migrate_twice_is_a_no_op(postgres_dsn: str) -> None:
         )
         == tables
     )
-    assert count(postgres_dsn, "SELECT count(*) FROM schema_version") == 1
+    assert count(postgres_dsn, "SELECT count(*) FROM schema_version") == 2
 
 
 def test_ingest_before_migrate_says_so(postgres_dsn: str) -> None:
@@ -156,6 +159,7 @@ def test_rows_land_in_their_months_partition(store: CentralStore, postgres_dsn: 
         "alert_events_p202607",
         "camera_health_p202607",
         "occupancy_intervals_p202607",
+        "queue_waits_p202607",
     ]
 
 
@@ -260,3 +264,54 @@ def test_branches_ranked_by_mean_waiting(store: CentralStore) -> None:
 def test_bad_rows_are_refused_with_the_field_named(make: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()  # type: ignore[operator]
+
+
+def wait(site: str, at: datetime, minutes: float | None) -> QueueWaitRow:
+    return QueueWaitRow(site, at, minutes, None, None, "medium", "departures", 4.0)
+
+
+def test_one_batch_is_one_transaction(store: CentralStore, postgres_dsn: str) -> None:
+    """A batch with one bad row stores nothing of it: its messages are not acked and come
+    again, so a half-stored batch would never be completed."""
+    good = interval("b-001", "queue", NOW)
+    bad = interval("b-001", "queue", NOW + timedelta(minutes=5))
+    object.__setattr__(bad, "frames", "not a number")
+    with pytest.raises(psycopg.Error):
+        store.ingest(Batch(intervals=[good, bad], sites=[SiteSeen("b-001", NOW)]))
+    assert count(postgres_dsn, "SELECT count(*) FROM occupancy_intervals") == 0
+    assert count(postgres_dsn, "SELECT count(*) FROM sites") == 0
+    result = store.ingest(Batch(intervals=[good], queue_waits=[wait("b-001", NOW, 7.5)]))
+    assert (result.intervals, result.queue_waits) == (1, 1)
+
+
+def test_queue_waits_keep_the_first_report_of_each_minute(
+    store: CentralStore, postgres_dsn: str
+) -> None:
+    first = wait("b-001", NOW + timedelta(seconds=5), 7.5)
+    later = wait("b-001", NOW + timedelta(seconds=35), 9.0)
+    unknown = wait("b-001", NOW + timedelta(minutes=1), None)
+    assert store.ingest(Batch(queue_waits=[first, later, unknown])).queue_waits == 2
+    assert store.ingest(Batch(queue_waits=[first])).queue_waits == 0
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT minute, wait_minutes FROM queue_waits ORDER BY minute"
+        ).fetchall()
+    assert rows == [(NOW, 7.5), (NOW + timedelta(minutes=1), None)]
+
+
+def test_sites_keep_the_latest_time_heard_and_availability(
+    store: CentralStore, postgres_dsn: str
+) -> None:
+    t = NOW
+    store.ingest(Batch(sites=[SiteSeen("b-001", t, "online"), SiteSeen("b-001", t + timedelta(1))]))
+    # Out of order: an older message (a bridge's backlog) moves nothing back.
+    store.ingest(Batch(sites=[SiteSeen("b-001", t - timedelta(hours=1), "offline")]))
+    store.ingest(Batch(sites=[SiteSeen("b-002", t, "stopped")]))
+    with psycopg.connect(postgres_dsn) as conn:
+        rows = conn.execute(
+            "SELECT site, last_seen_at, availability, availability_at FROM sites ORDER BY site"
+        ).fetchall()
+    assert rows == [
+        ("b-001", t + timedelta(1), "online", t),
+        ("b-002", t, "stopped", t),
+    ]
