@@ -16,7 +16,7 @@ import numpy as np
 from api.buckets import Bucket, Int64Array, TimeRange, bucket_edges, utc_offsets
 from api.db import StoreAccess
 from api.rollup import LEVELS, Rollup
-from edge.storage.aggregate import Buckets, FloatArray, aggregate, fetch_intervals
+from edge.storage.aggregate import Buckets, aggregate, fetch_intervals
 
 log = logging.getLogger("lobbywatch.api")
 
@@ -75,12 +75,6 @@ def _put(into: Buckets, offset: int, part: Buckets) -> None:
     into.max[offset:end] = part.max
     into.p90[offset:end] = part.p90
     into.seen_s[offset:end] = part.seen_s
-
-
-def coverage(buckets: Buckets, edges: Int64Array) -> FloatArray:
-    """Fraction of each bucket during which the camera was seen online, 0..1."""
-    length = np.diff(edges).astype(np.float64)
-    return np.clip(buckets.seen_s / length, 0.0, 1.0)
 
 
 @dataclass(frozen=True)

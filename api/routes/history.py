@@ -11,7 +11,7 @@ from pydantic_core import to_json
 from api.buckets import DEFAULT_SPAN, MAX_SPAN, Bucket, Int64Array, bucket_edges, iso
 from api.csv_export import busiest_hours_csv, history_csv, wants_csv
 from api.deps import AUTH_RESPONSES, ApiContext, Context, Viewer, invalid
-from api.queries import busiest_hours, coverage, history
+from api.queries import busiest_hours, history
 from api.routes.common import (
     CSV_RESPONSE,
     EndParam,
@@ -21,7 +21,7 @@ from api.routes.common import (
     time_range_of,
 )
 from api.schemas import WEEKDAY_NAMES, BusiestHoursOut, HistoryOut
-from edge.storage.aggregate import Buckets, FloatArray
+from edge.storage.aggregate import Buckets, FloatArray, coverage
 
 router = APIRouter(prefix="/v1", tags=["history"], responses=AUTH_RESPONSES)
 

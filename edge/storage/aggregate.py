@@ -98,6 +98,12 @@ def aggregate(rows: Intervals, edges: Int64Array) -> Buckets:
     )
 
 
+def coverage(buckets: Buckets, edges: Int64Array) -> FloatArray:
+    """Fraction of each bucket during which the camera was seen online, 0..1."""
+    length = np.diff(edges).astype(np.float64)
+    return np.clip(buckets.seen_s / length, 0.0, 1.0)
+
+
 def _group_max(index: Int64Array, values: FloatArray, n: int) -> FloatArray:
     has = ~np.isnan(values)
     out = np.full(n, -np.inf)
