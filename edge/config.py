@@ -1345,6 +1345,18 @@ class LobbyConfig(_Strict):
     central: CentralFeedConfig = Field(default_factory=CentralFeedConfig)
 
     @model_validator(mode="after")
+    def _central_topics(self) -> LobbyConfig:
+        # NATS (the centre's broker) maps MQTT's / to its subjects' . and drops a client that
+        # publishes a topic with a . in it: the bridge would reconnect and resend for ever.
+        dotted = [v for v in (self.site.id, self.mqtt.topic_prefix) if "." in v]
+        if self.central.enabled and dotted:
+            raise ValueError(
+                f"central.enabled: the head office's broker takes no '.' in topics, and "
+                f"{dotted[0]!r} (site.id or mqtt.topic_prefix) has one: rename it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_ids(self) -> LobbyConfig:
         _unique([c.id for c in self.cameras], "camera")
         # Zone ids are site-wide: history, alerts and the API address a zone without its camera.

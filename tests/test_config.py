@@ -215,3 +215,12 @@ def test_validate_config_command_exit_codes(tmp_path, models_dir, monkeypatch):
     result = runner.invoke(app, ["validate-config", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 1
     assert "cannot read file" in result.output
+
+
+def test_the_head_office_feed_needs_topics_without_dots():
+    """NATS drops a client publishing a topic with a '.': a bridge would retry for ever."""
+    dotted = BASE.replace("id: branch-1", "id: branch.1")
+    assert parse(dotted).site.id == "branch.1"  # fine without the feed
+    errors = errors_of(dotted + "central: {enabled: true}\n")
+    assert any("'branch.1' (site.id or mqtt.topic_prefix) has one" in e for e in errors), errors
+    assert parse(BASE + "central: {enabled: true}\n").central.enabled
