@@ -31,6 +31,7 @@ from edge.child import ChildProcess, ChildState
 from edge.config import CameraConfig, LobbyConfig
 from edge.detect import Detector
 from edge.history import HistoryRecorder
+from edge.integrations.central import CentralFeed
 from edge.notifier import DeliveryStatus, Notifier
 from edge.pipeline import CameraPipeline, FrameResult, build_pool
 from edge.runtime.config_watch import ConfigWatch, load_runnable
@@ -429,6 +430,7 @@ class Service:
         self.watch: ConfigWatch | None = None
         self._frames: FrameHolder | None = None
         self._frame_server: FrameServer | None = None
+        self.feed: CentralFeed | None = None  # the head-office feed, with central.enabled
 
     def _make_api(self, config: LobbyConfig) -> None:
         if config.api.enabled and self.config_path is not None and self.api is None:
@@ -487,6 +489,7 @@ class Service:
             # "stopped" for a clean stop and "offline" for an error exit.
             self._stop_workers(keep=set())
             watchdog.notify_stopping()
+            self._stop_feed()
             if self.notifier is not None:
                 self.notifier.stop(clean=code == 0)
             if self.api is not None:
@@ -518,9 +521,36 @@ class Service:
                 board.update(BoardUpdate(camera.id, seed.state.status, readings, False))
         queue = QueueMonitor(config, board, store)
         notifier = Notifier(config, store, board, queue=queue)
+        feed = self._make_feed(config, store, board, notifier)
         notifier.start()
-        self.board, self.notifier = board, notifier
+        if feed is not None:
+            feed.start()
+        self.board, self.notifier, self.feed = board, notifier, feed
         self._frames, self._frame_server = serve_frames(config)
+
+    @staticmethod
+    def _make_feed(
+        config: LobbyConfig, store: Store, board: OccupancyBoard, notifier: Notifier
+    ) -> CentralFeed | None:
+        """The head-office feed (docs/central.md "Device feed"), hooked to the retained state
+        publisher, when central.enabled; it goes through the local broker, so it needs MQTT."""
+        if not config.central.enabled:
+            return None
+        if notifier.link is None or notifier.state is None:
+            log.warning("central.enabled but mqtt.enabled is false: the head-office feed goes "
+                        "through the local broker, nothing is sent")  # fmt: skip
+            return None
+        feed = CentralFeed(config, store, notifier.link, board.total)
+        notifier.state.on_queue = feed.on_queue
+        notifier.state.on_camera_status = feed.on_camera_status
+        return feed
+
+    def _stop_feed(self) -> None:
+        """Before the notifier, whose link the feed publishes through; what it did not see
+        acknowledged is sent again from its cursors by the next one."""
+        if self.feed is not None:
+            self.feed.stop()
+            self.feed = None
 
     def _start_workers(
         self, config: LobbyConfig, store: Store, handed: dict[str, CameraWorker]
@@ -597,6 +627,7 @@ class Service:
         new_zones = {z.id for c in config.cameras for z in c.zones}
         for worker in handed.values():
             worker.write_unknown([z for z in worker.pipeline.zone_ids if z not in new_zones])
+        self._stop_feed()
         if self.notifier is not None:
             self.notifier.stop(final=False)
         if self._frame_server is not None:

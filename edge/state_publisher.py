@@ -47,8 +47,13 @@ class StatePublisher:
         self.discovery = (
             DiscoveryPublisher(config, link) if config.mqtt.home_assistant.enabled else None
         )
+        # The head-office feed's hooks (edge/integrations/central.py, set by the service when
+        # central.enabled): every queue snapshot, and every board update's camera status.
+        self.on_queue: Callable[[str], None] = lambda _payload: None
+        self.on_camera_status: Callable[[str, CameraStatus], None] = lambda _id, _status: None
 
     def on_board_update(self, update: BoardUpdate) -> None:
+        self.on_camera_status(update.camera_id, update.status)
         with self._lock:
             changed = self._status.get(update.camera_id) is not update.status
             topic = self.topics.camera_status(update.camera_id)
@@ -68,6 +73,7 @@ class StatePublisher:
 
     def publish_queue(self, payload: str) -> bool:
         """The queue snapshot (the monitor says when one is due); kept for every reconnect."""
+        self.on_queue(payload)  # while the broker is away too: paho keeps the feed's minute
         with self._lock:
             self._queue = payload
             return self.link.publish_state(self.topics.queue, payload)

@@ -1,0 +1,435 @@
+"""The device's feed to the head office (docs/central.md "Device feed") on a real Mosquitto and a
+real store: closed buckets equal to the API's history, cursors kept across a restart and a
+broker outage, the queue's first snapshot of each minute, alert state changes, camera status.
+
+The feed's wall clock is a fake (buckets close when the test says); PUBACKs are real, so the
+tests tick the feed until the broker's answers have come.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from api.db import StoreAccess
+from api.queries import history
+from api.routes.history import history_document
+from edge.alerts.retained import AlertStatePublisher
+from edge.alerts.state import SiteNames
+from edge.board import BoardUpdate, OccupancyBoard
+from edge.config import LobbyConfig, parse_config
+from edge.integrations.central import ALERTS_CURSOR, INTERVALS_CURSOR, CentralFeed
+from edge.mqtt import MqttLink
+from edge.service import Service
+from edge.state_publisher import StatePublisher
+from edge.store import HistoryRow, Store
+from edge.types import CameraStatus, ZoneReading
+from tests.alerts.support import LOBBY
+from tests.mqtt_broker import Broker
+from tests.test_api_support import insert_alert
+from tests.waiting import wait_for
+
+SITE = "branch-7"
+T0 = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)  # a quarter-hour boundary
+T0_S = int(T0.timestamp())
+HISTORY = f"lobbywatch/{SITE}/history"
+
+
+def make_config(
+    tmp_path: Path, port: int, *, enabled: bool = True, catch_up_days: float = 7
+) -> LobbyConfig:
+    text = (
+        "site: {{id: branch-7, timezone: Asia/Shanghai}}\n"
+        + LOBBY
+        + "mqtt: {{host: 127.0.0.1, port: {port}, keepalive_s: 5, reconnect_min_s: 1,"
+        " reconnect_max_s: 1}}\n"
+        "central: {{enabled: {enabled}, catch_up_days: {days}}}\n"
+    ).format(db=tmp_path / "lw.db", port=port, enabled=str(enabled).lower(), days=catch_up_days)
+    return parse_config(text, base_dir=tmp_path, environ={})
+
+
+class Watcher:
+    """The centre's side of the local broker: a persistent session on `<site>/#`, so what the
+    device sends while the watcher reconnects after a broker restart still reaches it."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="centre-watcher", protocol=mqtt.MQTTv5
+        )
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe(f"lobbywatch/{SITE}/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 1)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.client.loop_start()
+        wait_for(self.subscribed.is_set, what="watcher subscribed")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        payload: Any = msg.payload.decode()
+        if msg.topic.startswith(HISTORY) or msg.topic.endswith("/state"):
+            payload = json.loads(payload) if payload else None
+        with self.lock:
+            self.messages.append((msg.topic, payload))
+
+    def of(self, kind: str) -> list[Any]:
+        with self.lock:
+            return [p for t, p in self.messages if t == f"{HISTORY}/{kind}"]
+
+    def topics(self) -> list[str]:
+        with self.lock:
+            return [t for t, _ in self.messages]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Clock:
+    """The feed's wall clock, moved by the test."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+class Device:
+    """Store, link and feed as the service wires them, with a fake wall clock."""
+
+    def __init__(self, config: LobbyConfig, clock: Clock) -> None:
+        self.config = config
+        self.store = Store(config.storage.path, site_id=SITE)
+        self.board = OccupancyBoard({"lobby": ["waiting", "queue"]})
+        self.link = MqttLink(config.mqtt, SITE, wall_clock=clock)
+        self.link.start()
+        wait_for(self.link.connected.is_set, what="device connected")
+        self.feed = CentralFeed(config, self.store, self.link, self.board.total, wall_clock=clock)
+
+    def tick_until(self, done: Callable[[], object], what: str) -> None:
+        """Tick (sending, and reading PUBACKs) until `done()`; real PUBACKs take milliseconds."""
+        wait_for(lambda: (self.feed.tick(), done())[1], what=what)
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def watcher(broker: Broker):
+    started = Watcher(broker.port)
+    yield started
+    started.close()
+
+
+def history_rows(store: Store) -> None:
+    """Two zones over three quarter hours: the queue's camera offline at first (unknown), the
+    third quarter hour with nothing stored at all."""
+    rows = [
+        HistoryRow("waiting", "lobby", T0_S, 10, 20, 1.0, 2.0, 0.0, 1.0),
+        HistoryRow("waiting", "lobby", T0_S + 10, 10, 20, 2.5, 3.0, 2.0, 1.0),
+        HistoryRow("waiting", "lobby", T0_S + 20, 10, 10, 4.0, 6.0, 3.0, 0.5),
+        HistoryRow("queue", "lobby", T0_S, 10, 0, None, None, None, 0.0),
+        HistoryRow("waiting", "lobby", T0_S + 900, 10, 20, 7.0, 8.0, 6.0, 1.0),
+        HistoryRow("queue", "lobby", T0_S + 900, 10, 20, 3.0, 3.0, 3.0, 1.0),
+        HistoryRow("queue", "lobby", T0_S + 1790, 10, 15, 1.5, 2.0, 1.0, 0.8),
+    ]
+    store.write_history(rows)
+
+
+def api_points(config: LobbyConfig, start: int, n: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """The device API's 15m points for the same store, by (zone, start)."""
+    edges = np.arange(start, start + (n + 1) * 900, 900, dtype=np.int64)
+    access = StoreAccess(config.storage.path, SITE)
+    per_zone = history(access, None, "15m", ["waiting", "queue"], edges)
+    document = history_document("15m", "UTC", edges, per_zone)
+    return {(z["zone_id"], p["start"]): p for z in document["zones"] for p in z["points"]}
+
+
+def test_closed_buckets_are_the_api_history_and_wait_for_their_last_interval(
+    tmp_path, broker, watcher
+):
+    clock = Clock(T0 + timedelta(seconds=1))
+    device = Device(make_config(tmp_path, broker.port), clock)
+    try:
+        device.feed.tick()  # first enable: from the current bucket (T0) on
+        assert device.store.get_meta(INTERVALS_CURSOR) == str(T0_S)
+        history_rows(device.store)
+        # The third bucket ends at T0+45m; its last 10 s interval is in 10 s + 5 s later.
+        clock.at = T0 + timedelta(minutes=45, seconds=14)
+        device.tick_until(lambda: len(watcher.of("intervals")) == 2, "two buckets")
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 1800), "cursor on ack"
+        )
+        clock.at = T0 + timedelta(minutes=45, seconds=15)
+        device.tick_until(lambda: len(watcher.of("intervals")) == 3, "third bucket")
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 2700), "cursor"
+        )
+        device.feed.tick()
+        sent = watcher.of("intervals")
+        assert len(sent) == 3  # none twice
+        points = api_points(device.config, T0_S, 3)
+        for message in sent:
+            assert {k: message[k] for k in ("v", "site", "bucket")} == {
+                "v": 1, "site": SITE, "bucket": "15m",
+            }  # fmt: skip
+            assert message["closed_at"].endswith("Z")
+            assert [z["zone"] for z in message["zones"]] == ["waiting", "queue"]
+            for zone in message["zones"]:
+                point = points[(zone["zone"], message["start"])]
+                assert point["end"] == message["end"]
+                assert {k: zone[k] for k in ("mean", "max", "p90", "coverage", "samples")} == {
+                    k: point[k] for k in ("mean", "max", "p90", "coverage", "samples")
+                }
+                assert (zone["role"], zone["camera"]) == (zone["zone"], "lobby")
+        first, second, third = sent
+        assert (first["start"], first["end"]) == ("2026-12-01T02:00:00Z", "2026-12-01T02:15:00Z")
+        waiting = first["zones"][0]
+        assert waiting["mean"] == pytest.approx((20 * 1.0 + 20 * 2.5 + 10 * 4.0) / 50)
+        assert (waiting["max"], waiting["p90"], waiting["samples"]) == (6.0, 4.0, 50)
+        assert waiting["coverage"] == pytest.approx(25 / 900)
+        unknown = {"mean": None, "max": None, "p90": None, "coverage": 0.0, "samples": 0}
+        assert {k: first["zones"][1][k] for k in unknown} == unknown  # camera offline
+        assert second["zones"][1]["mean"] == pytest.approx((20 * 3.0 + 15 * 1.5) / 35)
+        assert [{k: z[k] for k in unknown} for z in third["zones"]] == [unknown, unknown]
+    finally:
+        device.stop()
+
+
+def test_a_restart_sends_the_missed_buckets_from_the_cursor_none_twice(tmp_path, broker, watcher):
+    config = make_config(tmp_path, broker.port)
+    clock = Clock(T0 + timedelta(seconds=1))
+    device = Device(config, clock)
+    device.feed.tick()
+    history_rows(device.store)
+    clock.at = T0 + timedelta(minutes=30, seconds=20)
+    device.tick_until(
+        lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 1800), "two acked"
+    )
+    device.stop()
+    # Down for two hours; the history of the time before the stop is still to come.
+    later = Store(config.storage.path, site_id=SITE)
+    later.write_history([HistoryRow("waiting", "lobby", T0_S + 1800, 10, 5, 9.0, 9.0, 9.0, 1.0)])
+    later.close()
+    clock.at = T0 + timedelta(hours=2, minutes=1)
+    device = Device(config, clock)
+    try:
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 7200), "caught up"
+        )
+        starts = [m["start"] for m in watcher.of("intervals")]
+        expected = [(T0 + timedelta(minutes=15 * i)).isoformat() for i in range(8)]
+        assert starts == [s.replace("+00:00", "Z") for s in expected]
+        assert watcher.of("intervals")[2]["zones"][0]["mean"] == 9.0
+    finally:
+        device.stop()
+
+
+def test_catching_up_goes_back_catch_up_days_at_most(tmp_path, broker, watcher):
+    config = make_config(tmp_path, broker.port, catch_up_days=0.125)  # 3 hours: 12 buckets
+    earlier = Store(config.storage.path, site_id=SITE)
+    earlier.set_meta(INTERVALS_CURSOR, str(T0_S - 30 * 86400))  # away for a month
+    earlier.close()
+    clock = Clock(T0 + timedelta(days=3, seconds=30))
+    device = Device(config, clock)
+    try:
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 3 * 86400), "caught up"
+        )
+        starts = [m["start"] for m in watcher.of("intervals")]
+        assert len(starts) == 12
+        assert starts[0] == "2026-12-03T23:00:00Z"
+    finally:
+        device.stop()
+
+
+def test_a_broker_outage_loses_no_bucket_queue_minute_or_alert(tmp_path, broker, watcher):
+    clock = Clock(T0 + timedelta(seconds=1))
+    device = Device(make_config(tmp_path, broker.port), clock)
+    try:
+        device.feed.tick()
+        device.feed.on_camera_status("lobby", CameraStatus.ONLINE)
+        history_rows(device.store)
+        broker.stop()  # SIGTERM: mosquitto saves the watcher's session
+        wait_for(lambda: not device.link.connected.is_set(), what="link down")
+        clock.at = T0 + timedelta(minutes=45, seconds=20)
+        insert_alert(device.store, "waiting-full:1", T0 + timedelta(minutes=20))
+        device.feed.on_queue(json.dumps({"at": "2026-12-01T02:45:20.000Z", "wait": {}}))
+        for _ in range(3):
+            device.feed.tick()  # nothing can go out; nothing is lost either
+        broker.start()
+        device.tick_until(lambda: len(watcher.of("intervals")) == 3, "buckets after the outage")
+        device.tick_until(lambda: watcher.of("alerts"), "the alert after the outage")
+        wait_for(lambda: watcher.of("queue"), what="the queue minute paho kept")
+        # Every camera again on the reconnect, with the time its status changed.
+        wait_for(lambda: len(watcher.of("cameras")) >= 2, what="cameras again")
+        assert {json.dumps(c) for c in watcher.of("cameras")} == {
+            json.dumps({"v": 1, "site": SITE, "camera": "lobby", "status": "online",
+                        "at": "2026-12-01T02:00:01Z"})
+        }  # fmt: skip
+        assert [m["start"] for m in watcher.of("intervals")] == [
+            "2026-12-01T02:00:00Z", "2026-12-01T02:15:00Z", "2026-12-01T02:30:00Z",
+        ]  # fmt: skip
+    finally:
+        device.stop()
+
+
+def queue_json(at: str, minutes: float | None) -> str:
+    return json.dumps({
+        "site": SITE, "at": at, "line_zones": ["waiting", "queue"],
+        "wait": {"minutes": minutes, "low_minutes": None if minutes is None else minutes - 2,
+                 "high_minutes": None if minutes is None else minutes + 3,
+                 "confidence": "unknown" if minutes is None else "medium",
+                 "method": "none" if minutes is None else "departures",
+                 "line_count": None if minutes is None else 14.0,
+                 "throughput_per_min": None, "arrivals_per_min": None,
+                 "dwell_p50_minutes": None, "reason": ""},
+        "forecast": {},
+    })  # fmt: skip
+
+
+def test_the_queue_goes_once_a_minute_its_first_snapshot_nulls_kept(tmp_path, broker, watcher):
+    clock = Clock(T0)
+    device = Device(make_config(tmp_path, broker.port), clock)
+    publisher = StatePublisher(device.config, device.board, device.link)
+    publisher.on_queue = device.feed.on_queue
+    try:
+        for at, minutes in [
+            ("2026-12-01T02:10:05.000Z", 12.5),
+            ("2026-12-01T02:10:10.000Z", 13.0),
+            ("2026-12-01T02:10:59.999Z", 14.0),
+            ("2026-12-01T02:11:00.000Z", None),
+            ("2026-12-01T02:11:30.000Z", 3.0),
+            ("2026-12-01T02:13:02.000Z", 4.0),
+        ]:
+            publisher.publish_queue(queue_json(at, minutes))
+        wait_for(lambda: len(watcher.of("queue")) == 3, what="three minutes")
+        wait_for(lambda: len([t for t in watcher.topics() if t == f"lobbywatch/{SITE}/queue"]) == 6,
+                 what="the retained queue, every snapshot")  # fmt: skip
+        first, second, third = watcher.of("queue")
+        assert first == {
+            "v": 1, "site": SITE, "minute": "2026-12-01T02:10:00Z",
+            "at": "2026-12-01T02:10:05.000Z", "wait_minutes": 12.5, "low_minutes": 10.5,
+            "high_minutes": 15.5, "confidence": "medium", "method": "departures",
+            "line_count": 14.0,
+        }  # fmt: skip
+        assert second["minute"] == "2026-12-01T02:11:00Z"
+        assert [second[k] for k in ("wait_minutes", "low_minutes", "line_count")] == [None] * 3
+        assert (third["minute"], third["wait_minutes"]) == ("2026-12-01T02:13:00Z", 4.0)
+    finally:
+        device.stop()
+
+
+def test_every_alert_state_change_goes_as_published_on_its_state_topic(tmp_path, broker, watcher):
+    clock = Clock(T0)
+    device = Device(make_config(tmp_path, broker.port), clock)
+    retained = AlertStatePublisher(
+        device.store, device.link, SiteNames.of(device.config), device.board.total
+    )
+    alert_id = "waiting-full:1"
+    state_topic = f"lobbywatch/{SITE}/alerts/{alert_id}/state"
+
+    def states() -> list[Any]:
+        with watcher.lock:
+            return [p for t, p in watcher.messages if t == state_topic and p]
+
+    try:
+        insert_alert(device.store, "old:1", T0 - timedelta(hours=1))
+        device.feed.tick()  # first enable: alerts from now on, not the old one
+        assert device.store.get_meta(ALERTS_CURSOR) == str(device.store.alerts_version())
+        steps = [
+            lambda: insert_alert(device.store, alert_id, T0),
+            lambda: device.store.record_ack(alert_id, "mgr-1", "accepted", T0 + timedelta(minutes=1)),
+            lambda: device.store.record_ack(alert_id, "mgr-1", "pass_done", T0 + timedelta(minutes=4)),
+            lambda: device.store.clear_alert(alert_id, T0 + timedelta(minutes=9), 3.0, []),
+        ]  # fmt: skip
+        for n, step in enumerate(steps, start=1):
+            step()
+            retained.pump()
+            device.tick_until(lambda n=n: len(watcher.of("alerts")) == n, f"change {n}")
+            wait_for(lambda n=n: len(states()) == n, what=f"state {n}")
+        device.tick_until(
+            lambda: device.store.get_meta(ALERTS_CURSOR) == str(device.store.alerts_version()),
+            "cursor on ack",
+        )
+        sent = watcher.of("alerts")
+        assert [m["state"]["status"] for m in sent] == [
+            "raised",
+            "accepted",
+            "pass_done",
+            "cleared",
+        ]
+        assert all(m["v"] == 1 and m["site"] == SITE for m in sent)
+        assert [m["state"] for m in sent] == states()
+        assert "old:1" not in {m["state"]["alert_id"] for m in sent}
+    finally:
+        device.stop()
+
+
+def board_update(board: OccupancyBoard, status: CameraStatus, at: datetime) -> BoardUpdate:
+    readings = tuple(
+        ZoneReading(z, "lobby", 1.0 if status is CameraStatus.ONLINE else None, None, at, status)
+        for z in ("waiting", "queue")
+    )
+    return BoardUpdate("lobby", status, readings, frame=status is CameraStatus.ONLINE)
+
+
+def test_a_camera_status_goes_when_it_changes(tmp_path, broker, watcher):
+    clock = Clock(T0)
+    device = Device(make_config(tmp_path, broker.port), clock)
+    publisher = StatePublisher(device.config, device.board, device.link)
+    publisher.on_camera_status = device.feed.on_camera_status
+    try:
+        for seconds, status in [(0, "online"), (1, "online"), (7, "stale"), (9, "stale"),
+                                (30, "offline"), (95, "online")]:  # fmt: skip
+            clock.at = T0 + timedelta(seconds=seconds)
+            publisher.on_board_update(board_update(device.board, CameraStatus(status), clock.at))
+        wait_for(lambda: len(watcher.of("cameras")) == 4, what="four changes")
+        assert [(m["status"], m["at"]) for m in watcher.of("cameras")] == [
+            ("online", "2026-12-01T02:00:00Z"), ("stale", "2026-12-01T02:00:07Z"),
+            ("offline", "2026-12-01T02:00:30Z"), ("online", "2026-12-01T02:01:35Z"),
+        ]  # fmt: skip
+    finally:
+        device.stop()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_the_service_sends_under_history_only_with_central_enabled(
+    tmp_path, broker, watcher, enabled
+):
+    config = make_config(tmp_path, broker.port, enabled=enabled)
+    store = Store(config.storage.path, site_id=SITE)
+    service = Service(config)
+    service._start_site(config, store, {})
+    assert service.board is not None and service.notifier is not None
+    try:
+        assert (service.feed is not None) is enabled
+        service.board.update(board_update(service.board, CameraStatus.ONLINE, T0))
+        # The retained camera status and queue went out: the feed's would have by then.
+        wait_for(lambda: f"lobbywatch/{SITE}/queue" in watcher.topics(), what="queue")
+        wait_for(lambda: f"lobbywatch/{SITE}/camera/lobby/status" in watcher.topics(),
+                 what="camera")  # fmt: skip
+        if enabled:
+            wait_for(lambda: watcher.of("queue") and watcher.of("cameras"), what="feed")
+        else:
+            assert not [t for t in watcher.topics() if t.startswith(HISTORY)]
+    finally:
+        service._stop_feed()
+        service.notifier.stop(drain_s=0.2)
+        store.close()
