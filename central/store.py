@@ -724,3 +724,356 @@ class CentralStore:
             ).fetchone()
         )
         return None if row is None else row[0]
+
+    # -- head-office reports (central/api, docs/central.md "Head-office API") ---------------
+    # Read-only queries of the head-office API. `sites`: the branches the caller may see (None:
+    # every branch); ranges are [start, end), aware datetimes, bounded by the API.
+
+    def site_ids(self) -> list[str]:
+        """Every branch the store has heard from."""
+        rows = self._transaction(
+            lambda conn: conn.execute("SELECT site FROM sites ORDER BY site").fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    def sites_seen(self, sites: frozenset[str] | None = None) -> list[SiteState]:
+        """Each branch's last message and availability, in site order."""
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT site, last_seen_at, availability, availability_at FROM sites"
+                " WHERE (%s::text[] IS NULL OR site = ANY(%s)) ORDER BY site",
+                _scope(sites) * 2,
+            ).fetchall()
+        )
+        return [SiteState(*row) for row in rows]
+
+    def site_zones(self, site: str, start: datetime, end: datetime) -> list[str]:
+        """The zones a branch sent intervals for in [start, end), in id order."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT zone FROM occupancy_intervals"
+                " WHERE site = %s AND start_at >= %s AND start_at < %s ORDER BY zone",
+                (site, start, end),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    def zones_known(self, site: str, zones: Sequence[str]) -> list[str]:
+        """Those of `zones` the branch ever sent an interval for (one primary-key probe each)."""
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT z FROM unnest(%s::text[]) AS z WHERE EXISTS (SELECT 1 FROM"
+                " occupancy_intervals o WHERE o.site = %s AND o.zone = z)",
+                (list(zones), site),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
+    def site_history(
+        self, site: str, zones: Sequence[str], start: datetime, end: datetime
+    ) -> list[HistoryBucket]:
+        """A branch's zones in 15-minute buckets over [start, end), zone then time order.
+
+        The device sends 15m buckets (docs/central.md "Device feed"), one row each, taken as
+        they are; a device set to 1m buckets is folded into 15 minutes here: mean weighted by
+        frames, the highest max and p90 (p90 then an upper bound: the minutes' samples are not
+        kept), seen seconds and frames summed."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT zone, date_bin('15 minutes', start_at, TIMESTAMPTZ '2000-01-01Z') AS b,"
+                " CASE WHEN count(*) = 1 THEN min(mean) ELSE sum(mean * frames)"
+                " / nullif(sum(frames) FILTER (WHERE mean IS NOT NULL), 0) END,"
+                " max(max), max(p90), sum(seen_s), sum(frames)"
+                " FROM occupancy_intervals WHERE site = %s AND zone = ANY(%s)"
+                " AND start_at >= %s AND start_at < %s GROUP BY zone, b ORDER BY zone, b",
+                (site, list(zones), start, end),
+            ).fetchall()
+        )
+        return [HistoryBucket(str(z), b, m, x, p, float(s), int(f)) for z, b, m, x, p, s, f in rows]
+
+    def site_alerts(self, site: str, start: datetime, end: datetime) -> list[AlertState]:
+        """The latest state of each alert a branch raised in [start, end), oldest raise first
+        (as the device's /v1/alerts)."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                'SELECT a.site, a.alert_id, a.kind, a.rule, a.zone_ids, a.status, a.at, a."by",'
+                " a.details, r.raised_at FROM alerts a JOIN (SELECT site, alert_id,"
+                " min(at) AS raised_at FROM alert_events WHERE site = %s AND status = 'raised'"
+                " AND at >= %s AND at < %s GROUP BY site, alert_id) r USING (site, alert_id)"
+                " ORDER BY r.raised_at, a.alert_id",
+                (site, start, end),
+            ).fetchall()
+        )
+        return [
+            AlertState(s, i, k, r, tuple(z), st, at, by, dict(d), raised)
+            for s, i, k, r, z, st, at, by, d, raised in rows
+        ]
+
+    def report_waiting(
+        self, start: datetime, end: datetime, sites: frozenset[str] | None = None
+    ) -> list[BranchWaiting]:
+        """rank_branches_by_waiting for the caller's branches, all of them."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "WITH per_interval AS (SELECT site, start_at, sum(mean) AS waiting"
+                " FROM occupancy_intervals WHERE start_at >= %s AND start_at < %s"
+                " AND role = ANY(%s) AND mean IS NOT NULL"
+                " AND (%s::text[] IS NULL OR site = ANY(%s)) GROUP BY site, start_at)"
+                " SELECT site, avg(waiting), count(*) FROM per_interval GROUP BY site"
+                " ORDER BY avg(waiting) DESC, site",
+                (start, end, list(LINE_ROLES), *_scope(sites) * 2),
+            ).fetchall()
+        )
+        return [BranchWaiting(str(s), float(m), int(n)) for s, m, n in rows]
+
+    def report_wait_minutes(
+        self, start: datetime, end: datetime, sites: frozenset[str] | None = None
+    ) -> list[BranchWaitMinutes]:
+        """Branches by their mean estimated wait over the minutes of [start, end) that had one
+        (an unknown wait is left out, never read as 0), longest first."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT site, avg(wait_minutes), max(wait_minutes), count(*) FROM queue_waits"
+                " WHERE minute >= %s AND minute < %s AND wait_minutes IS NOT NULL"
+                " AND (%s::text[] IS NULL OR site = ANY(%s))"
+                " GROUP BY site ORDER BY avg(wait_minutes) DESC, site",
+                (start, end, *_scope(sites) * 2),
+            ).fetchall()
+        )
+        return [BranchWaitMinutes(str(s), float(m), float(x), int(n)) for s, m, x, n in rows]
+
+    def report_above_threshold(
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        sites: frozenset[str] | None = None,
+    ) -> list[BranchOpenTime]:
+        """Per branch, the seconds of [start, end) during which at least one diversion alert
+        was open (its `since`, when the count first reached the threshold, to its clear; one
+        still open counts up to `now`), overlapping alerts counted once; most first."""
+        start, end, now = utc("start", start), utc("end", end), utc("now", now)
+        # A cleared alert's latest change is its clear, so one cleared before `start` is left
+        # out by the (site, at) index; open ones are few.
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT site, details->>'since', details->>'raised_at', details->>'cleared_at',"
+                " status, at FROM alerts WHERE kind = 'diversion'"
+                " AND (%s::text[] IS NULL OR site = ANY(%s))"
+                " AND (at >= %s OR status <> 'cleared')",
+                (*_scope(sites) * 2, start),
+            ).fetchall()
+        )
+        spans: dict[str, list[tuple[datetime, datetime]]] = {}
+        for site, since, raised_at, cleared_at, status, at in rows:
+            opened = _state_time(since) or _state_time(raised_at)
+            if opened is None:
+                continue  # a state without its times: nothing to measure
+            closed = (_state_time(cleared_at) or at) if status == "cleared" else now
+            spans.setdefault(str(site), []).append((opened, closed))
+        result = [
+            BranchOpenTime(site, open_seconds(s, start, end), len(s)) for site, s in spans.items()
+        ]
+        result = [r for r in result if r.open_s > 0]
+        return sorted(result, key=lambda r: (-r.open_s, r.site))
+
+    def report_ack_times(
+        self, start: datetime, end: datetime, sites: frozenset[str] | None = None
+    ) -> list[BranchAckTimes]:
+        """Per branch, the diversion alerts raised in [start, end), how many were accepted and
+        the seconds from raise to accept (p50, p90 by percentile_cont); slowest p90 first."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "WITH raised AS (SELECT r.site, min(r.at) AS raised_at, (SELECT min(a.at)"
+                " FROM alert_events a WHERE a.site = r.site AND a.alert_id = r.alert_id"
+                " AND a.status = 'accepted') AS accepted_at FROM alert_events r"
+                " WHERE r.status = 'raised' AND r.kind = 'diversion' AND r.at >= %s AND r.at < %s"
+                " AND (%s::text[] IS NULL OR r.site = ANY(%s)) GROUP BY r.site, r.alert_id),"
+                " waits AS (SELECT site, accepted_at,"
+                " extract(epoch FROM accepted_at - raised_at)::float8 AS s FROM raised)"
+                " SELECT site, count(*), count(accepted_at),"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
+                " percentile_cont(0.9) WITHIN GROUP (ORDER BY s)"
+                " FROM waits GROUP BY site ORDER BY 5 DESC NULLS LAST, site",
+                (start, end, *_scope(sites) * 2),
+            ).fetchall()
+        )
+        return [
+            BranchAckTimes(str(s), int(n), int(a), _float(p50), _float(p90))
+            for s, n, a, p50, p90 in rows
+        ]
+
+    def report_passes(
+        self, start: datetime, end: datetime, sites: frozenset[str] | None = None
+    ) -> list[BranchPasses]:
+        """Per branch, the passes reported done in [start, end) and their measured effect
+        (the alert's latest state's `effect`: people at the pass and after it), most first."""
+        start, end = utc("start", start), utc("end", end)
+        rows = self._transaction(
+            lambda conn: conn.execute(
+                "SELECT a.site, a.details->'effect' FROM (SELECT DISTINCT site, alert_id"
+                " FROM alert_events WHERE status = 'pass_done' AND at >= %s AND at < %s"
+                " AND (%s::text[] IS NULL OR site = ANY(%s))) p"
+                " JOIN alerts a USING (site, alert_id)",
+                (start, end, *_scope(sites) * 2),
+            ).fetchall()
+        )
+        effects: dict[str, list[tuple[float, float] | None]] = {}
+        for site, effect in rows:
+            effects.setdefault(str(site), []).append(_effect(effect))
+        result = [BranchPasses.of(site, e) for site, e in effects.items()]
+        return sorted(result, key=lambda r: (-r.passes, r.site))
+
+
+# -- head-office reports: results and helpers (central/api) ----------------------------------
+
+
+def _scope(sites: frozenset[str] | None) -> tuple[list[str] | None]:
+    """The `%s::text[] IS NULL OR site = ANY(%s)` parameter: None for every branch."""
+    return (None if sites is None else sorted(sites),)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _state_time(value: str | None) -> datetime | None:
+    """A time of the device's alert state (ISO 8601 with an offset, or Z); None when absent
+    or not one (a malformed state must not fail a whole report)."""
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return at.astimezone(timezone.utc) if at.tzinfo is not None else None
+
+
+def _effect(effect: Any) -> tuple[float, float] | None:
+    """(count_at_pass, count_after) of a state's `effect`, None until both are measured."""
+    if not isinstance(effect, dict):
+        return None
+    before, after = effect.get("count_at_pass"), effect.get("count_after")
+    if bool in (type(before), type(after)):
+        return None
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        return float(before), float(after)
+    return None
+
+
+def open_seconds(
+    spans: Iterable[tuple[datetime, datetime]], start: datetime, end: datetime
+) -> float:
+    """Seconds of [start, end) covered by at least one of `spans` ([opened, closed)): the
+    spans clipped to the range, overlaps counted once."""
+    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if a < end and b > start)
+    total, reach = 0.0, start
+    for a, b in clipped:
+        a = max(a, reach)
+        if b > a:
+            total += (b - a).total_seconds()
+            reach = b
+    return total
+
+
+@dataclass(frozen=True)
+class SiteState:
+    """A branch as the store last heard it: when, and what its availability topic said."""
+
+    site: str
+    last_seen_at: datetime
+    availability: str | None
+    availability_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryBucket:
+    """One zone's 15-minute bucket: people (mean, max, p90; None when no frame was counted),
+    seconds the camera was seen and frames counted."""
+
+    zone: str
+    start_at: datetime
+    mean: float | None
+    max: float | None
+    p90: float | None
+    seen_s: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """An alert's latest state (details: the device's alert state) and when it was raised."""
+
+    site: str
+    alert_id: str
+    kind: str
+    rule: str
+    zone_ids: tuple[str, ...]
+    status: str
+    at: datetime
+    by: str | None
+    details: dict[str, Any]
+    raised_at: datetime
+
+
+@dataclass(frozen=True)
+class BranchWaitMinutes:
+    """A branch's estimated wait over the minutes that had one: mean and highest minutes."""
+
+    site: str
+    mean_wait_minutes: float
+    max_wait_minutes: float
+    minutes: int
+
+
+@dataclass(frozen=True)
+class BranchOpenTime:
+    """Seconds a branch had a diversion alert open in a range, and how many alerts made it."""
+
+    site: str
+    open_s: float
+    alerts: int
+
+
+@dataclass(frozen=True)
+class BranchAckTimes:
+    """Diversion alerts a branch raised, how many were accepted, seconds raise -> accept."""
+
+    site: str
+    raised: int
+    accepted: int
+    p50_s: float | None
+    p90_s: float | None
+
+    @property
+    def unaccepted(self) -> int:
+        return self.raised - self.accepted
+
+
+@dataclass(frozen=True)
+class BranchPasses:
+    """Passes a branch reported done and, of those measured, the mean people at the pass,
+    after it, and the change (negative: the pass shortened the line)."""
+
+    site: str
+    passes: int
+    measured: int
+    mean_count_at_pass: float | None
+    mean_count_after: float | None
+    mean_change: float | None
+
+    @classmethod
+    def of(cls, site: str, effects: Sequence[tuple[float, float] | None]) -> BranchPasses:
+        measured = [e for e in effects if e is not None]
+        if not measured:
+            return cls(site, len(effects), 0, None, None, None)
+        before = sum(b for b, _ in measured) / len(measured)
+        after = sum(a for _, a in measured) / len(measured)
+        change = sum(a - b for b, a in measured) / len(measured)
+        return cls(site, len(effects), len(measured), before, after, change)
