@@ -28,7 +28,15 @@ from edge.alerts.retained import AlertStatePublisher
 from edge.alerts.state import SiteNames
 from edge.board import BoardUpdate, OccupancyBoard
 from edge.config import LobbyConfig, parse_config
-from edge.integrations.central import ALERTS_CURSOR, INTERVALS_CURSOR, CentralFeed
+from edge.integrations.central import (
+    ALERTS_CURSOR,
+    INTERVALS_CURSOR,
+    CentralFeed,
+    _Cursor,
+    _Flight,
+    first_bucket,
+    last_closed_end,
+)
 from edge.mqtt import MqttLink
 from edge.service import Service
 from edge.state_publisher import StatePublisher
@@ -432,4 +440,57 @@ def test_the_service_sends_under_history_only_with_central_enabled(
     finally:
         service._stop_feed()
         service.notifier.stop(drain_s=0.2)
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("cursor", "now", "expected"),
+    [
+        (None, T0_S + 100, T0_S),  # first enable: the bucket in progress, no old history
+        (T0_S - 1800, T0_S + 100, T0_S - 1800),  # from the cursor
+        (T0_S - 1800 + 60, T0_S + 100, T0_S - 900),  # a 1m cursor: the next whole 15m bucket
+        (T0_S - 30 * 86400, T0_S + 100, T0_S - 7 * 86400),  # catch_up_days back at most
+    ],
+)
+def test_the_first_bucket_to_send(cursor, now, expected):
+    assert first_bucket(cursor, now, 900, 7 * 86400) == expected
+
+
+@pytest.mark.parametrize(
+    ("after_end_s", "closed_end"), [(0, T0_S), (14, T0_S), (15, T0_S + 900), (900, T0_S + 900)]
+)
+def test_a_bucket_closes_once_its_last_interval_is_stored(after_end_s, closed_end):
+    """Bucket [T0, T0+15m) with 10 s intervals: closed 10 s + 5 s after its end."""
+    assert last_closed_end(T0_S + 900 + after_end_s, 900, 10) == closed_end
+
+
+class Pending:
+    """A message paho holds with no PUBACK yet (or one it did not take at all)."""
+
+    def __init__(self, error: bool = False) -> None:
+        self.error = error
+
+    def is_published(self) -> bool:
+        if self.error:
+            raise RuntimeError("Message publish failed: The client is not currently connected.")
+        return False
+
+
+def test_a_cursor_sends_again_after_a_lost_puback_or_a_message_paho_did_not_take(tmp_path):
+    store = Store(tmp_path / "lw.db", site_id=SITE)
+    try:
+        cursor = _Cursor(store, INTERVALS_CURSOR)
+        cursor.set(T0_S)
+        cursor.flights.extend(_Flight(T0_S + 900 * i, Pending(), 100.0) for i in (1, 2))
+        cursor.settle(150.0, connected_since=90.0)
+        assert cursor.next == T0_S + 1800  # waiting for the PUBACK
+        cursor.settle(130.0, connected_since=None)  # away: paho resends on reconnect
+        cursor.settle(170.0, connected_since=150.0)
+        assert cursor.next == T0_S + 1800  # sent long ago, but reconnected lately: time left
+        cursor.settle(211.0, connected_since=150.0)
+        assert (cursor.next, store.get_meta(INTERVALS_CURSOR)) == (T0_S, str(T0_S))
+        cursor.flights.append(_Flight(T0_S + 900, Pending(error=True), 220.0))
+        cursor.settle(221.0, connected_since=150.0)
+        assert cursor.next == T0_S
+    finally:
         store.close()
