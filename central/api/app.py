@@ -187,7 +187,9 @@ def create_app(
     )
     app.state.central = context
     app.include_router(routes.router)
-    app.add_exception_handler(psycopg.Error, _database_unavailable)
+    # The database down or restarting: 503 (the store reconnects on the next query). Any other
+    # database error is a bug here and stays a 500.
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     return app
 
 

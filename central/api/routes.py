@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
 from pydantic_core import to_json
 
 from api.buckets import MAX_SPAN as HISTORY_MAX_SPAN
@@ -38,6 +39,7 @@ from central.api.schemas import (
     WaitingReportOut,
 )
 from central.store import MIGRATIONS, HistoryBucket, SiteState
+from edge.config import ID_PATTERN
 
 router = APIRouter(prefix="/v1")
 
@@ -48,7 +50,9 @@ LATEST_SCHEMA = MIGRATIONS[-1][0]
 BUCKET_S = 900
 UTC_ZONE = ZoneInfo("UTC")  # 15m buckets are UTC-aligned whatever the zone
 
-SiteParam = Annotated[str, "the branch's site id"]
+SiteParam = Annotated[str, Path(pattern=ID_PATTERN, description="The branch's site id")]
+#: A zone id as the site config has it (and never a NUL, which PostgreSQL text refuses).
+ZoneId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
 @router.get(
@@ -118,7 +122,7 @@ def list_sites(context: Context, caller: Viewer) -> list[SiteOut]:
 
 
 ZoneParam = Annotated[
-    list[str] | None,
+    list[ZoneId] | None,
     Query(description="Zone id; repeat for several. Default: every zone the branch sent"),
 ]
 

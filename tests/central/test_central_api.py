@@ -29,6 +29,7 @@ from tests.central.central_api_support import (
     seeded_dsn,
 )
 from tests.central.postgres import postgres_dsn, postgres_server
+from tests.mqtt_broker import free_port
 
 __all__ = ["postgres_dsn", "postgres_server", "seeded_dsn"]  # fixtures, imported for pytest
 
@@ -310,3 +311,13 @@ def test_times_with_an_offset_are_read_in_utc(client):
     assert body["start"] == "2026-05-20T08:10:00Z"
     assert body["branches"][0]["open_s"] == 600.0
     assert NOW.tzinfo is UTC
+
+
+def test_a_database_that_is_down_is_a_503_not_a_500():
+    client = client_for(f"host=127.0.0.1 port={free_port()} user=nobody connect_timeout=2")
+    response = client.get("/v1/sites", headers=auth("hq"))
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the central database is unavailable"}
+    health = client.get("/v1/health")
+    assert health.status_code == 503
+    assert (health.json()["database"], health.json()["schema_version"]) == (False, None)
