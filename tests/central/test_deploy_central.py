@@ -19,6 +19,7 @@ import importlib.machinery
 import importlib.util
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -32,10 +33,11 @@ from types import ModuleType
 import nats
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -138,7 +140,16 @@ async def as_ingest(servers: list[str]) -> AsyncIterator[tuple[NATS, JetStreamCo
 async def create_stream(servers: list[str]) -> None:
     """What the first ingestion instance does: the stream, R3, on every branch's subjects."""
     async with as_ingest(servers) as (_, js):
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["lobbywatch.>"], num_replicas=3))
+        await js.add_stream(
+            StreamConfig(
+                name=STREAM,
+                subjects=["lobbywatch.>"],
+                num_replicas=3,
+                storage=StorageType.FILE,
+                max_age=7 * 86400,
+                duplicate_window=120,
+            )
+        )
 
 
 def drain(cluster: NatsCluster, count: int) -> list[tuple[str, bytes]]:
@@ -147,7 +158,14 @@ def drain(cluster: NatsCluster, count: int) -> list[tuple[str, bytes]]:
 
     async def scenario() -> list[tuple[str, bytes]]:
         async with as_ingest(cluster.urls) as (_, js):
-            sub = await js.pull_subscribe("lobbywatch.>", CONSUMER, stream=STREAM)
+            sub = await js.pull_subscribe(
+                "lobbywatch.>",
+                CONSUMER,
+                stream=STREAM,
+                config=ConsumerConfig(
+                    durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30
+                ),
+            )
             got: list[tuple[str, bytes]] = []
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
@@ -481,3 +499,80 @@ def test_central_yaml_example_loads() -> None:
     assert config.broker.user == "ingest" and config.broker.password == INGEST_PASSWORD
     assert (config.broker.stream, config.broker.consumer) == (STREAM, CONSUMER)
     assert config.sites_of(["north"]) == frozenset({"branch-1", "branch-2"})
+
+
+# --- units and containers -------------------------------------------------------------------
+
+CENTRAL = REPO / "deploy" / "central"
+UNITS = ["lobbywatch-central-ingest@.service", "lobbywatch-central-api.service"]
+
+
+def staged_unit(tmp_path: Path, unit: str) -> Path:
+    """The unit with /opt/lobbywatch/current pointing at this checkout's lobbywatch; a template
+    unit as its instance @1 (systemd-analyze checks instances, not templates)."""
+    prefix = tmp_path / "opt" / "lobbywatch" / "current" / "bin"
+    prefix.mkdir(parents=True, exist_ok=True)
+    if not (prefix / "lobbywatch").exists():
+        (prefix / "lobbywatch").symlink_to(Path(sys.executable).parent / "lobbywatch")
+    text = (CENTRAL / "systemd" / unit).read_text()
+    path = tmp_path / unit.replace("@.", "@1.")
+    path.write_text(text.replace("/opt/lobbywatch/current", str(prefix.parent)))
+    return path
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_pass_systemd_analyze_verify_and_security(tmp_path: Path, unit: str) -> None:
+    path = staged_unit(tmp_path, unit)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    # verify only warns about unknown keys and bad values: any output is a finding.
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if "--offline" in security.stderr and "unrecognized" in security.stderr:
+        pytest.skip("this systemd-analyze has no offline security analysis")
+    assert security.returncode == 0, security.stdout[-2000:]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_run_lobbywatch_central_with_secrets_from_a_file(unit: str) -> None:
+    text = (CENTRAL / "systemd" / unit).read_text()
+    command = "ingest" if "ingest" in unit else "api"
+    assert (
+        f"ExecStart=/opt/lobbywatch/current/bin/lobbywatch central {command} "
+        "--config ${LOBBYWATCH_CENTRAL_CONFIG}" in text.splitlines()
+    )
+    for line in ("EnvironmentFile=/etc/lobbywatch/central.env", "User=lobbywatch",
+                 "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"):  # fmt: skip
+        assert line in text.splitlines(), f"{unit} lacks {line}"
+    # The example secrets file has every variable the example config uses.
+    env = dict(
+        line.split("=", 1)
+        for line in (CENTRAL / "central.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    config = load_central_config(CENTRAL / "central.yaml.example", env)
+    assert config.broker.password == env["LOBBYWATCH_NATS_PASSWORD"]
+
+
+def test_compose_runs_three_nats_nodes_postgres_two_ingesters_and_the_api() -> None:
+    compose = yaml.safe_load((CENTRAL / "compose.yaml").read_text())
+    services = compose["services"]
+    nats_nodes = [s for s in services.values() if s.get("image") == "nats:2.9"]
+    assert len(nats_nodes) == 3
+    assert len({tuple(s["volumes"]) for s in nats_nodes}) == 3  # each its own config and store
+    assert services["postgres"]["image"].startswith("postgres:")
+    ingest = [s for s in services.values() if s.get("command", [None])[:2] == ["central", "ingest"]]
+    assert len(ingest) == 2 and services["api"]["command"][:2] == ["central", "api"]
+    for service in [*ingest, services["api"]]:
+        assert (REPO / service["build"]["dockerfile"]).is_file()
+        assert service["build"]["context"] == "../.."
+    dockerfile = (CENTRAL / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
+        assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+    assert re.search(r"^USER lobbywatch$", dockerfile, re.M)
