@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import importlib.machinery
 import importlib.util
+import ipaddress
 import os
 import re
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -83,6 +85,7 @@ class TemplateNode(NatsNode):
     """A cluster node whose config is deploy/central's template, not the test cluster's."""
 
     users: str = ""
+    cert_dir: Path | None = None  # TLS for clients and MQTT with the certificates there
 
     def write_conf(self, peers: list[NatsNode]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,8 @@ class TemplateNode(NatsNode):
             http=f"127.0.0.1:{self.http_port}",
             store_dir=str(self.store_dir),
             max_file_store="256MB",
-            tls=False,
+            cert_dir=str(self.cert_dir or "/nonexistent"),
+            tls=self.cert_dir is not None,
         )
         # The log to a file, as the cluster fixture's nodes (Debian's unit logs to journald).
         self.conf.write_text(text + f'log_file: "{self.log}"\n')
@@ -106,10 +110,19 @@ class TemplateNode(NatsNode):
 
 @pytest.fixture(scope="module")
 def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with running_centre(tmp_path_factory.mktemp("centre")) as cluster:
+        yield cluster
+
+
+@contextmanager
+def running_centre(
+    workdir: Path, cert_dir: Path | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[NatsCluster]:
+    """The 3-node cluster from the template, with its users and the ingestion's stream."""
     users = sites_to_users.render_users(PASSWORDS, INGEST_PASSWORD, STREAM, CONSUMER)
-    workdir = tmp_path_factory.mktemp("centre")
     nodes: list[NatsNode] = [
-        TemplateNode(f"n{i + 1}", workdir / f"n{i + 1}", users=users) for i in range(3)
+        TemplateNode(f"n{i + 1}", workdir / f"n{i + 1}", users=users, cert_dir=cert_dir)
+        for i in range(3)
     ]
     if not Path(NATS_SERVER).exists():
         pytest.skip("nats-server is not installed (apt-get install nats-server)")
@@ -120,16 +133,18 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
         for node in nodes:
             node.start()
         cluster.wait_ready()
-        asyncio.run(create_stream(cluster.urls))
+        asyncio.run(create_stream(cluster.urls, tls))
         yield cluster
     finally:
         cluster.stop()
 
 
 @asynccontextmanager
-async def as_ingest(servers: list[str]) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
+async def as_ingest(
+    servers: list[str], tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
     nc = await nats.connect(
-        servers=servers, user="ingest", password=INGEST_PASSWORD, connect_timeout=2
+        servers=servers, user="ingest", password=INGEST_PASSWORD, connect_timeout=2, tls=tls
     )
     try:
         yield nc, nc.jetstream(timeout=5)
@@ -137,9 +152,9 @@ async def as_ingest(servers: list[str]) -> AsyncIterator[tuple[NATS, JetStreamCo
         await nc.close()
 
 
-async def create_stream(servers: list[str]) -> None:
+async def create_stream(servers: list[str], tls: ssl.SSLContext | None = None) -> None:
     """What the first ingestion instance does: the stream, R3, on every branch's subjects."""
-    async with as_ingest(servers) as (_, js):
+    async with as_ingest(servers, tls) as (_, js):
         await js.add_stream(
             StreamConfig(
                 name=STREAM,
@@ -152,12 +167,14 @@ async def create_stream(servers: list[str]) -> None:
         )
 
 
-def drain(cluster: NatsCluster, count: int) -> list[tuple[str, bytes]]:
+def drain(
+    cluster: NatsCluster, count: int, tls: ssl.SSLContext | None = None
+) -> list[tuple[str, bytes]]:
     """The next `count` messages of the stream through the ingestion's durable consumer (each
     acked), then what the stream holds in all: `(subject, data)` pairs and the total."""
 
     async def scenario() -> list[tuple[str, bytes]]:
-        async with as_ingest(cluster.urls) as (_, js):
+        async with as_ingest(cluster.urls, tls) as (_, js):
             sub = await js.pull_subscribe(
                 "lobbywatch.>",
                 CONSUMER,
@@ -253,15 +270,24 @@ def wait_bridge_up(broker: Broker) -> None:
 
 @pytest.fixture(scope="module")
 def branch(centre: NatsCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with running_branch(centre, tmp_path_factory.mktemp("branch")) as broker:
+        yield broker
+
+
+@contextmanager
+def running_branch(
+    centre: NatsCluster, workdir: Path, cert_dir: Path | None = None
+) -> Iterator[Broker]:
     """The branch's Mosquitto with the rendered bridge to every node, home node first."""
     conf = render_bridge.render(
         SITE,
-        [f"127.0.0.1:{port}" for port in centre.mqtt_ports],
+        # localhost: the name the test's server certificate has
+        [f"localhost:{port}" for port in centre.mqtt_ports],
         PASSWORDS[SITE],
-        "/etc/mosquitto/lobbywatch/certs",
-        tls=False,
+        str(cert_dir or "/etc/mosquitto/lobbywatch/certs"),
+        tls=cert_dir is not None,
     )
-    broker = Broker(tmp_path_factory.mktemp("branch"), extra=conf).start()
+    broker = Broker(workdir, extra=conf).start()
     try:
         wait_bridge_up(broker)
         yield broker
@@ -576,3 +602,57 @@ def test_compose_runs_three_nats_nodes_postgres_two_ingesters_and_the_api() -> N
     for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
         assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
     assert re.search(r"^USER lobbywatch$", dockerfile, re.M)
+
+
+# --- the same over TLS, as a bank runs it -------------------------------------------------
+
+
+def make_certs(directory: Path) -> Path:
+    """A CA and a server certificate for localhost and 127.0.0.1, in the files the templates
+    name: ca.crt, server.crt and server.key for NATS, central-ca.crt for the bridge."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from tests.certificates import certificate, name, write_key
+
+    directory.mkdir(parents=True)
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = certificate("test head-office CA", ca_key, name("test head-office CA"), ca_key,
+                     ca=True, extensions=[])  # fmt: skip
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    server = certificate("localhost", server_key, ca.subject, ca_key, ca=False,
+                         extensions=[san, eku])  # fmt: skip
+    pem = serialization.Encoding.PEM
+    for file in ("ca.crt", "central-ca.crt"):
+        (directory / file).write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(server.public_bytes(pem))
+    write_key(server_key, directory / "server.key")
+    return directory
+
+
+def test_over_tls_the_bridge_and_the_ingestion_check_the_centres_certificate(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("cryptography")
+    certs = make_certs(tmp_path / "certs")
+    tls = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    with (
+        running_centre(tmp_path / "centre", certs, tls) as cluster,
+        # Up once the bridge is connected: TLS to a node, its certificate checked.
+        running_branch(cluster, tmp_path / "branch", certs) as broker,
+    ):
+        device = Mqtt(broker.port, None, None, "lobbywatch-branch-1")
+        assert not device.connect().is_failure
+        try:
+            device.publish(f"lobbywatch/{SITE}/history/alerts", b'{"v": 1}')
+        finally:
+            device.close()
+        assert drain(cluster, 1, tls) == [(f"lobbywatch.{SITE}.history.alerts", b'{"v": 1}')]
