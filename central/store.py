@@ -563,7 +563,11 @@ class CentralStore:
                     " rule = excluded.rule, zone_ids = excluded.zone_ids, status = excluded.status,"
                     ' status_rank = excluded.status_rank, at = excluded.at, "by" = excluded."by",'
                     " details = excluded.details, received_at = excluded.received_at"
-                    " WHERE (excluded.status_rank, excluded.at) > (a.status_rank, a.at)",
+                    # the same step again with a later version (an effect measured after
+                    # the pass) carries news: the device's version orders it
+                    " WHERE (excluded.status_rank, excluded.at, coalesce((excluded.details"
+                    " ->> 'version')::bigint, 0)) > (a.status_rank, a.at,"
+                    " coalesce((a.details ->> 'version')::bigint, 0))",
                     states,
                 )
         return new

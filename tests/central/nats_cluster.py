@@ -85,6 +85,7 @@ class NatsNode:
             "}\n"
             "mqtt {\n"
             f"  listen: 127.0.0.1:{self.mqtt_port}\n"
+            "  stream_replicas: 3\n"
             "}\n"
         )
 

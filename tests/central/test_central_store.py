@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -315,3 +316,17 @@ def test_sites_keep_the_latest_time_heard_and_availability(
         ("b-001", t + timedelta(1), "online", t),
         ("b-002", t, "stopped", t),
     ]
+
+
+def test_a_later_version_of_the_same_step_updates_the_latest_state(store: CentralStore) -> None:
+    """An effect measured after the pass adds no step, only a later version: it must reach
+    the alerts table (the passes report reads it there)."""
+    done = NOW + timedelta(minutes=9)
+    first = replace(event("pass_done", done), details={"version": 3, "effect": None})
+    later = replace(event("pass_done", done), details={"version": 4, "effect": {"count_after": 8}})
+    store.ingest_alert_events([first])
+    store.ingest_alert_events([later])
+    store.ingest_alert_events([first])  # a redelivery of the older one changes nothing back
+    with psycopg.connect(store.dsn) as conn:
+        row = conn.execute("SELECT details FROM alerts").fetchone()
+    assert row == ({"version": 4, "effect": {"count_after": 8}},)
