@@ -1328,6 +1328,18 @@ class CentralFeedConfig(_Strict):
     catch_up_days: float = Field(
         7, gt=0, le=90, description="After an outage, send closed buckets this far back at most"
     )
+    receipts: bool = Field(
+        True,
+        description="Advance the feed's cursors on the centre's receipts (central/receipts), "
+        "not on the local broker's PUBACK; false for a centre that sends none",
+    )
+    resend_after_s: float = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="Send a message again when the centre has sent receipts for this long "
+        "since it was sent, none of them for it (receipts only; seconds)",
+    )
 
 
 class LobbyConfig(_Strict):

@@ -3,13 +3,17 @@ real store: closed buckets equal to the API's history, cursors kept across a res
 broker outage, the queue's first snapshot of each minute, alert state changes, camera status.
 
 The feed's wall clock is a fake (buckets close when the test says); PUBACKs are real, so the
-tests tick the feed until the broker's answers have come.
+tests tick the feed until the broker's answers have come. The tests up to the receipts section
+run with `central.receipts: false` (cursors on the local PUBACK, a centre that sends no
+receipts); those after it simulate the centre's receipts (a paho client answering history/) and
+give the feed a fake monotonic clock too.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,11 +35,16 @@ from edge.config import LobbyConfig, parse_config
 from edge.integrations.central import (
     ALERTS_CURSOR,
     INTERVALS_CURSOR,
+    MAX_IN_FLIGHT,
     CentralFeed,
+    Outstanding,
+    Receipt,
+    Settled,
     _Cursor,
     _Flight,
     first_bucket,
     last_closed_end,
+    parse_receipt,
 )
 from edge.mqtt import MqttLink
 from edge.service import Service
@@ -54,15 +63,27 @@ HISTORY = f"lobbywatch/{SITE}/history"
 
 
 def make_config(
-    tmp_path: Path, port: int, *, enabled: bool = True, catch_up_days: float = 7
+    tmp_path: Path,
+    port: int,
+    *,
+    enabled: bool = True,
+    catch_up_days: float = 7,
+    receipts: bool = False,
 ) -> LobbyConfig:
     text = (
         "site: {{id: branch-7, timezone: Asia/Shanghai}}\n"
         + LOBBY
         + "mqtt: {{host: 127.0.0.1, port: {port}, keepalive_s: 5, reconnect_min_s: 1,"
         " reconnect_max_s: 1}}\n"
-        "central: {{enabled: {enabled}, catch_up_days: {days}}}\n"
-    ).format(db=tmp_path / "lw.db", port=port, enabled=str(enabled).lower(), days=catch_up_days)
+        "central: {{enabled: {enabled}, catch_up_days: {days}, receipts: {receipts},"
+        " resend_after_s: 5}}\n"
+    ).format(
+        db=tmp_path / "lw.db",
+        port=port,
+        enabled=str(enabled).lower(),
+        days=catch_up_days,
+        receipts=str(receipts).lower(),
+    )
     return parse_config(text, base_dir=tmp_path, environ={})
 
 
@@ -117,17 +138,31 @@ class Clock:
         return self.at
 
 
-class Device:
-    """Store, link and feed as the service wires them, with a fake wall clock."""
+class Mono:
+    """The feed's monotonic clock, moved by the test (receipts' arrival and sending times)."""
 
-    def __init__(self, config: LobbyConfig, clock: Clock) -> None:
+    def __init__(self, at: float = 1000.0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+class Device:
+    """Store, link and feed as the service wires them (the feed before the link starts, so its
+    receipts subscription is made on connect), with a fake wall clock."""
+
+    def __init__(self, config: LobbyConfig, clock: Clock, mono: Mono | None = None) -> None:
         self.config = config
         self.store = Store(config.storage.path, site_id=SITE)
         self.board = OccupancyBoard({"lobby": ["waiting", "queue"]})
         self.link = MqttLink(config.mqtt, SITE, wall_clock=clock)
+        self.feed = CentralFeed(
+            config, self.store, self.link, self.board.total,
+            clock=mono or time.monotonic, wall_clock=clock,
+        )  # fmt: skip
         self.link.start()
         wait_for(self.link.connected.is_set, what="device connected")
-        self.feed = CentralFeed(config, self.store, self.link, self.board.total, wall_clock=clock)
 
     def tick_until(self, done: Callable[[], object], what: str) -> None:
         """Tick (sending, and reading PUBACKs) until `done()`; real PUBACKs take milliseconds."""
@@ -494,3 +529,289 @@ def test_a_cursor_sends_again_after_a_lost_puback_or_a_message_paho_did_not_take
         assert cursor.next == T0_S
     finally:
         store.close()
+
+
+# --- receipts (central.receipts: true) -----------------------------------------------------
+
+
+class Centre:
+    """The centre as the device sees it: reads history/ (through the local broker here, not a
+    bridge) and answers each interval and alert state with a receipt, as central/ingest.py does
+    after its commit. `drop` holds keys whose receipt is lost once; `answering` off is a centre
+    (or bridge) that is away."""
+
+    def __init__(self, port: int, *, drop: set[int] | None = None, answering: bool = True) -> None:
+        self.drop = set(drop or ())
+        self.answering = answering
+        self.received: list[int] = []
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="centre-ingest", protocol=mqtt.MQTTv5
+        )
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe(f"{HISTORY}/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        wait_for(subscribed.is_set, what="centre subscribed")
+
+    def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        message = json.loads(msg.payload)
+        receipt: dict[str, Any] = {"v": 1, "site": SITE, "intervals": [], "alerts": [],
+                                   "queue": [], "cameras": []}  # fmt: skip
+        if msg.topic == f"{HISTORY}/intervals":
+            key = int(datetime.fromisoformat(message["end"].replace("Z", "+00:00")).timestamp())
+            receipt["intervals"].append(key)
+        elif msg.topic == f"{HISTORY}/alerts":
+            key = message["state"]["version"]
+            receipt["alerts"].append(key)
+        else:
+            return
+        self.received.append(key)
+        if not self.answering or key in self.drop:
+            self.drop.discard(key)
+            return
+        client.publish(f"lobbywatch/{SITE}/central/receipts", json.dumps(receipt), qos=0)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def starts_of(watcher: Watcher) -> list[int]:
+    return [
+        int(datetime.fromisoformat(m["start"].replace("Z", "+00:00")).timestamp()) - T0_S
+        for m in watcher.of("intervals")
+    ]
+
+
+def test_a_bucket_without_receipt_is_sent_again_once_later_receipts_show_the_path_works(
+    tmp_path, broker, watcher
+):
+    centre = Centre(broker.port, drop={T0_S + 900})
+    clock, mono = Clock(T0 + timedelta(seconds=1)), Mono()
+    device = Device(make_config(tmp_path, broker.port, receipts=True), clock, mono)
+    waiting = device.feed.intervals.outstanding
+    assert waiting is not None
+    try:
+        device.feed.tick()
+        history_rows(device.store)
+        clock.at = T0 + timedelta(minutes=45, seconds=15)  # three buckets closed
+        device.tick_until(lambda: waiting.waiting == [T0_S + 900], "receipts of 2 and 3")
+        device.tick_until(lambda: not device.feed.intervals.flights, "every PUBACK")
+        # PUBACKed and two later ones receipted: the cursor stays before the first bucket.
+        assert device.store.get_meta(INTERVALS_CURSOR) == str(T0_S)
+        assert starts_of(watcher) == [0, 900, 1800]
+        # The centre answers on for resend_after_s (5 s) after its first receipt since the
+        # first bucket went: that one is lost; everything from the cursor goes again.
+        mono.at += 4
+        clock.at += timedelta(minutes=15)
+        device.tick_until(lambda: waiting.waiting == [T0_S + 900], "receipt of 4")
+        assert starts_of(watcher) == [0, 900, 1800, 2700]  # not yet: 4 s of receipts
+        mono.at += 1
+        clock.at += timedelta(minutes=15)
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 5 * 900), "resent"
+        )
+        assert starts_of(watcher) == [0, 900, 1800, 2700, 3600, 0, 900, 1800, 2700, 3600]
+        assert waiting.waiting == []
+    finally:
+        device.stop()
+        centre.close()
+
+
+def test_a_restart_resumes_at_the_last_receipted_bucket_not_the_last_pubacked(
+    tmp_path, broker, watcher
+):
+    config = make_config(tmp_path, broker.port, receipts=True)
+    centre = Centre(broker.port, drop={T0_S + 1800})
+    clock = Clock(T0 + timedelta(seconds=1))
+    device = Device(config, clock, Mono())
+    device.feed.tick()
+    history_rows(device.store)
+    clock.at = T0 + timedelta(minutes=45, seconds=15)
+    outstanding = device.feed.intervals.outstanding
+    assert outstanding is not None
+    device.tick_until(lambda: outstanding.waiting == [T0_S + 1800], "receipts of 1 and 3")
+    device.tick_until(lambda: not device.feed.intervals.flights, "every PUBACK")
+    assert device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 900)
+    device.stop()
+    device = Device(config, clock, Mono())
+    try:
+        device.tick_until(
+            lambda: device.store.get_meta(INTERVALS_CURSOR) == str(T0_S + 2700), "caught up"
+        )
+        assert starts_of(watcher) == [0, 900, 1800, 900, 1800]
+        assert centre.received == [T0_S + 900, T0_S + 1800, T0_S + 2700, T0_S + 1800,
+                                   T0_S + 2700]  # fmt: skip
+    finally:
+        device.stop()
+        centre.close()
+
+
+def test_without_any_receipt_nothing_is_resent_and_sending_stops_at_the_window(
+    tmp_path, broker, watcher
+):
+    config = make_config(tmp_path, broker.port, receipts=True)
+    earlier = Store(config.storage.path, site_id=SITE)
+    earlier.set_meta(INTERVALS_CURSOR, str(T0_S))
+    earlier.close()
+    centre = Centre(broker.port, answering=False)  # the bridge or the centre is away
+    clock, mono = Clock(T0 + timedelta(days=3, seconds=30)), Mono()  # 288 buckets closed
+    device = Device(config, clock, mono)
+    try:
+        device.tick_until(lambda: len(centre.received) == MAX_IN_FLIGHT, "the window sent")
+        device.tick_until(lambda: not device.feed.intervals.flights, "every PUBACK")
+        mono.at += 86400.0  # a day without receipts: nothing is judged lost
+        for _ in range(5):
+            device.feed.tick()
+        # A marker after the ticks: once the centre has it, everything sent before it is in.
+        device.link.publish(f"{HISTORY}/alerts", json.dumps({"state": {"version": -1}}))
+        wait_for(lambda: centre.received[-1:] == [-1], what="the marker")
+        assert centre.received[:-1] == [T0_S + 900 * (i + 1) for i in range(MAX_IN_FLIGHT)]
+        assert device.store.get_meta(INTERVALS_CURSOR) == str(T0_S)
+    finally:
+        device.stop()
+        centre.close()
+
+
+@pytest.mark.parametrize("receipts", [False, True])
+def test_cursors_move_on_the_puback_without_receipts_and_only_on_receipts_with_them(
+    tmp_path, broker, watcher, receipts
+):
+    """A centre that sends no receipts (receipts: false) is the old behaviour: PUBACK moves the
+    cursors, and nothing subscribes to the receipts topic."""
+    centre = Centre(broker.port, answering=False)
+    clock = Clock(T0 + timedelta(seconds=1))
+    device = Device(make_config(tmp_path, broker.port, receipts=receipts), clock, Mono())
+    try:
+        device.feed.tick()
+        before = device.store.alerts_version()
+        history_rows(device.store)
+        insert_alert(device.store, "waiting-full:1", T0 + timedelta(minutes=20))
+        clock.at = T0 + timedelta(minutes=45, seconds=15)
+        device.tick_until(lambda: len(centre.received) == 4, "three buckets and an alert")
+        device.tick_until(lambda: not device.feed.intervals.flights, "every PUBACK")
+        device.tick_until(lambda: not device.feed.alerts.flights, "the alert's PUBACK")
+        device.feed.tick()
+        expected = (T0_S, before) if receipts else (T0_S + 2700, device.store.alerts_version())
+        assert (
+            int(device.store.get_meta(INTERVALS_CURSOR) or 0),
+            int(device.store.get_meta(ALERTS_CURSOR) or 0),
+        ) == expected
+        assert (device.feed.intervals.outstanding is None) is not receipts
+        assert [w for w, _ in device.link._watches] == (
+            [f"lobbywatch/{SITE}/central/receipts"] if receipts else []
+        )
+    finally:
+        device.stop()
+        centre.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{", "not JSON"),
+        (b"\xff", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"v": 2, "site": "branch-7"}', "version 2"),
+        (b'{"v": 1, "site": "branch-8", "intervals": [1]}', "site 'branch-8'"),
+        (b'{"v": 1, "site": "branch-7", "intervals": ["1"]}', "intervals is not"),
+        (b'{"v": 1, "site": "branch-7", "alerts": [true]}', "alerts is not"),
+        (b'{"v": 1, "site": "branch-7", "alerts": 3}', "alerts is not"),
+        (b'{"v": 1, "site": "branch-7", "intervals": [1.5]}', "intervals is not"),
+        (json.dumps({"v": 1, "site": SITE, "intervals": list(range(20000))}).encode(), "bytes"),
+    ],
+)
+def test_a_receipt_that_is_not_the_centres_is_refused(payload, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_receipt(payload, SITE)
+
+
+def test_a_receipt_gives_its_interval_and_alert_keys():
+    payload = {"v": 1, "site": SITE, "intervals": [T0_S, T0_S + 900], "alerts": [7],
+               "queue": ["2026-12-01T02:10:00Z"], "cameras": [["lobby", "x"]]}  # fmt: skip
+    assert parse_receipt(json.dumps(payload).encode(), SITE) == Receipt((T0_S, T0_S + 900), (7,))
+    assert parse_receipt(b'{"v": 1, "site": "branch-7"}', SITE) == Receipt((), ())
+
+
+def test_bad_receipts_are_ignored_with_a_rate_limited_warning(tmp_path, broker, caplog):
+    device = Device(make_config(tmp_path, broker.port, receipts=True), Clock(T0), Mono())
+    try:
+        for _ in range(20):
+            device.feed._on_receipt("t", b"not json", False)
+        device.feed._on_receipt("t", b'{"v": 1, "site": "branch-7", "intervals": [1]}', True)
+        assert device.feed._receipts.empty()
+        warnings = [r for r in caplog.records if "ignoring a receipt" in r.getMessage()]
+        assert len(warnings) == 5  # LogThrottle's burst, then one line a minute
+    finally:
+        device.stop()
+
+
+# --- Outstanding (pure) --------------------------------------------------------------------
+
+
+def test_outstanding_cursor_is_the_highest_key_with_every_earlier_one_receipted():
+    window = Outstanding(resend_after_s=30)
+    for key in (1, 2, 3, 4):
+        window.sent(key, at=0.0)
+    window.receipted([2, 3, 99], at=1.0)  # 99: a duplicate's, not ours
+    assert window.settle().cursor is None
+    assert window.waiting == [1, 4]
+    window.receipted([1, 1], at=2.0)
+    settled = window.settle()
+    assert (settled.cursor, settled.resend) == (3, False)
+    assert (len(window), window.last, window.waiting) == (1, 4, [4])
+    window.receipted([4], at=3.0)
+    assert window.settle().cursor == 4
+    assert (len(window), window.last) == (0, None)
+
+
+def test_outstanding_is_never_lost_without_receipts():
+    window = Outstanding(resend_after_s=30)
+    window.sent(1, at=0.0)
+    assert window.settle() == window.settle()
+    assert not window.settle().resend and window.waiting == [1]
+
+
+@pytest.mark.parametrize(
+    ("receipts", "lost"),
+    [
+        ([10.0, 39.9], None),  # answering for 29.9 s since it went: not yet
+        ([10.0, 40.0], 1),  # answering for 30 s, none for it: lost
+        ([1000.0], None),  # the centre back after a long silence: its backlog first
+        ([1000.0, 1029.0], None),
+        ([1000.0, 1030.0], 1),
+    ],
+)
+def test_outstanding_judges_the_oldest_lost_after_resend_after_s_of_receipts(receipts, lost):
+    window = Outstanding(resend_after_s=30)
+    window.sent(1, at=0.0)
+    window.sent(2, at=5.0)
+    for at in receipts:
+        window.receipted([2], at=at)
+    settled = window.settle()
+    assert settled.lost == lost
+    assert window.waiting == ([] if lost else [1])  # lost: cleared, sent again from the cursor
+
+
+def test_outstanding_counts_only_receipts_after_a_key_was_sent():
+    window = Outstanding(resend_after_s=5)
+    window.sent(1, at=0.0)
+    window.receipted([1], at=1.0)
+    window.sent(2, at=2.0)
+    window.receipted([], at=6.0)  # the first receipt since 2 went
+    window.receipted([], at=10.9)
+    assert window.settle() == Settled(cursor=1, lost=None)
+    window.receipted([], at=11.0)
+    assert window.settle().lost == 2
+
+
+def test_outstanding_keys_must_rise():
+    window = Outstanding(resend_after_s=5)
+    window.sent(5, at=0.0)
+    with pytest.raises(ValueError, match="keys must rise"):
+        window.sent(5, at=1.0)
+    window.clear()
+    window.sent(5, at=1.0)  # after a clear, sending starts again from the cursor
+    assert window.waiting == [5]

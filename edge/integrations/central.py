@@ -11,8 +11,12 @@ natural key, so a message sent twice is stored once:
 - `history/cameras`: a camera's status when it changes, and every camera's on each connect.
 
 Intervals and alerts keep a cursor in the store's `meta` table (the end of the last bucket, the
-alert version), advanced only on the broker's PUBACK, so a restart or a local broker outage sends
-what was missed (intervals at most `central.catch_up_days` back). Queue minutes and camera
+alert version), so a restart or an outage sends what was missed (intervals at most
+`central.catch_up_days` back). With `central.receipts` (the default) a cursor advances only on
+the centre's receipts (`<prefix>/<site>/central/receipts`, after its database committed): the
+local broker's PUBACK, and the bridge's, do not prove the centre has a message (NATS acks an
+MQTT publish before JetStream stored it). `Outstanding` keeps what is waiting for its receipt.
+Without receipts (a centre that sends none) a cursor advances on the local PUBACK. Queue minutes and camera
 statuses are handed to paho, which keeps them through a broker outage but not a restart: the
 minute wait and a camera's status are the branch's present, and the next ones follow anyway.
 
@@ -26,11 +30,12 @@ import contextlib
 import json
 import logging
 import math
+import queue
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +48,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from edge.alerts.delivery import lifecycle
 from edge.alerts.state import SiteNames, build_state
 from edge.config import LobbyConfig
+from edge.logsafe import LogThrottle, shorten
 from edge.mqtt import MqttLink
 from edge.storage.aggregate import Buckets, Int64Array, aggregate, coverage, fetch_intervals
 from edge.store import Store, StoreWriteError
@@ -59,7 +65,8 @@ SETTLE_S = 5.0
 #: Buckets (and alert states) handed to the link in one tick while catching up: a week of
 #: 15-minute buckets (672) goes out in about 14 s without flooding paho's queue at once.
 MAX_PER_TICK = 50
-#: Unacknowledged messages at most; no more are sent until PUBACKs come back.
+#: Unacknowledged (or, with receipts, unreceipted) messages at most; no more are sent until
+#: PUBACKs (receipts) come back. While the centre is away the device's store is the queue.
 MAX_IN_FLIGHT = 200
 #: Connected this long without the PUBACK of the oldest message: send again from the cursor
 #: (the centre stores a copy once).
@@ -69,6 +76,8 @@ BUCKET_SECONDS = {"1m": 60, "15m": 900}
 #: the alert version of the last acknowledged alert state.
 INTERVALS_CURSOR = "central_intervals_until"
 ALERTS_CURSOR = "central_alerts_version"
+#: A receipt larger than this is not the centre's (a batch holds at most a few hundred keys).
+MAX_RECEIPT_BYTES = 64 * 1024
 
 
 def utc_now() -> datetime:
@@ -170,6 +179,151 @@ def queue_payload(site: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- receipts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A receipt from the centre: the keys of what one committed batch held for this site
+    (intervals: bucket ends, UTC seconds; alerts: state versions), stored now or before."""
+
+    intervals: tuple[int, ...] = ()
+    alerts: tuple[int, ...] = ()
+
+
+def parse_receipt(payload: bytes, site: str) -> Receipt:
+    """The receipt in `payload` (docs/central.md "Device feed"); ValueError saying why it is not
+    one (too large, not JSON, another version or site, keys not integers). The queue and camera
+    keys are not read: those messages keep no cursor."""
+    if len(payload) > MAX_RECEIPT_BYTES:
+        raise ValueError(f"{len(payload)} bytes, more than {MAX_RECEIPT_BYTES}")
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if document.get("v") != VERSION:
+        raise ValueError(f"version {shorten(repr(document.get('v')))}, not {VERSION}")
+    if document.get("site") != site:
+        raise ValueError(f"site {shorten(repr(document.get('site')))}, not {site!r}")
+    keys = {}
+    for kind in ("intervals", "alerts"):
+        values = document.get(kind, [])
+        if not isinstance(values, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ):
+            raise ValueError(f"{kind} is not a list of integers")
+        keys[kind] = tuple(values)
+    return Receipt(keys["intervals"], keys["alerts"])
+
+
+@dataclass
+class _Sent:
+    key: int
+    at: float  # monotonic, when it was handed over
+    receipted: bool = False
+    heard: float | None = None  # monotonic, the first receipt (of anything) after it was sent
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What `Outstanding.settle` found. `cursor`: the key to persist now (None: it did not
+    move). `lost`: the key judged lost (None: none); the window was then cleared, so send
+    again from the persisted cursor."""
+
+    cursor: int | None
+    lost: int | None
+
+    @property
+    def resend(self) -> bool:
+        return self.lost is not None
+
+
+class Outstanding:
+    """Keys sent to the centre and not yet receipted, in sending order. Pure (no store, no
+    broker), one per cursor; times are monotonic seconds, given by the caller.
+
+    - `sent(key, at)`: a message with `key` was handed over at `at`; keys rise in sending order
+      (a bucket's end, an alert version), ValueError otherwise.
+    - `receipted(keys, at)`: a receipt arrived at `at` listing `keys` of this kind (possibly
+      none, or none of ours: a duplicate's). Any receipt also says the path to the centre works.
+    - `settle() -> Settled`: the cursor to persist, the highest key that and every key sent
+      before it are receipted; and whether the oldest outstanding key is lost: the centre has
+      sent receipts for `resend_after_s` since it was sent (its first receipt after the key
+      went, and a later one that much after it), none for this key. Then the window is cleared
+      and the caller sends again from its cursor (the centre stores a copy once). Measuring
+      from the first receipt after sending, not from sending, keeps a centre that comes back
+      and works through the bridge's backlog (receipts for what was queued before) from
+      triggering a resend of everything outstanding. No receipts at all (centre or bridge
+      down): never lost; the caller stops sending at its limit (`len`) and waits.
+    - `clear()`: forget every key (a message the local broker never took: send again).
+    - `len()`, `last` (the newest key sent), `waiting` (keys still without a receipt).
+    """
+
+    def __init__(self, resend_after_s: float) -> None:
+        self.resend_after_s = resend_after_s
+        self._window: deque[_Sent] = deque()
+        self._by_key: dict[int, _Sent] = {}
+        self._last_receipt: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._window)
+
+    @property
+    def last(self) -> int | None:
+        """The newest key sent and outstanding (sending goes on after it), None when empty."""
+        return self._window[-1].key if self._window else None
+
+    @property
+    def waiting(self) -> list[int]:
+        """The keys outstanding without their receipt yet, in sending order."""
+        return [entry.key for entry in self._window if not entry.receipted]
+
+    def sent(self, key: int, at: float) -> None:
+        if self._window and key <= self._window[-1].key:
+            raise ValueError(f"key {key} sent after {self._window[-1].key}: keys must rise")
+        entry = _Sent(key, at)
+        self._window.append(entry)
+        self._by_key[key] = entry
+
+    def receipted(self, keys: Iterable[int], at: float) -> None:
+        self._last_receipt = at
+        # Those not heard of yet are the newest: walk back from the end until one was.
+        for entry in reversed(self._window):
+            if entry.heard is not None:
+                break
+            if entry.at <= at:
+                entry.heard = at
+        for key in keys:
+            receipted = self._by_key.get(key)
+            if receipted is not None:
+                receipted.receipted = True
+
+    def settle(self) -> Settled:
+        cursor = None
+        while self._window and self._window[0].receipted:
+            cursor = self._window.popleft().key
+            del self._by_key[cursor]
+        oldest = self._window[0] if self._window else None
+        if (
+            oldest is not None
+            and oldest.heard is not None
+            and self._last_receipt is not None
+            and self._last_receipt - oldest.heard >= self.resend_after_s
+        ):
+            self.clear()
+            return Settled(cursor, oldest.key)
+        return Settled(cursor, None)
+
+    def clear(self) -> None:
+        self._window.clear()
+        self._by_key.clear()
+
+
+# --- cursors ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class _Flight:
     """A message handed to paho: its cursor value once acknowledged, and when it was sent."""
@@ -180,14 +334,17 @@ class _Flight:
 
 
 class _Cursor:
-    """A cursor kept in the store's meta table, advanced on PUBACK in sending order."""
+    """A cursor kept in the store's meta table, advanced in sending order: on the centre's
+    receipts with `outstanding`, else on the local broker's PUBACK. `flights` (messages paho
+    holds without PUBACK) serve both: a message paho lost is sent again from the cursor."""
 
-    def __init__(self, store: Store, key: str) -> None:
+    def __init__(self, store: Store, key: str, outstanding: Outstanding | None = None) -> None:
         self.store = store
         self.key = key
         stored = store.get_meta(key)
         self.value: int | None = None if stored is None else int(stored)
         self.flights: deque[_Flight] = deque()
+        self.outstanding = outstanding
 
     def set(self, value: int) -> None:
         self.value = value
@@ -198,19 +355,40 @@ class _Cursor:
 
     @property
     def next(self) -> int | None:
-        """Where sending goes on: after the last message in flight, else after the cursor."""
-        return self.flights[-1].key if self.flights else self.value
+        """Where sending goes on: after the last message in flight (outstanding), else after
+        the cursor."""
+        if self.outstanding is not None:
+            last = self.outstanding.last
+        else:
+            last = self.flights[-1].key if self.flights else None
+        return self.value if last is None else last
+
+    @property
+    def in_flight(self) -> int:
+        """Messages that count against MAX_IN_FLIGHT: unreceipted, or unacknowledged."""
+        return len(self.outstanding) if self.outstanding is not None else len(self.flights)
+
+    def sent(self, key: int, info: MQTTMessageInfo, now: float) -> None:
+        self.flights.append(_Flight(key, info, now))
+        if self.outstanding is not None:
+            self.outstanding.sent(key, now)
+
+    def receipted(self, keys: Iterable[int], at: float) -> None:
+        if self.outstanding is not None:
+            self.outstanding.receipted(keys, at)
 
     def settle(self, now: float, connected_since: float | None) -> None:
-        """Advance over the messages acknowledged in order; forget what is in flight (so it is
-        sent again) when paho lost a message or the oldest went unacknowledged too long."""
+        """Advance over the messages acknowledged (receipted) in order; forget what is in
+        flight (so it is sent again) when paho lost a message, the oldest went unacknowledged
+        too long, or (receipts) the centre evidently never got the oldest."""
         acked = None
+        lost = False
         while self.flights:
             flight = self.flights[0]
             try:
                 published = flight.info.is_published()
             except (RuntimeError, ValueError):  # paho did not take it (not connected, full)
-                self.flights.clear()
+                lost = True
                 break
             if published:
                 acked = flight.key
@@ -221,10 +399,24 @@ class _Cursor:
             ):
                 log.warning("no PUBACK for %s %d within %.0f s: sending again from the cursor",
                             self.key, flight.key, RESEND_AFTER_S)  # fmt: skip
-                self.flights.clear()
+                lost = True
             break
-        if acked is not None:
-            self.set(acked)
+        if self.outstanding is None:
+            if lost:
+                self.flights.clear()
+            if acked is not None:
+                self.set(acked)
+            return
+        settled = self.outstanding.settle()
+        if settled.cursor is not None:
+            self.set(settled.cursor)
+        if settled.lost is not None:
+            log.warning("no receipt from the centre for %s %d though it sent receipts for "
+                        "%.0f s since: sending again from %s", self.key, settled.lost,
+                        self.outstanding.resend_after_s, self.value)  # fmt: skip
+        if lost or settled.resend:
+            self.flights.clear()
+            self.outstanding.clear()
 
 
 class CentralFeed:
@@ -256,8 +448,21 @@ class CentralFeed:
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self.intervals = _Cursor(store, INTERVALS_CURSOR)
-        self.alerts = _Cursor(store, ALERTS_CURSOR)
+        self.receipts = config.central.receipts
+        resend_after_s = config.central.resend_after_s
+        self.intervals = _Cursor(
+            store, INTERVALS_CURSOR, Outstanding(resend_after_s) if self.receipts else None
+        )
+        self.alerts = _Cursor(
+            store, ALERTS_CURSOR, Outstanding(resend_after_s) if self.receipts else None
+        )
+        #: Receipts as they came (paho's thread), with their arrival time; read by tick.
+        self._receipts: queue.SimpleQueue[tuple[Receipt, float]] = queue.SimpleQueue()
+        self._bad_receipts = LogThrottle(log, clock=clock)
+        if self.receipts:
+            # Renewed on every (re)connect with the link's other subscriptions; the feed is
+            # built before the link starts (edge/service.py).
+            link.watch(f"{link.topics.base}/central/receipts", self._on_receipt)
         self._connections = 0  # the link's connect count last seen
         self._connected_since: float | None = None  # monotonic
         self._cameras: dict[str, tuple[CameraStatus, datetime]] = {}
@@ -293,6 +498,7 @@ class CentralFeed:
             self._republish_cameras()
         elif not connected:
             self._connected_since = None
+        self._take_receipts()
         self.intervals.settle(now, self._connected_since)
         self.alerts.settle(now, self._connected_since)
         if not connected:
@@ -300,17 +506,37 @@ class CentralFeed:
         self._send_intervals(now, self._wall().timestamp())
         self._send_alerts(now)
 
+    def _on_receipt(self, _topic: str, payload: bytes, retained: bool) -> None:
+        """A receipt from the centre (paho's thread): queued for the next tick."""
+        try:
+            if retained:
+                raise ValueError("retained (a receipt is for the moment it is sent)")
+            receipt = parse_receipt(payload, self.site)
+        except ValueError as exc:
+            self._bad_receipts.warning("receipt", "ignoring a receipt from the centre: %s", exc)
+            return
+        self._receipts.put((receipt, self._clock()))
+
+    def _take_receipts(self) -> None:
+        while True:
+            try:
+                receipt, at = self._receipts.get_nowait()
+            except queue.Empty:
+                return
+            self.intervals.receipted(receipt.intervals, at)
+            self.alerts.receipted(receipt.alerts, at)
+
     # --- intervals ------------------------------------------------------------------------
 
     def _send_intervals(self, now: float, wall_s: float) -> None:
         cursor = self.intervals
         if cursor.value is None:  # first enable: from the current bucket on
             cursor.set(first_bucket(None, wall_s, self.size, self.catch_up_s))
-        if len(cursor.flights) >= MAX_IN_FLIGHT or self.store.condition.memory_only:
+        if cursor.in_flight >= MAX_IN_FLIGHT or self.store.condition.memory_only:
             return  # history on memory is copied to the file first (Store.recover)
         start = cursor.next
         assert start is not None
-        if not cursor.flights:
+        if not cursor.in_flight:
             start = first_bucket(start, wall_s, self.size, self.catch_up_s)
         stop = min(last_closed_end(wall_s, self.size, self.interval_s),
                    start + MAX_PER_TICK * self.size)  # fmt: skip
@@ -340,11 +566,11 @@ class CentralFeed:
     def _send_alerts(self, now: float) -> None:
         cursor = self.alerts
         latest = self.store.alerts_version()
-        if cursor.value is None or (not cursor.flights and cursor.value > latest):
+        if cursor.value is None or (not cursor.in_flight and cursor.value > latest):
             # First enable: from now on. A cursor past the store's versions: another store
             # (replaced or lost), whose alerts are all new to the feed.
             cursor.set(latest if cursor.value is None else 0)
-        if len(cursor.flights) >= MAX_IN_FLIGHT:
+        if cursor.in_flight >= MAX_IN_FLIGHT:
             return
         since = cursor.next
         assert since is not None
@@ -365,7 +591,7 @@ class CentralFeed:
         info = self.link.publish(self.topic(kind), _dumps(payload), qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False  # not connected after all: sent again from the cursor on reconnect
-        cursor.flights.append(_Flight(key, info, now))
+        cursor.sent(key, info, now)
         return True
 
     # --- queue and cameras (hooks of edge/state_publisher.py) ----------------------------
