@@ -182,6 +182,28 @@ class NatsCluster:
             logs = "\n".join(f"--- {n.name}\n{n.tail_log()}" for n in self.nodes)
             raise AssertionError(f"NATS cluster not ready within {timeout} s\n{logs}") from None
 
+    def drop_streams(self) -> None:
+        """Delete every stream a test made (their subjects may overlap, which JetStream
+        refuses): a test that makes its own calls this first, and names its stream anew
+        (nats-server 2.9 restarting a node that held a deleted stream of the same name finds a
+        "duplicate assignment" and never reports the new one current)."""
+        import asyncio
+
+        import nats
+
+        async def drop() -> None:
+            nc = await nats.connect(servers=self.urls, connect_timeout=2)
+            try:
+                js = nc.jetstream(timeout=5)
+                for info in await js.streams_info():
+                    name = info.config.name or ""
+                    if name.startswith("LOBBYWATCH"):
+                        await js.delete_stream(name)
+            finally:
+                await nc.close()
+
+        asyncio.run(drop())
+
     def stop(self) -> None:
         for node in self.nodes:
             if node.proc is not None:

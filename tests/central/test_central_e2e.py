@@ -144,6 +144,7 @@ def count(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> int:
 
 @pytest.fixture
 def sites(tmp_path: Path, nats_cluster: NatsCluster) -> Iterator[list[Site]]:
+    nats_cluster.drop_streams()
     render = render_bridge()
     made: list[Site] = []
     try:
