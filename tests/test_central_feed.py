@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -456,13 +459,16 @@ def test_a_camera_status_goes_when_it_changes(tmp_path, broker, watcher):
 def test_the_service_sends_under_history_only_with_central_enabled(
     tmp_path, broker, watcher, enabled
 ):
-    config = make_config(tmp_path, broker.port, enabled=enabled)
+    config = make_config(tmp_path, broker.port, enabled=enabled, receipts=True)
     store = Store(config.storage.path, site_id=SITE)
     service = Service(config)
     service._start_site(config, store, {})
     assert service.board is not None and service.notifier is not None
     try:
         assert (service.feed is not None) is enabled
+        assert service.notifier.link is not None
+        receipts = f"lobbywatch/{SITE}/central/receipts"
+        assert (receipts in [w for w, _ in service.notifier.link._watches]) is enabled
         service.board.update(board_update(service.board, CameraStatus.ONLINE, T0))
         # The retained camera status and queue went out: the feed's would have by then.
         wait_for(lambda: f"lobbywatch/{SITE}/queue" in watcher.topics(), what="queue")
@@ -675,6 +681,37 @@ def test_without_any_receipt_nothing_is_resent_and_sending_stops_at_the_window(
         centre.close()
 
 
+def test_an_alert_state_lost_on_the_way_is_sent_again_and_its_cursor_moves_on_the_receipt(
+    tmp_path, broker, watcher
+):
+    clock, mono = Clock(T0), Mono()
+    device = Device(make_config(tmp_path, broker.port, receipts=True), clock, mono)
+    centre = Centre(broker.port)
+    try:
+        device.feed.tick()
+        before = device.store.get_meta(ALERTS_CURSOR)
+        insert_alert(device.store, "waiting-full:1", T0)
+        first = device.store.alerts_version()
+        centre.drop = {first}
+        device.tick_until(lambda: centre.received == [first], "the alert")
+        device.tick_until(lambda: not device.feed.alerts.flights, "its PUBACK")
+        assert device.store.get_meta(ALERTS_CURSOR) == before  # PUBACKed, not receipted
+        # Later receipts (a bucket's, the path works) for resend_after_s: the state goes again.
+        device.store.record_ack("waiting-full:1", "mgr-1", "accepted", T0 + timedelta(minutes=1))
+        second = device.store.alerts_version()
+        device.tick_until(lambda: centre.received == [first, second], "the accept")
+        mono.at += 5
+        clock.at = T0 + timedelta(minutes=15, seconds=15)  # a bucket closes: its receipt
+        device.tick_until(
+            lambda: device.store.get_meta(ALERTS_CURSOR) == str(second), "alerts receipted"
+        )
+        assert centre.received[:3] == [first, second, T0_S + 900]
+        assert [m["state"]["version"] for m in watcher.of("alerts")] == [first, second, second]
+    finally:
+        device.stop()
+        centre.close()
+
+
 @pytest.mark.parametrize("receipts", [False, True])
 def test_cursors_move_on_the_puback_without_receipts_and_only_on_receipts_with_them(
     tmp_path, broker, watcher, receipts
@@ -815,3 +852,67 @@ def test_outstanding_keys_must_rise():
     window.clear()
     window.sent(5, at=1.0)  # after a clear, sending starts again from the cursor
     assert window.waiting == [5]
+
+
+class OutstandingMachine(RuleBasedStateMachine):
+    """A branch sending through a path that loses, delays and duplicates messages, and a centre
+    receipting what it stored: the persisted cursor never passes a key the centre does not
+    have, and a key is judged lost only after resend_after_s of receipts since it went."""
+
+    R = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window = Outstanding(resend_after_s=self.R)
+        self.now = 0.0
+        self.cursor = 0  # persisted
+        self.sent_at: dict[int, float] = {}  # the latest copy's sending time
+        self.transit: list[int] = []  # copies on the way to the centre
+        self.stored: set[int] = set()
+        self.receipts: list[float] = []
+
+    @rule(lose=st.booleans())
+    def send(self, lose: bool) -> None:
+        if len(self.window) >= 8:
+            return
+        key = (self.window.last or self.cursor) + 1
+        self.window.sent(key, self.now)
+        self.sent_at[key] = self.now
+        if not lose:
+            self.transit.append(key)
+
+    @rule(n=st.integers(0, 4), lose_receipt=st.booleans(), shuffle=st.randoms())
+    def centre_commits(self, n: int, lose_receipt: bool, shuffle: Any) -> None:
+        batch = self.transit[:n]
+        del self.transit[:n]
+        shuffle.shuffle(batch)
+        self.stored.update(batch)
+        if not lose_receipt:
+            self.window.receipted(batch, self.now)
+            self.receipts.append(self.now)
+
+    @rule(seconds=st.sampled_from([0.0, 0.5, 2.0, 4.9, 5.0, 30.0]))
+    def wait(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule()
+    def settle(self) -> None:
+        settled = self.window.settle()
+        if settled.cursor is not None:
+            assert settled.cursor > self.cursor
+            self.cursor = settled.cursor
+        if settled.lost is not None:
+            went = self.sent_at[settled.lost]
+            after = [r for r in self.receipts if r >= went]
+            assert after and after[-1] - after[0] >= self.R
+            assert len(self.window) == 0
+
+    @invariant()
+    def the_cursor_never_passes_what_the_centre_lacks(self) -> None:
+        assert all(key in self.stored for key in range(1, self.cursor + 1))
+
+
+OutstandingMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None
+)
+test_outstanding_properties = OutstandingMachine.TestCase
