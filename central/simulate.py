@@ -104,7 +104,8 @@ class Branch:
 
     def alert_states(self, raised: datetime, number: int = 1) -> list[dict[str, Any]]:
         """The `history/alerts` messages of one diversion alert's whole life: raised,
-        accepted after 2 minutes, pass done after 9, cleared after 20 (4 steps, 4 events)."""
+        accepted after 2 minutes, pass done after 9, cleared after 20 (4 steps, 4 events).
+        Versions rise across a branch's alerts, as the device's do: alert n has 4n+1..4n+4."""
         alert_id = f"waiting-full-{raised:%Y%m%dT%H%M%SZ}-{number:04d}"
         state: dict[str, Any] = {
             "alert_id": alert_id,
@@ -127,16 +128,16 @@ class Branch:
             "cleared_at": None,
             "effect": None,
             "passes": 1,
-            "version": 1,
+            "version": 4 * number + 1,
         }
         steps = [dict(state)]
-        state.update(status="accepted", accepted_by="mgr-1", version=2,
+        state.update(status="accepted", accepted_by="mgr-1", version=4 * number + 2,
                      accepted_at=iso(raised + timedelta(minutes=2)))  # fmt: skip
         steps.append(dict(state))
-        state.update(status="pass_done", pass_done_by="mgr-1", version=3, count_now=9,
+        state.update(status="pass_done", pass_done_by="mgr-1", version=4 * number + 3, count_now=9,
                      pass_done_at=iso(raised + timedelta(minutes=9)))  # fmt: skip
         steps.append(dict(state))
-        state.update(status="cleared", version=4, count_now=8,
+        state.update(status="cleared", version=4 * number + 4, count_now=8,
                      cleared_at=iso(raised + timedelta(minutes=20)),
                      effect={"count_at_pass": 17, "count_after": 8,
                              "measured_at": iso(raised + timedelta(minutes=14))})  # fmt: skip

@@ -182,6 +182,25 @@ class NatsCluster:
             logs = "\n".join(f"--- {n.name}\n{n.tail_log()}" for n in self.nodes)
             raise AssertionError(f"NATS cluster not ready within {timeout} s\n{logs}") from None
 
+    def stream_leader(self, stream: str) -> int:
+        """The index of the node leading `stream` now."""
+        import asyncio
+
+        import nats
+
+        async def leader() -> str | None:
+            nc = await nats.connect(servers=self.urls, connect_timeout=2)
+            try:
+                info = await nc.jetstream(timeout=5).stream_info(stream)
+                return info.cluster.leader if info.cluster else None
+            finally:
+                await nc.close()
+
+        name = asyncio.run(leader())
+        if name is None:
+            raise AssertionError(f"stream {stream} has no leader now")
+        return [n.name for n in self.nodes].index(name)
+
     def drop_streams(self) -> None:
         """Delete every stream a test made (their subjects may overlap, which JetStream
         refuses): a test that makes its own calls this first, and names its stream anew
