@@ -656,3 +656,50 @@ def test_over_tls_the_bridge_and_the_ingestion_check_the_centres_certificate(
         finally:
             device.close()
         assert drain(cluster, 1, tls) == [(f"lobbywatch.{SITE}.history.alerts", b'{"v": 1}')]
+
+
+def test_receipts_come_back_to_the_branch_and_only_to_it(
+    centre: NatsCluster, branch: Broker
+) -> None:
+    """The centre's receipts (central/ingest.py publishes them as the ingest user) reach the
+    device through the bridge's `in` topic; a branch's account cannot read another's."""
+    got: list[tuple[str, bytes]] = []
+    subscribed, arrived = threading.Event(), threading.Event()
+    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="feed", protocol=mqtt.MQTTv311)
+    device.on_connect = lambda c, *_: c.subscribe(f"lobbywatch/{SITE}/central/receipts", qos=0)
+    device.on_subscribe = lambda *_: subscribed.set()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        got.append((message.topic, message.payload))
+        arrived.set()
+
+    device.on_message = on_message
+    device.connect("127.0.0.1", branch.port)
+    device.loop_start()
+    prying = Mqtt(centre.mqtt_ports[0], SITE, PASSWORDS[SITE], "prying")
+    denied = threading.Event()
+    prying.client.on_subscribe = lambda _c, _u, _m, codes, _p: (
+        denied.set() if all(c.is_failure for c in codes) else None
+    )
+    try:
+        assert subscribed.wait(10)
+        assert not prying.connect().is_failure
+        prying.client.subscribe(f"lobbywatch/{OTHER}/central/receipts", qos=0)
+        assert denied.wait(10), "a branch may read another branch's receipts"
+
+        async def send() -> None:
+            async with as_ingest(centre.urls) as (nc, _):
+                for _ in range(50):  # until the bridge's subscription has reached every node
+                    await nc.publish(f"lobbywatch.{SITE}.central.receipts", b'{"v": 1}')
+                    await nc.flush()
+                    if arrived.is_set():
+                        return
+                    await asyncio.sleep(0.2)
+
+        asyncio.run(send())
+        assert arrived.is_set(), "no receipt reached the branch"
+        assert got[0] == (f"lobbywatch/{SITE}/central/receipts", b'{"v": 1}')
+    finally:
+        prying.close()
+        device.disconnect()
+        device.loop_stop()
