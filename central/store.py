@@ -320,6 +320,11 @@ class BranchWaiting:
     intervals: int
 
 
+def _columns(row: IntervalRow | QueueWaitRow, received: datetime) -> tuple[Any, ...]:
+    """A row's fields in their declared order (its table's column order), then received_at."""
+    return (*vars(row).values(), received)
+
+
 def month_start(at: datetime) -> datetime:
     at = utc("at", at)
     return datetime(at.year, at.month, 1, tzinfo=timezone.utc)
@@ -499,23 +504,7 @@ class CentralStore:
     def _write_intervals(
         self, conn: psycopg.Connection[Any], batch: list[IntervalRow], received: datetime
     ) -> int:
-        params = [
-            (
-                r.site,
-                r.camera,
-                r.zone,
-                r.role,
-                r.start_at,
-                r.end_at,
-                r.mean,
-                r.max,
-                r.p90,
-                r.frames,
-                r.seen_s,
-                received,
-            )
-            for r in batch
-        ]
+        params = [_columns(r, received) for r in batch]
         sql = (
             "INSERT INTO occupancy_intervals (site, camera, zone, role, start_at, end_at, mean, max,"
             " p90, frames, seen_s, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -585,20 +574,7 @@ class CentralStore:
     def _write_queue_waits(
         self, conn: psycopg.Connection[Any], batch: list[QueueWaitRow], received: datetime
     ) -> int:
-        params = [
-            (
-                r.site,
-                r.minute,
-                r.wait_minutes,
-                r.low_minutes,
-                r.high_minutes,
-                r.confidence,
-                r.method,
-                r.line_count,
-                received,
-            )
-            for r in batch
-        ]
+        params = [_columns(r, received) for r in batch]
         sql = (
             "INSERT INTO queue_waits (site, minute, wait_minutes, low_minutes, high_minutes,"
             " confidence, method, line_count, received_at)"
