@@ -320,7 +320,9 @@ class BranchWaiting:
     intervals: int
 
 
-def _columns(row: IntervalRow | QueueWaitRow, received: datetime) -> tuple[Any, ...]:
+def _columns(
+    row: IntervalRow | CameraHealthRow | QueueWaitRow, received: datetime
+) -> tuple[Any, ...]:
     """A row's fields in their declared order (its table's column order), then received_at."""
     return (*vars(row).values(), received)
 
@@ -477,10 +479,12 @@ class CentralStore:
 
         def work(conn: psycopg.Connection[Any]) -> BatchResult:
             result = BatchResult(
-                intervals=self._write_intervals(conn, batch.intervals, received),
+                intervals=self._write_rows(conn, "occupancy_intervals", batch.intervals, received),
                 alert_events=self._write_alert_events(conn, batch.alert_events, received),
-                camera_health=self._write_camera_health(conn, batch.camera_health, received),
-                queue_waits=self._write_queue_waits(conn, batch.queue_waits, received),
+                camera_health=self._write_rows(
+                    conn, "camera_health", batch.camera_health, received
+                ),
+                queue_waits=self._write_rows(conn, "queue_waits", batch.queue_waits, received),
             )
             self._write_sites(conn, batch.sites)
             return result
@@ -500,17 +504,6 @@ class CentralStore:
     def ingest_camera_health(self, rows: Iterable[CameraHealthRow]) -> int:
         """Store a batch of health reports; returns how many were new."""
         return self.ingest(Batch(camera_health=list(rows))).camera_health
-
-    def _write_intervals(
-        self, conn: psycopg.Connection[Any], batch: list[IntervalRow], received: datetime
-    ) -> int:
-        params = [_columns(r, received) for r in batch]
-        sql = (
-            "INSERT INTO occupancy_intervals (site, camera, zone, role, start_at, end_at, mean, max,"
-            " p90, frames, seen_s, received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING"
-        )
-        return self._insert(conn, "occupancy_intervals", [r.start_at for r in batch], sql, params)
 
     def _write_alert_events(
         self, conn: psycopg.Connection[Any], batch: list[AlertEventRow], received: datetime
@@ -561,26 +554,24 @@ class CentralStore:
                 )
         return new
 
-    def _write_camera_health(
-        self, conn: psycopg.Connection[Any], batch: list[CameraHealthRow], received: datetime
+    def _write_rows(
+        self,
+        conn: psycopg.Connection[Any],
+        table: str,
+        batch: list[IntervalRow] | list[CameraHealthRow] | list[QueueWaitRow],
+        received: datetime,
     ) -> int:
-        params = [(r.site, r.camera, r.status, r.at, received) for r in batch]
+        """Insert rows whose fields are their table's columns in order (then received_at),
+        each once: a row already there (its natural key) is left as it is."""
+        if not batch:
+            return 0
+        names = [*vars(batch[0]), "received_at"]
         sql = (
-            "INSERT INTO camera_health (site, camera, status, at, received_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({', '.join(names)})"
+            f" VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT DO NOTHING"
         )
-        return self._insert(conn, "camera_health", [r.at for r in batch], sql, params)
-
-    def _write_queue_waits(
-        self, conn: psycopg.Connection[Any], batch: list[QueueWaitRow], received: datetime
-    ) -> int:
-        params = [_columns(r, received) for r in batch]
-        sql = (
-            "INSERT INTO queue_waits (site, minute, wait_minutes, low_minutes, high_minutes,"
-            " confidence, method, line_count, received_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-        )
-        return self._insert(conn, "queue_waits", [r.minute for r in batch], sql, params)
+        times = [getattr(r, PARTITIONED[table]) for r in batch]
+        return self._insert(conn, table, times, sql, [_columns(r, received) for r in batch])
 
     @staticmethod
     def _write_sites(conn: psycopg.Connection[Any], seen: list[SiteSeen]) -> None:
