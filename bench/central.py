@@ -143,6 +143,7 @@ def capacity(
     cluster: NatsCluster, pg: Postgres, workdir: Path, args: argparse.Namespace, instances: int
 ) -> dict[str, Any]:
     stream = f"LOBBYWATCH_CAP{instances}"
+    cluster.drop_streams()  # an earlier run's stream takes the same subjects: JetStream refuses two
     dsn = fresh_database(pg, f"cap{instances}")
     config = write_config(workdir, dsn, cluster, stream)
     # The ingestion makes the stream and its consumer; stopped, it leaves the backlog waiting.
@@ -195,6 +196,7 @@ def delay(
     cluster: NatsCluster, pg: Postgres, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     stream = "LOBBYWATCH_DELAY"
+    cluster.drop_streams()
     dsn = fresh_database(pg, "delay")
     proc = start_ingest(write_config(workdir, dsn, cluster, stream), 1)
     wait_stream(cluster, stream)
