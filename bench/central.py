@@ -3,23 +3,29 @@
 branches' feed, and how long a closed interval takes to be queryable centrally.
 
 Everything real: a 3-node NATS 2.9 cluster (JetStream R3, MQTT), PostgreSQL, and the CLI's
-own `lobbywatch central ingest` in subprocesses (CPU from /proc). Two phases:
+own `lobbywatch central ingest` in subprocesses. CPU is read from /proc per part of the centre:
+the three NATS nodes, PostgreSQL (postmaster and backends) and the ingesters. Two phases:
 
 1. Capacity. A backlog of the feed of --branches simulated branches (central/simulate.py: the
    device's message mix, per branch and hour 4 interval buckets, 60 queue minutes and an
    alert's 4 states every --alert-every hours) is published into the stream while no
-   ingestion runs; then --instances ingesters start and the time to store it all gives the
-   sustained rate (messages and rows per second), with their CPU.
+   ingestion runs; then --instances ingestion processes start (separate processes sharing the
+   durable consumer, as on several hosts) and the time to store it all gives the sustained
+   rate (messages and rows per second), with each part's CPU.
 2. Delay. With one ingester running, --bridged branches each behind their own Mosquitto
    bridge (deploy/mosquitto's template) publish an interval bucket every --every seconds, as
    their devices would when a bucket closes (`closed_at` is the publish time); a poller reads
-   the new rows every 20 ms: delay = row visible - closed_at, p50/p99.
+   the rows of the buckets still awaited every 20 ms: delay = row visible - closed_at, p50/p99.
+   The centre's CPU is measured idle (--idle-s, bridges connected) and under this load: the
+   difference per message is the live cost of a message taken in through MQTT and stored.
 
-Projection: branches one node serves = the capacity in messages per second over today's
-per-branch rate (the mix above, per second), with half the capacity kept as headroom.
+Projection (branches one centre serves with half this machine kept free), two ways: from the
+drain rate (what the ingestion can store) and from the live cost (which also counts the
+broker's MQTT intake and the R3 replication, all three nodes being on this one machine: the
+bound that holds). Today's per-branch rate is the mix above.
 
     python bench/central.py [--branches 200] [--hours 8] [--instances 1,2] [--bridged 50]
-                            [--seconds 60] [--json out.json]
+                            [--every 1.0] [--seconds 60] [--json out.json]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -102,17 +109,93 @@ def write_config(workdir: Path, dsn: str, cluster: NatsCluster, stream: str) -> 
     return path
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = _stat(pid)
+    except OSError:  # gone
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_ingest(config: Path, instances: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "central", "ingest", "--config", str(config),
-         "--instances", str(instances)],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def postgres_pids(pg: Postgres) -> list[int]:
+    """The postmaster and its children (the backends, the writers)."""
+    master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == master:
+                    children.append(int(entry.name))
+            except OSError:
+                pass
+    return [master, *children]
+
+
+class CentreCpu:
+    """CPU seconds the centre used between two points: the NATS nodes, PostgreSQL and the
+    ingesters (not the publisher nor the branches' Mosquittos), as a share of one core."""
+
+    def __init__(
+        self,
+        cluster: NatsCluster,
+        pg: Postgres,
+        ingesters: list[int],
+        exclude: frozenset[int] | set[int] = frozenset(),
+    ) -> None:
+        self.cluster, self.pg, self.ingesters, self.exclude = cluster, pg, ingesters, exclude
+        self.t0 = time.monotonic()
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        nats_pids = [n.proc.pid for n in self.cluster.nodes if n.proc]
+        return {
+            part: {pid: cpu_seconds(pid) for pid in pids}
+            for part, pids in (
+                ("nats", nats_pids),
+                ("postgres", [p for p in postgres_pids(self.pg) if p not in self.exclude]),
+                ("ingest", self.ingesters),
+            )
+        }  # fmt: skip
+
+    def percent(self) -> dict[str, int]:
+        """Per part, in % of one core since the start (a process born since counts from 0)."""
+        wall, end = time.monotonic() - self.t0, self._sample()
+        return {
+            f"{part}_cpu_percent": round(
+                100 * sum(cpu - self.start[part].get(pid, 0.0) for pid, cpu in pids.items()) / wall
+            )
+            for part, pids in end.items()
+        }
+
+
+def start_ingesters(config: Path, processes: int) -> list[subprocess.Popen[bytes]]:
+    """`processes` separate `lobbywatch central ingest` (one Python each: they scale past the
+    GIL, as instances on several hosts would), sharing the durable consumer."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "central", "ingest", "--config", str(config)],
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(30)
 
 
 def wait_stream(cluster: NatsCluster, stream: str, timeout: float = 60) -> None:
@@ -147,17 +230,16 @@ def capacity(
     dsn = fresh_database(pg, f"cap{instances}")
     config = write_config(workdir, dsn, cluster, stream)
     # The ingestion makes the stream and its consumer; stopped, it leaves the backlog waiting.
-    proc = start_ingest(config, 1)
+    procs = start_ingesters(config, 1)
     wait_stream(cluster, stream)
-    proc.terminate()
-    proc.wait(30)
+    stop_all(procs)
     messages = backlog(args.branches, args.hours, args.alert_every)
     t0 = time.monotonic()
     asyncio.run(publish_backlog(cluster, messages))
     publish_s = time.monotonic() - t0
     intervals = sum(1 for s, _ in messages if s.endswith(".intervals")) * 3
-    proc = start_ingest(config, instances)
-    start, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
+    procs = start_ingesters(config, instances)
+    start, cpu = time.monotonic(), CentreCpu(cluster, pg, [p.pid for p in procs])
     while count(dsn, "occupancy_intervals") < intervals or count(dsn, "queue_waits") < sum(
         1 for s, _ in messages if s.endswith(".queue")
     ):
@@ -165,9 +247,8 @@ def capacity(
             raise TimeoutError("the backlog was not stored within 15 minutes")
         time.sleep(0.2)
     took = time.monotonic() - start
-    cpu = cpu_seconds(proc.pid) - cpu0
-    proc.terminate()
-    proc.wait(30)
+    centre = cpu.percent()
+    stop_all(procs)
     rate = len(messages) / took
     per_branch_s = per_branch_hour(args.alert_every) / 3600
     return {
@@ -177,7 +258,7 @@ def capacity(
         "store_s": round(took, 1),
         "messages_per_s": round(rate),
         "rows_per_s": round(sum(count(dsn, t) for t in ROW_TABLES) / took),
-        "ingest_cpu_percent": round(100 * cpu / took),
+        **centre,
         "per_branch_messages_per_hour": per_branch_hour(args.alert_every),
         "branches_at_half_capacity": int(rate / 2 / per_branch_s),
     }
@@ -198,8 +279,9 @@ def delay(
     stream = "LOBBYWATCH_DELAY"
     cluster.drop_streams()
     dsn = fresh_database(pg, "delay")
-    proc = start_ingest(write_config(workdir, dsn, cluster, stream), 1)
+    procs = start_ingesters(write_config(workdir, dsn, cluster, stream), 1)
     wait_stream(cluster, stream)
+    rss0 = sum(rss_mib(n.proc.pid) for n in cluster.nodes if n.proc)
     render = render_bridge()
     brokers, clients = [], []
     for i in range(args.bridged):
@@ -213,22 +295,43 @@ def delay(
         brokers.append(broker)
         clients.append((Branch(site, seed=i), client))
     time.sleep(3)  # the bridges connect
+    rss1 = sum(rss_mib(n.proc.pid) for n in cluster.nodes if n.proc)
+    idle = CentreCpu(cluster, pg, [p.pid for p in procs])
+    time.sleep(args.idle_s)  # the cluster's and the bridges' own traffic: heartbeats, Raft
+    idle_percent = sum(idle.percent().values())
     closed: dict[tuple[str, datetime], float] = {}
     seen: dict[tuple[str, datetime], float] = {}
-    stop = threading.Event()
+    unseen: Counter[datetime] = Counter()  # per bucket, rows published and not yet seen
+    lock, stop, ready = threading.Lock(), threading.Event(), threading.Event()
+    poller_pid: set[int] = set()
 
     def poll() -> None:
+        # Only the buckets still awaited, so the poller's own load stays small and flat; its
+        # backend is left out of the centre's CPU.
         with psycopg.connect(dsn, autocommit=True) as conn:
+            poller_pid.add(conn.info.backend_pid)
+            ready.set()
             while not stop.is_set():
-                for site, start in conn.execute(
-                    "SELECT site, start_at FROM occupancy_intervals WHERE zone = 'waiting'"
-                ).fetchall():
-                    seen.setdefault((site, start), time.time())
+                with lock:
+                    low = min((b for b, n in unseen.items() if n > 0), default=None)
+                if low is not None:
+                    rows = conn.execute(
+                        "SELECT site, start_at FROM occupancy_intervals"
+                        " WHERE zone = 'waiting' AND start_at >= %s",
+                        (low,),
+                    ).fetchall()
+                    now = time.time()
+                    with lock:
+                        for key in rows:
+                            if key in closed and key not in seen:
+                                seen[key] = now
+                                unseen[key[1]] -= 1
                 time.sleep(0.02)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    ready.wait(10)
+    cpu, t0 = CentreCpu(cluster, pg, [p.pid for p in procs], poller_pid), time.monotonic()
     bucket = DAY
     end = time.monotonic() + args.seconds
     while time.monotonic() < end:
@@ -237,26 +340,31 @@ def delay(
             message = branch.interval(bucket)
             now = time.time()
             message["closed_at"] = iso(datetime.fromtimestamp(now, UTC))
-            closed[(branch.site, bucket)] = now
+            with lock:
+                closed[(branch.site, bucket)] = now
+                unseen[bucket] += 1
             client.publish(topic(branch.site, "intervals"), encode(message), qos=1)
         bucket += timedelta(minutes=15)
         time.sleep(max(0.0, args.every - (time.monotonic() - tick)))
     deadline = time.monotonic() + 30
-    while len(set(closed) - set(seen)) and time.monotonic() < deadline:
+    while len(closed) > len(seen) and time.monotonic() < deadline:
         time.sleep(0.1)
-    cpu = cpu_seconds(proc.pid) - cpu0
+    centre = cpu.percent()
     wall = time.monotonic() - t0
     stop.set()
     poller.join(5)
-    proc.terminate()
-    proc.wait(30)
+    stop_all(procs)
     for _, client in clients:
         client.loop_stop()
         client.disconnect()
     for broker in brokers:
         broker.stop()
     delays = sorted(1000 * (seen[k] - closed[k]) for k in closed if k in seen)
-    q = statistics.quantiles(delays, n=100) if len(delays) >= 2 else [float("nan")] * 99
+    q = (
+        statistics.quantiles(delays, n=100, method="inclusive")
+        if len(delays) >= 2
+        else [float("nan")] * 99
+    )
     return {
         "bridged_branches": args.bridged,
         "messages": len(closed),
@@ -265,7 +373,31 @@ def delay(
         "delay_ms_p50": round(statistics.median(delays)),
         "delay_ms_p99": round(q[98]),
         "delay_ms_max": round(delays[-1]),
-        "ingest_cpu_percent": round(100 * cpu / wall),
+        **centre,
+        "centre_idle_cpu_percent": round(idle_percent),
+        # The whole centre's CPU for each message it took in through MQTT and stored, over idle.
+        "centre_cpu_ms_per_message": round(
+            10 * max(0.0, sum(centre.values()) - idle_percent) * wall / len(closed), 3
+        ),
+        "nats_rss_mib_per_bridge": round((rss1 - rss0) / max(1, args.bridged), 2),
+    }
+
+
+def projection(
+    capacity: list[dict[str, Any]], live: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Branches one centre on this machine serves with half of it kept free, two ways: the best
+    backlog drain (what the ingestion stores), and the live cost of a message taken in through
+    MQTT and stored (which also counts the broker's side: the realistic bound)."""
+    per_branch_s = per_branch_hour(args.alert_every) / 3600
+    drain = max((c["messages_per_s"] for c in capacity), default=0)
+    half = 1000 * (os.cpu_count() or 1) / 2 - 10 * live["centre_idle_cpu_percent"]  # ms/s
+    live_rate = half / max(live["centre_cpu_ms_per_message"], 1e-3)
+    return {
+        "per_branch_messages_per_hour": per_branch_hour(args.alert_every),
+        "drain_branches_at_half": int(drain / 2 / per_branch_s),
+        "live_messages_per_s_at_half_cpu": round(live_rate),
+        "live_branches_at_half_cpu": int(live_rate / per_branch_s),
     }
 
 
@@ -274,10 +406,13 @@ def main() -> int:
     parser.add_argument("--branches", type=int, default=200)
     parser.add_argument("--hours", type=int, default=8, help="Simulated hours of backlog")
     parser.add_argument("--alert-every", type=float, default=4.0, help="Hours between alerts")
-    parser.add_argument("--instances", default="1,2", help="Ingesters per capacity run")
+    parser.add_argument(
+        "--instances", default="1,2", help="Ingestion processes per capacity run, e.g. 1,2"
+    )
     parser.add_argument("--bridged", type=int, default=50)
     parser.add_argument("--every", type=float, default=1.0, help="Seconds between buckets")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--idle-s", type=float, default=10, help="Idle CPU measured this long")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
@@ -294,6 +429,8 @@ def main() -> int:
             if args.bridged:
                 results["delay"] = delay(cluster, pg, workdir, args)
                 print(json.dumps(results["delay"]), flush=True)
+                results["projection"] = projection(results["capacity"], results["delay"], args)
+                print(json.dumps(results["projection"]), flush=True)
         finally:
             pg.close()
             cluster.stop()

@@ -46,7 +46,12 @@ def _logging() -> None:
 def ingest(
     config: ConfigOption = None,
     instances: Annotated[
-        int, typer.Option(min=1, max=16, help="Consumers in this process (or run several)")
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Consumers in this process; they share one core: for throughput run more processes",
+        ),
     ] = 1,
 ) -> None:
     """Consume the branches' messages from NATS into PostgreSQL until stopped."""
