@@ -41,6 +41,7 @@ from edge.integrations.central import (
     MAX_IN_FLIGHT,
     CentralFeed,
     Outstanding,
+    QueueMinutes,
     Receipt,
     Settled,
     _Cursor,
@@ -542,14 +543,15 @@ def test_a_cursor_sends_again_after_a_lost_puback_or_a_message_paho_did_not_take
 
 class Centre:
     """The centre as the device sees it: reads history/ (through the local broker here, not a
-    bridge) and answers each interval and alert state with a receipt, as central/ingest.py does
-    after its commit. `drop` holds keys whose receipt is lost once; `answering` off is a centre
-    (or bridge) that is away."""
+    bridge) and answers each interval, alert state and queue minute with a receipt, as
+    central/ingest.py does after its commit. `drop` holds keys whose receipt is lost once;
+    `answering` off is a centre (or bridge) that is away."""
 
     def __init__(self, port: int, *, drop: set[int] | None = None, answering: bool = True) -> None:
         self.drop = set(drop or ())
         self.answering = answering
-        self.received: list[int] = []
+        self.received: list[int] = []  # interval and alert keys
+        self.minutes: list[int] = []  # queue minutes
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="centre-ingest", protocol=mqtt.MQTTv5
         )
@@ -571,9 +573,14 @@ class Centre:
         elif msg.topic == f"{HISTORY}/alerts":
             key = message["state"]["version"]
             receipt["alerts"].append(key)
+        elif msg.topic == f"{HISTORY}/queue":
+            key = int(datetime.fromisoformat(message["minute"].replace("Z", "+00:00")).timestamp())
+            receipt["queue"].append(key)
+            self.minutes.append(key)
         else:
             return
-        self.received.append(key)
+        if msg.topic != f"{HISTORY}/queue":
+            self.received.append(key)
         if not self.answering or key in self.drop:
             self.drop.discard(key)
             return
@@ -712,6 +719,85 @@ def test_an_alert_state_lost_on_the_way_is_sent_again_and_its_cursor_moves_on_th
         centre.close()
 
 
+def minute_s(at: str) -> int:
+    return int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+
+
+def queue_minutes_of(watcher: Watcher) -> list[str]:
+    return [m["minute"][11:16] for m in watcher.of("queue")]
+
+
+def test_a_queue_minute_lost_on_the_way_is_sent_again_once_receipts_show_the_path_works(
+    tmp_path, broker, watcher
+):
+    lost = minute_s("2026-12-01T02:10:00Z")
+    centre = Centre(broker.port, drop={lost})
+    clock, mono = Clock(T0), Mono()
+    device = Device(make_config(tmp_path, broker.port, receipts=True), clock, mono)
+    publisher = StatePublisher(device.config, device.board, device.link)
+    publisher.on_queue = device.feed.on_queue
+    kept = device.feed.queue_minutes
+    assert kept is not None
+    try:
+        publisher.publish_queue(queue_json("2026-12-01T02:10:05.000Z", 12.5))
+        publisher.publish_queue(queue_json("2026-12-01T02:11:05.000Z", 13.0))
+        device.tick_until(lambda: kept.outstanding.waiting == [lost], "the 02:11 receipt")
+        # The centre answers (02:11, then 02:12) for resend_after_s (5 s): 02:10 goes again,
+        # with its own numbers; the receipted minutes do not.
+        mono.at += 5
+        publisher.publish_queue(queue_json("2026-12-01T02:12:05.000Z", 14.0))
+        device.tick_until(lambda: len(centre.minutes) == 4 and len(kept) == 0, "02:10 again")
+        assert queue_minutes_of(watcher) == ["02:10", "02:11", "02:12", "02:10"]
+        assert watcher.of("queue")[3]["wait_minutes"] == 12.5
+        assert kept.outstanding.waiting == []
+    finally:
+        device.stop()
+        centre.close()
+
+
+def test_without_receipts_queue_minutes_are_not_kept(tmp_path, broker, watcher):
+    device = Device(make_config(tmp_path, broker.port), Clock(T0), Mono())
+    publisher = StatePublisher(device.config, device.board, device.link)
+    publisher.on_queue = device.feed.on_queue
+    try:
+        assert device.feed.queue_minutes is None
+        publisher.publish_queue(queue_json("2026-12-01T02:10:05.000Z", 12.5))
+        wait_for(lambda: queue_minutes_of(watcher) == ["02:10"], what="the minute")
+        device.feed.tick()
+    finally:
+        device.stop()
+
+
+def test_queue_minutes_resend_only_those_without_receipt_oldest_first():
+    kept = QueueMinutes(resend_after_s=5)
+    for key in (60, 120, 180):
+        assert kept.sent(key, {"minute": key}, at=0)
+    kept.receipted([120], at=1)  # the first receipt since all three went
+    assert kept.settle() == []
+    kept.receipted([240], at=6)  # another's receipt, 5 s on: 60 and 180 are lost
+    assert kept.settle() == [(60, {"minute": 60}), (180, {"minute": 180})]
+    assert len(kept) == 0 and kept.outstanding.waiting == []
+    assert kept.sent(60, {"minute": 60}, at=6)  # sent again by the feed, rising anew
+    kept.receipted([60], at=7)
+    assert kept.settle() == [] and len(kept) == 0
+
+
+def test_queue_minutes_receipted_in_order_are_forgotten_and_keys_must_rise():
+    kept = QueueMinutes(resend_after_s=5)
+    assert kept.sent(60, {}, at=0) and kept.sent(120, {}, at=0)
+    assert not kept.sent(120, {}, at=0) and not kept.sent(30, {}, at=0)  # clock stepped back
+    kept.receipted([60, 120], at=1)
+    assert kept.settle() == [] and len(kept) == 0
+
+
+def test_queue_minutes_keep_a_bounded_number_the_oldest_forgotten_and_counted():
+    kept = QueueMinutes(resend_after_s=5, kept=3)
+    for key in range(1, 6):
+        kept.sent(60 * key, {}, at=0)
+    assert sorted(kept.payloads) == [180, 240, 300] and kept.outstanding.waiting == [180, 240, 300]
+    assert kept.forgotten == 2
+
+
 @pytest.mark.parametrize("receipts", [False, True])
 def test_cursors_move_on_the_puback_without_receipts_and_only_on_receipts_with_them(
     tmp_path, broker, watcher, receipts
@@ -765,11 +851,13 @@ def test_a_receipt_that_is_not_the_centres_is_refused(payload, reason):
         parse_receipt(payload, SITE)
 
 
-def test_a_receipt_gives_its_interval_and_alert_keys():
+def test_a_receipt_gives_its_interval_alert_and_queue_keys():
     payload = {"v": 1, "site": SITE, "intervals": [T0_S, T0_S + 900], "alerts": [7],
-               "queue": ["2026-12-01T02:10:00Z"], "cameras": [["lobby", "x"]]}  # fmt: skip
-    assert parse_receipt(json.dumps(payload).encode(), SITE) == Receipt((T0_S, T0_S + 900), (7,))
-    assert parse_receipt(b'{"v": 1, "site": "branch-7"}', SITE) == Receipt((), ())
+               "queue": [T0_S + 600], "cameras": [["lobby", "x"]]}  # fmt: skip
+    assert parse_receipt(json.dumps(payload).encode(), SITE) == Receipt(
+        (T0_S, T0_S + 900), (7,), (T0_S + 600,)
+    )
+    assert parse_receipt(b'{"v": 1, "site": "branch-7"}', SITE) == Receipt((), (), ())
 
 
 def test_bad_receipts_are_ignored_with_a_rate_limited_warning(tmp_path, broker, caplog):

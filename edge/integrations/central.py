@@ -16,9 +16,11 @@ alert version), so a restart or an outage sends what was missed (intervals at mo
 the centre's receipts (`<prefix>/<site>/central/receipts`, after its database committed): the
 local broker's PUBACK, and the bridge's, do not prove the centre has a message (NATS acks an
 MQTT publish before JetStream stored it). `Outstanding` keeps what is waiting for its receipt.
-Without receipts (a centre that sends none) a cursor advances on the local PUBACK. Queue minutes and camera
-statuses are handed to paho, which keeps them through a broker outage but not a restart: the
-minute wait and a camera's status are the branch's present, and the next ones follow anyway.
+Without receipts (a centre that sends none) a cursor advances on the local PUBACK. Queue
+minutes have no history in the store: with receipts the feed keeps the last day's in memory
+(`QueueMinutes`) until their receipts come, and sends again those receipts show lost; a restart
+forgets them. Camera statuses are handed to paho, which keeps them through a broker outage but
+not a restart: a camera's status is the branch's present, and every connect sends it again.
 
 The work runs in its own thread: reading a day of history after an outage must never hold up
 the notifier's alert loop. Imports edge's config, store, link and alert state; nothing of api/.
@@ -78,6 +80,9 @@ INTERVALS_CURSOR = "central_intervals_until"
 ALERTS_CURSOR = "central_alerts_version"
 #: A receipt larger than this is not the centre's (a batch holds at most a few hundred keys).
 MAX_RECEIPT_BYTES = 64 * 1024
+#: Queue minutes kept in memory for their receipts: a day's (about 300 B each). An older one
+#: still without its receipt is forgotten (counted, warned).
+MAX_QUEUE_KEPT = 1440
 
 
 def utc_now() -> datetime:
@@ -185,16 +190,18 @@ def queue_payload(site: str, snapshot: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Receipt:
     """A receipt from the centre: the keys of what one committed batch held for this site
-    (intervals: bucket ends, UTC seconds; alerts: state versions), stored now or before."""
+    (intervals: bucket ends, UTC seconds; alerts: state versions; queue: minutes, UTC
+    seconds), stored now or before."""
 
     intervals: tuple[int, ...] = ()
     alerts: tuple[int, ...] = ()
+    queue: tuple[int, ...] = ()
 
 
 def parse_receipt(payload: bytes, site: str) -> Receipt:
     """The receipt in `payload` (docs/central.md "Device feed"); ValueError saying why it is not
-    one (too large, not JSON, another version or site, keys not integers). The queue and camera
-    keys are not read: those messages keep no cursor."""
+    one (too large, not JSON, another version or site, keys not integers). Camera keys are not
+    read: a camera's status keeps no cursor."""
     if len(payload) > MAX_RECEIPT_BYTES:
         raise ValueError(f"{len(payload)} bytes, more than {MAX_RECEIPT_BYTES}")
     try:
@@ -208,14 +215,14 @@ def parse_receipt(payload: bytes, site: str) -> Receipt:
     if document.get("site") != site:
         raise ValueError(f"site {shorten(repr(document.get('site')))}, not {site!r}")
     keys = {}
-    for kind in ("intervals", "alerts"):
+    for kind in ("intervals", "alerts", "queue"):
         values = document.get(kind, [])
         if not isinstance(values, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values
         ):
             raise ValueError(f"{kind} is not a list of integers")
         keys[kind] = tuple(values)
-    return Receipt(keys["intervals"], keys["alerts"])
+    return Receipt(keys["intervals"], keys["alerts"], keys["queue"])
 
 
 @dataclass
@@ -319,6 +326,64 @@ class Outstanding:
     def clear(self) -> None:
         self._window.clear()
         self._by_key.clear()
+
+    def forget_oldest(self) -> int | None:
+        """Stop waiting for the oldest key (a bounded window); its key, None when empty."""
+        if not self._window:
+            return None
+        key = self._window.popleft().key
+        del self._by_key[key]
+        return key
+
+
+class QueueMinutes:
+    """The queue minutes sent and not yet receipted, with their payloads: the store keeps no
+    history of them, so this is what is sent again. Pure (times given by the caller, no lock:
+    the feed holds its own); at most `kept` minutes, the oldest forgotten beyond.
+
+    - `sent(key, payload, at)`: a minute (UTC seconds) was handed over; False when its key
+      does not rise (the clock stepped back): it is then not kept.
+    - `receipted(keys, at)`, as Outstanding's.
+    - `settle() -> list[(key, payload)]`: forget the receipted; when the centre evidently never
+      got the oldest (Outstanding's rule), the minutes still without receipt, oldest first,
+      to hand over again (and `sent` again by the caller).
+    """
+
+    def __init__(self, resend_after_s: float, kept: int = MAX_QUEUE_KEPT) -> None:
+        self.outstanding = Outstanding(resend_after_s)
+        self.kept = kept
+        self.payloads: dict[int, dict[str, Any]] = {}
+        self.forgotten = 0
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def sent(self, key: int, payload: dict[str, Any], at: float) -> bool:
+        last = self.outstanding.last
+        if last is not None and key <= last:
+            return False
+        self.outstanding.sent(key, at)
+        self.payloads[key] = payload
+        while len(self.outstanding) > self.kept:
+            oldest = self.outstanding.forget_oldest()
+            if oldest is not None and self.payloads.pop(oldest, None) is not None:
+                self.forgotten += 1
+        return True
+
+    def receipted(self, keys: Iterable[int], at: float) -> None:
+        self.outstanding.receipted(keys, at)
+
+    def settle(self) -> list[tuple[int, dict[str, Any]]]:
+        waiting = set(self.outstanding.waiting)
+        settled = self.outstanding.settle()
+        if settled.cursor is not None:
+            for key in [k for k in self.payloads if k <= settled.cursor]:
+                del self.payloads[key]
+        if not settled.resend:
+            return []
+        again = [(k, self.payloads[k]) for k in sorted(self.payloads) if k in waiting]
+        self.payloads.clear()  # the caller sends `again` anew; the receipted ones are done
+        return again
 
 
 # --- cursors ----------------------------------------------------------------------------
@@ -456,6 +521,7 @@ class CentralFeed:
         self.alerts = _Cursor(
             store, ALERTS_CURSOR, Outstanding(resend_after_s) if self.receipts else None
         )
+        self.queue_minutes = QueueMinutes(resend_after_s) if self.receipts else None
         #: Receipts as they came (paho's thread), with their arrival time; read by tick.
         self._receipts: queue.SimpleQueue[tuple[Receipt, float]] = queue.SimpleQueue()
         self._bad_receipts = LogThrottle(log, clock=clock)
@@ -501,6 +567,7 @@ class CentralFeed:
         self._take_receipts()
         self.intervals.settle(now, self._connected_since)
         self.alerts.settle(now, self._connected_since)
+        self._settle_queue(now)
         if not connected:
             return  # sent on reconnect from the cursors; paho would only pile copies up
         self._send_intervals(now, self._wall().timestamp())
@@ -525,6 +592,9 @@ class CentralFeed:
                 return
             self.intervals.receipted(receipt.intervals, at)
             self.alerts.receipted(receipt.alerts, at)
+            if self.queue_minutes is not None:
+                with self._lock:
+                    self.queue_minutes.receipted(receipt.queue, at)
 
     # --- intervals ------------------------------------------------------------------------
 
@@ -608,6 +678,28 @@ class CentralFeed:
                 return
             if self._hand_over("queue", message):
                 self._queue_minute = message["minute"]
+                if self.queue_minutes is not None:
+                    key = int(_parse_utc(message["minute"]).timestamp())
+                    self.queue_minutes.sent(key, message, self._clock())
+
+    def _settle_queue(self, now: float) -> None:
+        """Forget the receipted queue minutes; hand over again those receipts show lost."""
+        if self.queue_minutes is None:
+            return
+        with self._lock:
+            forgotten = self.queue_minutes.forgotten
+            again = self.queue_minutes.settle()
+            if again:
+                log.warning("no receipt from the centre for %d queue minute(s) though it sent "
+                            "receipts for %.0f s since: sending them again", len(again),
+                            self.queue_minutes.outstanding.resend_after_s)  # fmt: skip
+            for key, message in again:
+                if self._hand_over("queue", message):
+                    self.queue_minutes.sent(key, message, now)
+            if forgotten:
+                log.warning("%d queue minute(s) kept a day without a receipt from the centre "
+                            "were forgotten", forgotten)  # fmt: skip
+                self.queue_minutes.forgotten = 0
 
     def on_camera_status(self, camera_id: str, status: CameraStatus) -> None:
         """A camera's status on a board update (every frame): sent when it changed."""
