@@ -3,7 +3,8 @@ into its own Mosquitto, which bridges it (deploy/mosquitto's template, rendered 
 render-bridge) to a real 3-node NATS cluster; two ingestion instances share one durable
 consumer and store into a real PostgreSQL. On the way a broker node is killed and restarted,
 PostgreSQL is restarted, and one branch is cut off for a simulated hour while it goes on
-publishing. At the end every interval and every alert step is in the store exactly once.
+publishing. At the end every interval, alert step and queue minute is in the store exactly
+once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from central.config import CentralConfig
 from central.ingest import Ingestor
 from central.simulate import ZONES, Branch, encode, site_id, topic
 from central.store import CentralStore
-from edge.integrations.central import Outstanding
+from edge.integrations.central import Outstanding, QueueMinutes
 from tests.central.nats_cluster import NatsCluster, nats_cluster
 from tests.central.postgres import Postgres, postgres_dsn, postgres_server
 from tests.central.tcp_proxy import TcpProxy
@@ -62,7 +63,8 @@ class Site:
     """One branch: its Mosquitto with the bridge, and the device's feed as the device sends
     it: every interval and alert message outstanding (edge's Outstanding) until the centre's
     receipt for it comes back through the bridge, and sent again from the cursor when the
-    centre has answered for a while without it."""
+    centre has answered for a while without it; queue minutes kept (edge's QueueMinutes) until
+    theirs come, those without one sent again."""
 
     def __init__(self, index: int, workdir: Path, central_ports: list[int], render: Any) -> None:
         self.branch = Branch(site_id(index), size=8 + index % 25, seed=index)
@@ -82,6 +84,8 @@ class Site:
         self.broker = Broker(workdir / self.branch.site, extra=bridge).start()
         self.lock = threading.Lock()
         self.feeds = {kind: Feed(kind) for kind in ("intervals", "alerts")}
+        self.minutes_kept = QueueMinutes(RESEND_AFTER_S)
+        self.sent_minutes: set[datetime] = set()
         self.resent = 0
         self.minutes = 0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{index}")
@@ -110,8 +114,12 @@ class Site:
             infos.append(self._send("alerts", state["state"]["version"], state))
             self.sent_steps += 1
         for m in range(0, 60, 10):
-            message = self.branch.queue(start + timedelta(minutes=m))
-            infos.append(self._publish("queue", message))
+            minute = start + timedelta(minutes=m)
+            message = self.branch.queue(minute)
+            with self.lock:
+                assert self.minutes_kept.sent(int(minute.timestamp()), message, time.monotonic())
+                infos.append(self._publish("queue", message))
+            self.sent_minutes.add(minute)
         for info in infos:  # the local broker has them all (PUBACK): the bridge's job now
             info.wait_for_publish(10)
 
@@ -130,6 +138,7 @@ class Site:
         with self.lock:
             for kind, feed in self.feeds.items():
                 feed.outstanding.receipted(receipt[kind], time.monotonic())
+            self.minutes_kept.receipted(receipt["queue"], time.monotonic())
 
     def heartbeat(self) -> None:
         """The queue's minute, which a device sends every minute whatever else happens: its
@@ -151,6 +160,10 @@ class Site:
                     feed.outstanding.sent(key, time.monotonic())
                     self._publish(kind, feed.messages[key])
                     self.resent += 1
+            for key, message in self.minutes_kept.settle():
+                self.minutes_kept.sent(key, message, time.monotonic())
+                self._publish("queue", message)
+                self.resent += 1
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -252,7 +265,7 @@ def sites(tmp_path: Path, nats_cluster: NatsCluster) -> Iterator[list[Site]]:
                 site.close()
 
 
-def test_every_interval_and_alert_arrives_exactly_once(
+def test_every_interval_alert_and_queue_minute_arrives_exactly_once(
     nats_cluster: NatsCluster,
     postgres_server: Postgres,
     postgres_dsn: str,
@@ -331,6 +344,9 @@ def test_every_interval_and_alert_arrives_exactly_once(
         for s in sites:
             s.publish_hour(3)
         arrived("all four hours of every branch", timeout=120)
+        hourly = "SELECT count(*) FROM queue_waits WHERE minute >= %s"
+        wait_for(lambda: count(postgres_dsn, hourly, (DAY,)) == BRANCHES * 4 * 6, 60,
+                 "every queue minute of the four hours")  # fmt: skip
     finally:
         ticker.close()
         centre.close()
@@ -345,6 +361,9 @@ def test_every_interval_and_alert_arrives_exactly_once(
             "SELECT site, count(*), count(DISTINCT alert_id) FROM alert_events GROUP BY site"
         ).fetchall()
         latest = conn.execute("SELECT DISTINCT status FROM alerts").fetchall()
+        minutes = conn.execute(
+            "SELECT site, minute FROM queue_waits WHERE minute >= %s", (DAY,)
+        ).fetchall()
     by_site: dict[str, set[tuple[str, datetime]]] = {}
     for site, zone, start, _ in rows:
         by_site.setdefault(site, set()).add((zone, start))
@@ -362,14 +381,12 @@ def test_every_interval_and_alert_arrives_exactly_once(
             assert means[(site, z["zone"])] == pytest.approx(z["mean"])
     assert sorted(steps) == sorted((s.branch.site, s.sent_steps, 4) for s in sites)
     assert latest == [("cleared",)]
-    # Queue minutes are not kept for receipts (the next minute's wait replaces a lost one):
-    # those of hour 1, published while the stream had no leader, may be missing, no others.
-    hourly = "SELECT count(*) FROM queue_waits WHERE minute >= %s"
-    assert BRANCHES * 3 * 6 <= count(postgres_dsn, hourly, (DAY,)) <= BRANCHES * 4 * 6
-    outside = "SELECT count(*) FROM queue_waits WHERE minute >= %s AND NOT (minute >= %s)"
-    assert count(postgres_dsn, outside, (DAY, DAY + timedelta(hours=1))) == BRANCHES * 6
-    later = "SELECT count(*) FROM queue_waits WHERE minute >= %s"
-    assert count(postgres_dsn, later, (DAY + timedelta(hours=2),)) == BRANCHES * 2 * 6
+    # Every queue minute too, those published while the stream had no leader included: kept
+    # until their receipts came, sent again when receipts showed them lost.
+    assert sorted(minutes) == sorted(
+        (s.branch.site, minute) for s in sites for minute in s.sent_minutes
+    )
+    assert len(minutes) == BRANCHES * 4 * 6
     assert count(postgres_dsn, "SELECT count(*) FROM sites") == BRANCHES
     stats = [i.stats for i in centre.ingestors]
     assert sum(s.rejected for s in stats) == 0
