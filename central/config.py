@@ -76,6 +76,9 @@ class CentralApiConfig(_Strict):
     port: int = Field(8090, ge=1, le=65535)
     tls: ApiTlsConfig = Field(default_factory=ApiTlsConfig)
     keys: list[CentralKeyConfig] = Field(default_factory=list)
+    connections: int = Field(
+        4, ge=1, le=64, description="Database connections: queries the API runs at once"
+    )
 
 
 class RetentionConfig(_Strict):

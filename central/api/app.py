@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+import queue
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar, cast
 
@@ -56,22 +56,40 @@ class Caller:
         return self.sites is None or site in self.sites
 
 
+class StorePool:
+    """Stores (each holding one connection, reconnecting by itself) lent to one query at a
+    time: FastAPI runs the routes in threads, so as many queries run at once as there are
+    stores, and a request finding none free waits for one."""
+
+    def __init__(self, stores: Sequence[CentralStore]) -> None:
+        if not stores:
+            raise ValueError("a pool of no stores")
+        self._free: queue.SimpleQueue[CentralStore] = queue.SimpleQueue()
+        for store in stores:
+            self._free.put(store)
+        self.size = len(stores)
+
+    def query(self, work: Callable[[CentralStore], T]) -> T:
+        store = self._free.get()
+        try:
+            return work(store)
+        finally:
+            self._free.put(store)
+
+
 @dataclass(frozen=True)
 class CentralContext:
     """What the routes share; one per app, on app.state."""
 
     config: CentralConfig
-    store: CentralStore
+    stores: StorePool
     auth: Authenticator
     clients: ClientAddress
     clock: Callable[[], datetime]
     scopes: dict[str, frozenset[str] | None]  # key id -> the branches it sees
-    # The store holds one connection: one query at a time (FastAPI runs routes in threads).
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def query(self, work: Callable[[CentralStore], T]) -> T:
-        with self.lock:
-            return work(self.store)
+        return self.stores.query(work)
 
     def region_of(self, site: str) -> str | None:
         """The first region central.yaml lists the branch in; None when in none."""
@@ -153,15 +171,16 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(
     config: CentralConfig,
-    store: CentralStore,
+    store: CentralStore | Sequence[CentralStore],
     clock: Callable[[], datetime] = utc_now,
     *,
     monotonic: Callable[[], float] = time.monotonic,
     environ: Mapping[str, str] | None = None,
     failed_auth_limit: int = FAILED_AUTH_LIMIT_PER_MIN,
 ) -> FastAPI:
-    """The head-office API over `store`. clock: UTC wall time (ranges' defaults, offline);
-    monotonic: the failure window's seconds; environ: where `env:` keys are read from."""
+    """The head-office API over `store` (or several: as many queries at once, StorePool).
+    clock: UTC wall time (ranges' defaults, offline); monotonic: the failure window's seconds;
+    environ: where `env:` keys are read from."""
     from central.api import routes  # the routes import this module's dependencies
 
     environ = os.environ if environ is None else environ
@@ -170,7 +189,7 @@ def create_app(
         log.warning("no API key configured: every route except health answers 503")
     context = CentralContext(
         config=config,
-        store=store,
+        stores=StorePool([store] if isinstance(store, CentralStore) else store),
         auth=Authenticator(keys, FailureLimiter(failed_auth_limit, monotonic)),
         # central.yaml names no proxy: the client is the connection's peer, whatever
         # X-Forwarded-For says (api/clients.py).

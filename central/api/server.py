@@ -24,11 +24,15 @@ def run_api(config: CentralConfig) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    with CentralStore(config.database.dsn) as store:
+    stores = [CentralStore(config.database.dsn) for _ in range(config.api.connections)]
+    try:
         server = uvicorn.Server(
-            uvicorn.Config(create_app(config, store), **uvicorn_options(config))
+            uvicorn.Config(create_app(config, stores), **uvicorn_options(config))
         )
         server.run()
+    finally:
+        for store in stores:
+            store.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 

@@ -3,11 +3,14 @@ The expected numbers are worked out by hand in tests/central/central_api_support
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
+from central.api.app import StorePool, create_app
 from central.api.schemas import (
     AboveThresholdOut,
     AckTimesOut,
@@ -23,7 +26,9 @@ from tests.central.central_api_support import (
     NOW,
     UTC,
     Clock,
+    Monotonic,
     auth,
+    central_config,
     client_for,
     interval,
     seeded_dsn,
@@ -321,3 +326,68 @@ def test_a_database_that_is_down_is_a_503_not_a_500():
     health = client.get("/v1/health")
     assert health.status_code == 503
     assert (health.json()["database"], health.json()["schema_version"]) == (False, None)
+
+
+def backend_pid(store: CentralStore) -> int:
+    return store._transaction(lambda conn: conn.info.backend_pid)
+
+
+def test_the_pool_runs_as_many_queries_at_once_as_it_has_stores(seeded_dsn):
+    stores = [CentralStore(seeded_dsn) for _ in range(2)]
+    pool = StorePool(stores)
+    held, release = threading.Event(), threading.Event()
+
+    def slow(store: CentralStore) -> int:
+        held.set()
+        release.wait(30)
+        return backend_pid(store)
+
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            first = threads.submit(pool.query, slow)
+            assert held.wait(10)
+            # One store is lent out and held: the other answers at once, on its own connection.
+            other = pool.query(backend_pid)
+            assert not first.done()
+            release.set()
+            assert first.result(10) != other
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_pool_of_one_answers_one_query_at_a_time(seeded_dsn):
+    store = CentralStore(seeded_dsn)
+    pool = StorePool([store])
+    held, release = threading.Event(), threading.Event()
+
+    def hold(store: CentralStore) -> int:
+        held.set()
+        release.wait(30)
+        return backend_pid(store)
+
+    try:
+        with ThreadPoolExecutor(2) as threads:
+            first = threads.submit(pool.query, hold)
+            assert held.wait(10)
+            second = threads.submit(pool.query, backend_pid)
+            with pytest.raises(TimeoutError):
+                second.result(0.5)  # waits for the one store, still lent out
+            release.set()
+            assert first.result(10) == second.result(10)
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="no stores"):
+        StorePool([])
+
+
+def test_the_app_lends_its_stores_to_the_requests_in_turn(seeded_dsn):
+    stores = [CentralStore(seeded_dsn, clock=Clock()) for _ in range(2)]
+    try:
+        client = TestClient(create_app(central_config(), stores, Clock(), monotonic=Monotonic()))
+        for _ in range(2):
+            assert client.get("/v1/sites", headers=auth("hq")).status_code == 200
+        assert all(s._conn is not None for s in stores)  # each served one request
+    finally:
+        for store in stores:
+            store.close()
