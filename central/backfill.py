@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from central.messages import Rejected, parse
+from central.messages import PREFIX, Rejected, parse
 from central.simulate import iso
 from central.store import Batch, CentralStore, utc
 
@@ -82,7 +82,7 @@ def backfill(
         batch = Batch()
         for message in bucket_messages(site, document, info):
             try:
-                parse(f"lobbywatch.{site}.history.intervals", message, at, batch)
+                parse(f"{PREFIX}.{site}.history.intervals", message, at, batch)
             except Rejected as exc:
                 raise BackfillError(f"the device's answer is not a bucket: {exc}") from None
             buckets += 1

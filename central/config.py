@@ -42,6 +42,11 @@ class BrokerConfig(_Strict):
     password: str | None = Field(None, description="Its password: ${VAR}, never in the file")
     ca_file: Path | None = Field(None, description="CA of the cluster's certificates (TLS)")
     stream: str = Field("LOBBYWATCH", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    topic_prefix: str = Field(
+        "lobbywatch",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="The branches' mqtt.topic_prefix (one level): subjects <prefix>.<site>...",
+    )
     consumer: str = Field(
         "central-ingest",
         pattern=r"^[A-Za-z0-9_-]{1,32}$",

@@ -16,7 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,13 +31,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from central.config import BrokerConfig, CentralConfig
-from central.messages import PREFIX, Parsed, Rejected, parse
+from central.messages import Parsed, Rejected, parse
 from central.store import Batch, BatchResult, CentralStore, Retention
 
 log = logging.getLogger("lobbywatch.central.ingest")
 
+
 #: What the stream takes: the device feed and availability, not the receipts going back.
-SUBJECTS = [f"{PREFIX}.*.history.*", f"{PREFIX}.*.availability"]
+def subjects(prefix: str) -> list[str]:
+    """What the stream takes for the branches under `prefix` (broker.topic_prefix)."""
+    return [f"{prefix}.*.history.*", f"{prefix}.*.availability"]
+
+
 #: Seconds between partition upkeep and retention runs (every instance; they take a lock).
 UPKEEP_S = 3600.0
 #: Seconds a batch the database refused waits before it is delivered again.
@@ -89,20 +94,27 @@ async def ensure_stream(js: JetStreamContext, broker: BrokerConfig) -> None:
     instance gets there first; another creating it at the same moment is no error)."""
     config = StreamConfig(
         name=broker.stream,
-        subjects=SUBJECTS,
+        subjects=subjects(broker.topic_prefix),
         num_replicas=broker.replicas,
         storage=StorageType.FILE,
         max_age=broker.max_age_days * 86400,
         duplicate_window=120,
     )
     try:
-        await js.stream_info(broker.stream)
-        return
+        info = await js.stream_info(broker.stream)
     except NotFoundError:
         pass
+    else:
+        if sorted(info.config.subjects or []) != sorted(config.subjects or []):
+            # topic_prefix changed: the stream must take the new subjects, or the branches'
+            # messages under it would be acked by NATS and kept nowhere.
+            await js.update_stream(replace(info.config, subjects=config.subjects))
+            log.warning("stream %s now takes %s (was %s)", broker.stream, config.subjects,
+                        info.config.subjects)  # fmt: skip
+        return
     try:
         await js.add_stream(config)
-        log.info("created stream %s on %s (R%d)", broker.stream, SUBJECTS, broker.replicas)
+        log.info("created stream %s on %s (R%d)", broker.stream, config.subjects, broker.replicas)
     except BadRequestError:
         await js.stream_info(broker.stream)  # made by another instance meanwhile, or raise
 
@@ -130,6 +142,7 @@ class Ingestor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.prefix = config.broker.topic_prefix
         self.store = store
         self.name = name
         self.stats = IngestStats()
@@ -203,7 +216,7 @@ class Ingestor:
         for message in messages:
             try:
                 received = _received(message)
-                parsed.append(parse(message.subject, message.data, received, batch))
+                parsed.append(parse(message.subject, message.data, received, batch, self.prefix))
                 kept.append(message)
             except Rejected as exc:
                 self._reject(message, str(exc))
@@ -239,7 +252,7 @@ class Ingestor:
             return
         for site, receipt in receipts(parsed).items():
             try:
-                await self._nc.publish(f"{PREFIX}.{site}.central.receipts", receipt)
+                await self._nc.publish(f"{self.prefix}.{site}.central.receipts", receipt)
             except (ConnectionClosedError, nats.errors.Error) as exc:
                 log.debug("%s: receipt for %s not sent (%s)", self.name, site, exc)
                 return
@@ -248,7 +261,7 @@ class Ingestor:
     async def _one_by_one(self, messages: list[Msg]) -> None:
         for message in messages:
             batch = Batch()
-            one = parse(message.subject, message.data, _received(message), batch)
+            one = parse(message.subject, message.data, _received(message), batch, self.prefix)
             try:
                 result = await asyncio.to_thread(self.store.ingest, batch)
             except psycopg.OperationalError:

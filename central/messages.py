@@ -53,10 +53,12 @@ class Parsed:
     key: Any = None
 
 
-def parse(subject: str, payload: bytes, received: datetime, batch: Batch) -> Parsed:
+def parse(
+    subject: str, payload: bytes, received: datetime, batch: Batch, prefix: str = PREFIX
+) -> Parsed:
     """Add the rows of one message to `batch`; raises Rejected (and adds nothing) when the
-    message is not one the centre takes."""
-    site, kind = _split(subject)
+    message is not one the centre takes (`prefix`: the branches' topic prefix)."""
+    site, kind = _split(subject, prefix)
     if len(payload) > MAX_PAYLOAD:
         raise Rejected(f"payload of {len(payload)} bytes, more than {MAX_PAYLOAD}")
     if kind == "availability":
@@ -78,13 +80,13 @@ def parse(subject: str, payload: bytes, received: datetime, batch: Batch) -> Par
     return Parsed(site, kind, _KEYS[kind](document, rows))
 
 
-def _split(subject: str) -> tuple[str, str]:
+def _split(subject: str, prefix: str) -> tuple[str, str]:
     parts = subject.split(".")
-    if len(parts) == 3 and parts[0] == PREFIX and parts[2] == "availability" and parts[1]:
+    if len(parts) == 3 and parts[0] == prefix and parts[2] == "availability" and parts[1]:
         return parts[1], "availability"
-    if len(parts) == 4 and parts[0] == PREFIX and parts[2] == "history" and parts[3] in _ROWS:
+    if len(parts) == 4 and parts[0] == prefix and parts[2] == "history" and parts[3] in _ROWS:
         return parts[1], parts[3]
-    raise Rejected(f"subject {subject[:120]!r} is not lobbywatch.<site>.history.<kind>")
+    raise Rejected(f"subject {subject[:120]!r} is not {prefix}.<site>.history.<kind>")
 
 
 def _document(payload: bytes) -> dict[str, Any]:

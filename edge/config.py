@@ -1366,6 +1366,12 @@ class LobbyConfig(_Strict):
                 f"central.enabled: the head office's broker takes no '.' in topics, and "
                 f"{dotted[0]!r} (site.id or mqtt.topic_prefix) has one: rename it"
             )
+        # The centre reads <prefix>.<site>.history.<kind>: a prefix of one level.
+        if self.central.enabled and "/" in self.mqtt.topic_prefix:
+            raise ValueError(
+                f"central.enabled: mqtt.topic_prefix {self.mqtt.topic_prefix!r} has more than "
+                "one level; the head office takes one (as central.yaml broker.topic_prefix)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -224,3 +224,13 @@ def test_the_head_office_feed_needs_topics_without_dots():
     errors = errors_of(dotted + "central: {enabled: true}\n")
     assert any("'branch.1' (site.id or mqtt.topic_prefix) has one" in e for e in errors), errors
     assert parse(BASE + "central: {enabled: true}\n").central.enabled
+
+
+def test_the_head_office_feed_needs_a_topic_prefix_of_one_level():
+    """The centre reads <prefix>.<site>.history.<kind>: a two-level prefix would not parse."""
+    two = BASE + "mqtt: {topic_prefix: bank/lobbywatch}\n"
+    assert parse(two).mqtt.topic_prefix == "bank/lobbywatch"  # fine without the feed
+    errors = errors_of(two + "central: {enabled: true}\n")
+    assert any("'bank/lobbywatch' has more than one level" in e for e in errors), errors
+    one = BASE + "mqtt: {topic_prefix: bank1}\ncentral: {enabled: true}\n"
+    assert parse(one).central.enabled

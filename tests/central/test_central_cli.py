@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import psycopg
 
-from central.ingest import SUBJECTS
+from central.ingest import subjects
 from central.simulate import Branch, encode
 from tests.central.nats_cluster import NatsCluster, nats_cluster
 from tests.central.postgres import postgres_dsn, postgres_server
@@ -114,4 +114,4 @@ def test_ingest_stores_what_a_branch_sent_and_stops_on_sigterm(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "consuming LOBBYWATCH_CLI as cli" in err
-    assert SUBJECTS[0] in err or "created stream" in err or "consuming" in err
+    assert subjects("lobbywatch")[0] in err or "created stream" in err or "consuming" in err

@@ -394,6 +394,9 @@ GOOD = {"site": SITE, "addresses": ["n1.hq:8883"], "password": "pw-123456789", "
         ({"password": ""}, "empty"),
         ({"password": "two words"}, "spaces"),
         ({"cert_dir": "relative/dir"}, "absolute"),
+        ({"prefix": "bank/lobbywatch"}, "one level"),
+        ({"prefix": "bank.1"}, "one level"),
+        ({"prefix": ""}, "one level"),
     ],
 )
 def test_render_bridge_refuses_bad_input(change: dict[str, object], message: str) -> None:
@@ -409,6 +412,20 @@ def test_render_bridge_with_tls_checks_the_centre_and_without_it_has_none() -> N
     assert "bridge_cafile" not in lab and not TOKEN.search(with_tls + lab)
     assert "bridge_insecure true" not in with_tls
     assert f"topic lobbywatch/{SITE}/history/# out 1" in lab.splitlines()
+
+
+def test_render_bridge_and_sites_to_users_take_another_topic_prefix() -> None:
+    lines = render_bridge.render(tls=False, prefix="bank1", **GOOD).splitlines()
+    for line in (f"topic bank1/{SITE}/history/# out 1", f"topic bank1/{SITE}/availability out 1",
+                 f"topic bank1/{SITE}/central/receipts in 0"):  # fmt: skip
+        assert line in lines
+    assert not any("lobbywatch/" in line for line in lines if line.startswith("topic"))
+    users = sites_to_users.render_users(PASSWORDS, INGEST_PASSWORD, STREAM, CONSUMER, "bank1")
+    assert f'publish: {{allow: ["bank1.{SITE}.>"]}}' in users
+    assert f'subscribe: {{allow: ["bank1.{SITE}.central.receipts"]}}' in users
+    assert '"bank1.*.central.receipts"' in users and "lobbywatch." not in users
+    with pytest.raises(sites_to_users.UsersError, match="topic prefix"):
+        sites_to_users.render_users(PASSWORDS, INGEST_PASSWORD, STREAM, CONSUMER, "bank.1")
 
 
 def test_render_bridge_script_writes_a_private_file(tmp_path: Path) -> None:
