@@ -128,9 +128,11 @@ class NatsNode:
         leader = meta.get("leader")
         return str(leader) if leader else None
 
-    def healthy(self) -> bool:
-        """/healthz says ok only once the node's JetStream is current with the cluster."""
-        health = self.monitor("/healthz")
+    def healthy(self, server_only: bool = False) -> bool:
+        """/healthz says ok only once the node's JetStream is current with the cluster: every
+        stream and consumer, or with `server_only` JetStream itself (running, in the meta
+        group), not each stream and consumer."""
+        health = self.monitor("/healthz?js-server-only=true" if server_only else "/healthz")
         return health is not None and health.get("status") == "ok"
 
     def tail_log(self) -> str:
@@ -160,21 +162,27 @@ class NatsCluster:
         """SIGKILL node `index`, as a lost machine; the others must carry on."""
         self.nodes[index].kill()
 
-    def restart(self, index: int, timeout: float = 20.0) -> None:
-        """Start node `index` again on its ports and its store dir; wait until it is current."""
+    def restart(self, index: int, timeout: float = 20.0, current: bool = True) -> None:
+        """Start node `index` again on its ports and its store dir; wait until it is current
+        (`current` False: back in the cluster, its streams and consumers maybe still catching
+        up: NATS 2.9 can take minutes over its MQTT consumers after a SIGKILL)."""
         node = self.nodes[index]
         if node.running:
             node.kill()
         node.start()
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, server_only=not current)
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 20.0, server_only: bool = False) -> None:
         """Every running node names the same JetStream meta leader, and says it is healthy."""
 
         def ready() -> bool:
             running = [n for n in self.nodes if n.running]
             leaders = {n.meta_leader() for n in running}
-            return len(leaders) == 1 and None not in leaders and all(n.healthy() for n in running)
+            return (
+                len(leaders) == 1
+                and None not in leaders
+                and all(n.healthy(server_only) for n in running)
+            )
 
         try:
             wait_for(ready, timeout, "a JetStream meta leader known to every running node")
