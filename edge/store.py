@@ -480,13 +480,32 @@ class StoreWriteError(Exception):
     long. The store stays usable for reads; callers keep what they meant to write and retry."""
 
 
+#: Seconds a connection waits for another's lock (also for the switch to WAL, below).
+LOCK_TIMEOUT_S = 10.0
+
+
 def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+    db = sqlite3.connect(path, check_same_thread=False, timeout=LOCK_TIMEOUT_S)
     db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
+    _wal(db)
     # NORMAL in WAL mode loses at most the last transactions on power loss, never corrupts.
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def _wal(db: sqlite3.Connection, timeout_s: float = LOCK_TIMEOUT_S) -> None:
+    """WAL mode. While another connection (the service, another process) is writing a store
+    still in rollback mode, as when it is creating it, SQLite refuses the switch at once with
+    "database is locked", without waiting out the busy timeout: try again until it is done."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _prepare(db: sqlite3.Connection, path: Path, site_id: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -161,3 +162,24 @@ def test_recover_gives_what_the_copy_changed_versions_above_the_file_in_the_memo
     versions = {a.alert_id: a.version for a in store.alerts()}
     assert (versions["a1"], versions["a3"]) == (5, 3)  # rows the copy left alone keep theirs
     store.close()
+
+
+def test_a_store_opens_while_another_connection_is_still_creating_the_file(tmp_path):
+    """SQLite refuses the switch to WAL at once while another connection writes a store in
+    rollback mode (no busy wait): the store tries again until that write is done."""
+    path = tmp_path / "lw.db"
+    creator = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    creator.execute("CREATE TABLE early (x)")
+    creator.execute("BEGIN IMMEDIATE")
+    creator.execute("INSERT INTO early VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite3.connect(path, timeout=5).execute("PRAGMA journal_mode=WAL")  # SQLite alone
+    done = threading.Timer(0.5, lambda: creator.execute("COMMIT"))
+    done.start()
+    try:
+        store = Store(path, site_id="branch-1")
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+        store.close()
+    finally:
+        done.join()
+        creator.close()
