@@ -4,7 +4,9 @@ The expected numbers are worked out by hand in tests/central/central_api_support
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -332,25 +334,35 @@ def backend_pid(store: CentralStore) -> int:
     return store._transaction(lambda conn: conn.info.backend_pid)
 
 
-def test_the_pool_runs_as_many_queries_at_once_as_it_has_stores(seeded_dsn):
-    stores = [CentralStore(seeded_dsn) for _ in range(2)]
-    pool = StorePool(stores)
+@contextmanager
+def one_store_held(pool: StorePool) -> Iterator[tuple[Future[int], ThreadPoolExecutor]]:
+    """A query holding one of the pool's stores until the block ends (its future, giving that
+    store's backend pid), and a thread to run another query in."""
     held, release = threading.Event(), threading.Event()
 
-    def slow(store: CentralStore) -> int:
+    def hold(store: CentralStore) -> int:
         held.set()
         release.wait(30)
         return backend_pid(store)
 
-    try:
-        with ThreadPoolExecutor(2) as threads:
-            first = threads.submit(pool.query, slow)
-            assert held.wait(10)
-            # One store is lent out and held: the other answers at once, on its own connection.
-            other = pool.query(backend_pid)
-            assert not first.done()
+    with ThreadPoolExecutor(2) as threads:
+        first = threads.submit(pool.query, hold)
+        assert held.wait(10)
+        try:
+            yield first, threads
+        finally:
             release.set()
-            assert first.result(10) != other
+
+
+def test_the_pool_runs_as_many_queries_at_once_as_it_has_stores(seeded_dsn):
+    stores = [CentralStore(seeded_dsn) for _ in range(2)]
+    pool = StorePool(stores)
+    try:
+        with one_store_held(pool) as (first, threads):
+            # One store is lent out and held: the other answers, on its own connection.
+            other = threads.submit(pool.query, backend_pid).result(10)
+            assert not first.done()
+        assert first.result(10) != other
     finally:
         for store in stores:
             store.close()
@@ -359,22 +371,12 @@ def test_the_pool_runs_as_many_queries_at_once_as_it_has_stores(seeded_dsn):
 def test_a_pool_of_one_answers_one_query_at_a_time(seeded_dsn):
     store = CentralStore(seeded_dsn)
     pool = StorePool([store])
-    held, release = threading.Event(), threading.Event()
-
-    def hold(store: CentralStore) -> int:
-        held.set()
-        release.wait(30)
-        return backend_pid(store)
-
     try:
-        with ThreadPoolExecutor(2) as threads:
-            first = threads.submit(pool.query, hold)
-            assert held.wait(10)
+        with one_store_held(pool) as (first, threads):
             second = threads.submit(pool.query, backend_pid)
             with pytest.raises(TimeoutError):
                 second.result(0.5)  # waits for the one store, still lent out
-            release.set()
-            assert first.result(10) == second.result(10)
+        assert first.result(10) == second.result(10)
     finally:
         store.close()
     with pytest.raises(ValueError, match="no stores"):
