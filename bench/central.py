@@ -53,6 +53,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from bench.capacity import cpu_seconds, process_tree, rss_mib  # noqa: E402
 from central.simulate import Branch, encode, iso, site_id, topic  # noqa: E402
 from central.store import CentralStore  # noqa: E402
 from tests.central.nats_cluster import NatsCluster, start_cluster  # noqa: E402
@@ -109,37 +110,9 @@ def write_config(workdir: Path, dsn: str, cluster: NatsCluster, stream: str) -> 
     return path
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = _stat(pid)
-    except OSError:  # gone
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def postgres_pids(pg: Postgres) -> list[int]:
     """The postmaster and its children (the backends, the writers)."""
-    master = int((pg.data / "postmaster.pid").read_text().split()[0])
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(_stat(int(entry.name))[1]) == master:
-                    children.append(int(entry.name))
-            except OSError:
-                pass
-    return [master, *children]
+    return process_tree(int((pg.data / "postmaster.pid").read_text().split()[0]))
 
 
 class CentreCpu:
@@ -160,7 +133,7 @@ class CentreCpu:
     def _sample(self) -> dict[str, dict[int, float]]:
         nats_pids = [n.proc.pid for n in self.cluster.nodes if n.proc]
         return {
-            part: {pid: cpu_seconds(pid) for pid in pids}
+            part: {pid: cpu_seconds(pid) or 0.0 for pid in pids}  # 0: gone
             for part, pids in (
                 ("nats", nats_pids),
                 ("postgres", [p for p in postgres_pids(self.pg) if p not in self.exclude]),
@@ -250,7 +223,6 @@ def capacity(
     centre = cpu.percent()
     stop_all(procs)
     rate = len(messages) / took
-    per_branch_s = per_branch_hour(args.alert_every) / 3600
     return {
         "instances": instances,
         "messages": len(messages),
@@ -259,8 +231,6 @@ def capacity(
         "messages_per_s": round(rate),
         "rows_per_s": round(sum(count(dsn, t) for t in ROW_TABLES) / took),
         **centre,
-        "per_branch_messages_per_hour": per_branch_hour(args.alert_every),
-        "branches_at_half_capacity": int(rate / 2 / per_branch_s),
     }
 
 

@@ -67,7 +67,6 @@ class StorePool:
         self._free: queue.SimpleQueue[CentralStore] = queue.SimpleQueue()
         for store in stores:
             self._free.put(store)
-        self.size = len(stores)
 
     def query(self, work: Callable[[CentralStore], T]) -> T:
         store = self._free.get()
